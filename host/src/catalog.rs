@@ -1,0 +1,459 @@
+//! The catalog: the migrations a project holds on disk, read through a cap-std [`Dir`] so
+//! that nothing outside the project folder is opened.
+//!
+//! One folder per migration, `NNNN_name/`, holding `up.sql` (with optional `down.sql`,
+//! `verify.sql` and a `migration.toml` of kind `sql`) or a `migration.toml` of kind
+//! `component` and its `.wasm`. Anything else is an error naming the file: nothing is
+//! silently skipped.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use crate::config::PROJECT_FILE;
+use crate::digest::{Content, Digest, DigestInput, migration_digest};
+use crate::manifest::{Kind, MANIFEST_FILE, Manifest};
+
+/// A migration's version: the number its folder name starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// The version as the history table stores it. Folder numbers are parsed from at most
+    /// 18 digits, so they always fit.
+    pub fn as_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}", self.0)
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(Version)
+    }
+}
+
+/// A migration as found on disk.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: Version,
+    pub name: String,
+    /// The folder name, e.g. `0002_add_email_domain`.
+    pub folder: String,
+    pub digest: Digest,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    Sql(SqlScripts),
+    Component(ComponentMigration),
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlScripts {
+    pub up: String,
+    pub down: Option<String>,
+    pub verify: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ComponentMigration {
+    pub manifest: Manifest,
+    /// The component's path, for messages.
+    pub path: PathBuf,
+    pub bytes: Arc<[u8]>,
+}
+
+impl Migration {
+    pub fn kind(&self) -> &'static str {
+        match self.body {
+            Body::Sql(_) => "sql",
+            Body::Component(_) => "component",
+        }
+    }
+
+    /// Whether this migration can be reverted: SQL needs a `down.sql`; a component always
+    /// exports `down` (the SDK's default refuses, with a message, when it runs).
+    pub fn has_down(&self) -> bool {
+        match &self.body {
+            Body::Sql(scripts) => scripts.down.is_some(),
+            Body::Component(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.folder)
+    }
+}
+
+/// All migrations of a project, in version order.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub migrations: Vec<Migration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot open the project folder {path}: {source}")]
+    OpenProject {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: wasmig does not know this file; a project holds {PROJECT_FILE} and NNNN_name/ folders only"
+    )]
+    UnexpectedProjectEntry { path: PathBuf },
+    #[error(
+        "{path}: a migration folder is named NNNN_name (digits, '_', then letters, digits, '_' or '-')"
+    )]
+    BadFolderName { path: PathBuf },
+    #[error("{path}: wasmig does not know this file in a {kind} migration (expected {expected})")]
+    UnexpectedFile {
+        path: PathBuf,
+        kind: &'static str,
+        expected: &'static str,
+    },
+    #[error("{path}: a SQL migration needs up.sql")]
+    MissingUp { path: PathBuf },
+    #[error("{path}: the manifest names component {file:?}, which is not in the folder")]
+    MissingComponent { path: PathBuf, file: String },
+    #[error("{path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("{path}: not UTF-8 text")]
+    NotUtf8 { path: PathBuf },
+    #[error("version {version} is used by both {first} and {second}")]
+    DuplicateVersion {
+        version: Version,
+        first: String,
+        second: String,
+    },
+}
+
+impl Catalog {
+    /// Reads every migration under `project_dir`.
+    pub fn load(project_dir: &Path) -> Result<Catalog, CatalogError> {
+        let dir = Dir::open_ambient_dir(project_dir, ambient_authority()).map_err(|source| {
+            CatalogError::OpenProject {
+                path: project_dir.to_owned(),
+                source,
+            }
+        })?;
+        let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
+        let mut migrations = Vec::new();
+        for entry in dir.entries().map_err(read_error(project_dir.to_owned()))? {
+            let entry = entry.map_err(read_error(project_dir.to_owned()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = project_dir.join(&name);
+            let file_type = entry.file_type().map_err(read_error(path.clone()))?;
+            if file_type.is_file() && name == PROJECT_FILE {
+                continue;
+            }
+            if !file_type.is_dir() {
+                return Err(CatalogError::UnexpectedProjectEntry { path });
+            }
+            let (version, migration_name) = parse_folder_name(&name)
+                .ok_or_else(|| CatalogError::BadFolderName { path: path.clone() })?;
+            let folder = dir.open_dir(&name).map_err(read_error(path.clone()))?;
+            migrations.push(load_migration(
+                &folder,
+                &path,
+                version,
+                migration_name,
+                &name,
+            )?);
+        }
+        migrations.sort_by_key(|m| m.version);
+        for pair in migrations.windows(2) {
+            if pair[0].version == pair[1].version {
+                return Err(CatalogError::DuplicateVersion {
+                    version: pair[0].version,
+                    first: pair[0].folder.clone(),
+                    second: pair[1].folder.clone(),
+                });
+            }
+        }
+        Ok(Catalog { migrations })
+    }
+
+    pub fn get(&self, version: Version) -> Option<&Migration> {
+        self.migrations.iter().find(|m| m.version == version)
+    }
+}
+
+/// `0002_add_email_domain` → (2, "add_email_domain").
+fn parse_folder_name(name: &str) -> Option<(Version, String)> {
+    let (digits, rest) = name.split_once('_')?;
+    let valid_digits =
+        !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit());
+    let valid_rest = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_digits || !valid_rest {
+        return None;
+    }
+    Some((Version(digits.parse().ok()?), rest.to_owned()))
+}
+
+/// The files of one migration folder, read whole.
+struct FolderFiles {
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl FolderFiles {
+    fn read(folder: &Dir, path: &Path) -> Result<Self, CatalogError> {
+        let mut files = Vec::new();
+        let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
+        for entry in folder.entries().map_err(read_error(path.to_owned()))? {
+            let entry = entry.map_err(read_error(path.to_owned()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let file_path = path.join(&name);
+            if !entry
+                .file_type()
+                .map_err(read_error(file_path.clone()))?
+                .is_file()
+            {
+                return Err(CatalogError::UnexpectedFile {
+                    path: file_path,
+                    kind: "any",
+                    expected: "plain files only, no sub-folders or links",
+                });
+            }
+            let mut bytes = Vec::new();
+            let mut file = entry.open().map_err(read_error(file_path.clone()))?;
+            file.read_to_end(&mut bytes)
+                .map_err(read_error(file_path))?;
+            files.push((name, bytes));
+        }
+        Ok(FolderFiles { files })
+    }
+
+    fn take(&mut self, name: &str) -> Option<Vec<u8>> {
+        let index = self.files.iter().position(|(n, _)| n == name)?;
+        Some(self.files.swap_remove(index).1)
+    }
+}
+
+fn text(bytes: Vec<u8>, path: PathBuf) -> Result<String, CatalogError> {
+    let text = String::from_utf8(bytes).map_err(|_| CatalogError::NotUtf8 { path })?;
+    Ok(text
+        .strip_prefix('\u{feff}')
+        .map(str::to_owned)
+        .unwrap_or(text))
+}
+
+fn load_migration(
+    folder: &Dir,
+    path: &Path,
+    version: Version,
+    name: String,
+    folder_name: &str,
+) -> Result<Migration, CatalogError> {
+    let files = FolderFiles::read(folder, path)?;
+    let digest_inputs: Vec<DigestInput<'_>> = files
+        .files
+        .iter()
+        .map(|(name, bytes)| DigestInput {
+            name,
+            content: if name.ends_with(".sql") || name.ends_with(".toml") {
+                Content::Text
+            } else {
+                Content::Binary
+            },
+            bytes,
+        })
+        .collect();
+    let digest = migration_digest(&digest_inputs);
+    let mut files = files;
+    let manifest = match files.take(MANIFEST_FILE) {
+        Some(bytes) => {
+            let manifest_path = path.join(MANIFEST_FILE);
+            let source = text(bytes, manifest_path.clone())?;
+            Some(
+                Manifest::parse(&source).map_err(|e| CatalogError::Manifest {
+                    path: manifest_path,
+                    message: e.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    let body = match manifest {
+        Some(manifest) if manifest.kind == Kind::Component => {
+            component_body(files, path, manifest)?
+        }
+        _ => sql_body(files, path)?,
+    };
+    Ok(Migration {
+        version,
+        name,
+        folder: folder_name.to_owned(),
+        digest,
+        body,
+    })
+}
+
+fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {
+    let mut script = |name: &str| {
+        files
+            .take(name)
+            .map(|bytes| text(bytes, path.join(name)))
+            .transpose()
+    };
+    let up = script("up.sql")?.ok_or_else(|| CatalogError::MissingUp {
+        path: path.to_owned(),
+    })?;
+    let down = script("down.sql")?;
+    let verify = script("verify.sql")?;
+    if let Some((stray, _)) = files.files.first() {
+        return Err(CatalogError::UnexpectedFile {
+            path: path.join(stray),
+            kind: "sql",
+            expected: "up.sql, down.sql, verify.sql, migration.toml",
+        });
+    }
+    Ok(Body::Sql(SqlScripts { up, down, verify }))
+}
+
+fn component_body(
+    mut files: FolderFiles,
+    path: &Path,
+    manifest: Manifest,
+) -> Result<Body, CatalogError> {
+    let file = manifest.component_file().to_owned();
+    let bytes = files
+        .take(&file)
+        .ok_or_else(|| CatalogError::MissingComponent {
+            path: path.join(MANIFEST_FILE),
+            file: file.clone(),
+        })?;
+    if let Some((stray, _)) = files.files.first() {
+        return Err(CatalogError::UnexpectedFile {
+            path: path.join(stray),
+            kind: "component",
+            expected: "migration.toml and the component it names",
+        });
+    }
+    Ok(Body::Component(ComponentMigration {
+        manifest,
+        path: path.join(file),
+        bytes: bytes.into(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(PROJECT_FILE), "").unwrap();
+        for (path, body) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_sql_migrations_in_version_order() {
+        let dir = project(&[
+            ("0002_b/up.sql", "SELECT 2;"),
+            ("0001_a/up.sql", "SELECT 1;"),
+            ("0001_a/down.sql", ""),
+        ]);
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let versions: Vec<u64> = catalog.migrations.iter().map(|m| m.version.0).collect();
+        assert_eq!(versions, [1, 2]);
+        assert!(catalog.migrations[0].has_down());
+        assert!(!catalog.migrations[1].has_down());
+    }
+
+    #[test]
+    fn unknown_file_in_a_migration_is_named() {
+        let dir = project(&[("0001_a/up.sql", ""), ("0001_a/notes.txt", "")]);
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("0001_a/notes.txt"), "{error}");
+    }
+
+    #[test]
+    fn unknown_file_in_the_project_is_named() {
+        let dir = project(&[("0001_a/up.sql", ""), ("README.txt", "")]);
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("README.txt"), "{error}");
+    }
+
+    #[test]
+    fn badly_named_folder_is_named() {
+        let dir = project(&[("create_users/up.sql", "")]);
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(error, CatalogError::BadFolderName { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn missing_up_sql_is_an_error() {
+        let dir = project(&[("0001_a/down.sql", "")]);
+        assert!(matches!(
+            Catalog::load(dir.path()).unwrap_err(),
+            CatalogError::MissingUp { .. }
+        ));
+    }
+
+    #[test]
+    fn duplicate_versions_are_refused() {
+        let dir = project(&[("0001_a/up.sql", ""), ("1_b/up.sql", "")]);
+        assert!(matches!(
+            Catalog::load(dir.path()).unwrap_err(),
+            CatalogError::DuplicateVersion { .. }
+        ));
+    }
+
+    #[test]
+    fn component_manifest_needs_its_file() {
+        let dir = project(&[("0001_c/migration.toml", "kind = \"component\"\n")]);
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("migration.wasm"), "{error}");
+    }
+
+    #[test]
+    fn malformed_manifest_names_the_file() {
+        let dir = project(&[("0001_c/migration.toml", "kind = component\n")]);
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("0001_c/migration.toml"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn digest_ignores_the_checkout_path_and_line_endings() {
+        let a = project(&[("0001_a/up.sql", "SELECT 1;\nSELECT 2;\n")]);
+        let b = project(&[("0001_a/up.sql", "SELECT 1;\r\nSELECT 2;\r\n")]);
+        let digest =
+            |dir: &tempfile::TempDir| Catalog::load(dir.path()).unwrap().migrations[0].digest;
+        assert_eq!(digest(&a), digest(&b));
+    }
+}

@@ -1,0 +1,253 @@
+//! The project file `wasmig.toml` and [`Config`], the validated settings of one run.
+//!
+//! The database comes from an explicit URL (the CLI passes `--database`, then
+//! `DATABASE_URL`), then `wasmig.toml`. Library users build a [`Config`] the same way, so the
+//! CLI holds no logic of its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::db::DatabaseUrl;
+use crate::db::UnsupportedUrl;
+use crate::history::{HistoryTable, IdentifierError};
+use crate::limits::{LimitOverrides, Limits};
+
+pub const PROJECT_FILE: &str = "wasmig.toml";
+
+/// `wasmig.toml` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    #[serde(default)]
+    pub database: DatabaseSection,
+    #[serde(default)]
+    pub history: HistorySection,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    #[serde(default)]
+    pub lock: LockSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub url: Option<String>,
+    pub connect_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    pub table: Option<String>,
+    /// PostgreSQL schema of the history table; several services can share a database by
+    /// giving each its own table or schema.
+    pub schema: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockSection {
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Where precompiled components are kept; relative to the project folder.
+    pub dir: Option<String>,
+}
+
+/// The settings of one run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The project folder: `wasmig.toml` and one folder per migration.
+    pub project_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub connect_timeout: Duration,
+    pub history: HistoryTable,
+    pub limits: Limits,
+    pub lock_timeout: Duration,
+    /// Where precompiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid project file: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error(
+        "no database given: pass --database, set DATABASE_URL, or set [database] url in {path}"
+    )]
+    NoDatabase { path: PathBuf },
+    #[error("{origin}: {source}")]
+    Url {
+        origin: String,
+        source: UnsupportedUrl,
+    },
+    #[error("{path}: [history] {source}")]
+    History {
+        path: PathBuf,
+        source: IdentifierError,
+    },
+}
+
+/// The folder `wasmig` uses when none is given: the current folder if it holds a
+/// `wasmig.toml`, else `./migrations`.
+pub fn default_project_dir() -> PathBuf {
+    if Path::new(PROJECT_FILE).is_file() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from("migrations")
+    }
+}
+
+impl Config {
+    /// Reads `<project_dir>/wasmig.toml`. `database_url`, when given, overrides the file's and
+    /// a relative SQLite path in it is taken relative to the current folder; one from the
+    /// file is relative to the project folder.
+    pub fn load(project_dir: &Path, database_url: Option<&str>) -> Result<Config, ConfigError> {
+        let path = project_dir.join(PROJECT_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file: ProjectFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Config::from_project_file(project_dir, &path, file, database_url)
+    }
+
+    fn from_project_file(
+        project_dir: &Path,
+        path: &Path,
+        file: ProjectFile,
+        database_url: Option<&str>,
+    ) -> Result<Config, ConfigError> {
+        let database = match (database_url, &file.database.url) {
+            (Some(url), _) => {
+                DatabaseUrl::parse(url, Path::new(".")).map_err(|source| ConfigError::Url {
+                    origin: "the database URL given".into(),
+                    source,
+                })?
+            }
+            (None, Some(url)) => {
+                DatabaseUrl::parse(url, project_dir).map_err(|source| ConfigError::Url {
+                    origin: format!("{}: [database] url", path.display()),
+                    source,
+                })?
+            }
+            (None, None) => {
+                return Err(ConfigError::NoDatabase {
+                    path: path.to_owned(),
+                });
+            }
+        };
+        let history = HistoryTable::new(
+            file.history.schema.as_deref(),
+            file.history.table.as_deref(),
+        )
+        .map_err(|source| ConfigError::History {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Config {
+            project_dir: project_dir.to_owned(),
+            database,
+            connect_timeout: Duration::from_secs(file.database.connect_timeout_secs.unwrap_or(30)),
+            history,
+            limits: Limits::default().with(&file.limits),
+            lock_timeout: Duration::from_secs(file.lock.timeout_secs.unwrap_or(600)),
+            cache_dir: Some(match file.cache.dir {
+                Some(dir) => project_dir.join(dir),
+                None => default_cache_dir(),
+            }),
+        })
+    }
+}
+
+/// `$XDG_CACHE_HOME/wasmig`, else `~/.cache/wasmig`, else a folder in the system temp dir.
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("wasmig")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, url: Option<&str>) -> Result<Config, ConfigError> {
+        let file: ProjectFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("wasmig.toml"),
+            message: e.to_string(),
+        })?;
+        Config::from_project_file(Path::new("/p"), Path::new("/p/wasmig.toml"), file, url)
+    }
+
+    #[test]
+    fn explicit_url_overrides_the_file() {
+        let config = parse(
+            "[database]\nurl = \"sqlite:file.db\"\n",
+            Some("postgres://u@h/d"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Postgres("postgres://u@h/d".into())
+        );
+    }
+
+    #[test]
+    fn file_sqlite_path_is_relative_to_the_project() {
+        let config = parse("[database]\nurl = \"sqlite:demo.db\"\n", None).unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Sqlite(PathBuf::from("/p/demo.db"))
+        );
+    }
+
+    #[test]
+    fn missing_database_names_the_file() {
+        let error = parse("", None).unwrap_err();
+        assert!(error.to_string().contains("/p/wasmig.toml"), "{error}");
+    }
+
+    #[test]
+    fn unknown_section_is_refused() {
+        let error = parse("[databse]\nurl = \"x\"\n", None).unwrap_err();
+        assert!(error.to_string().contains("databse"), "{error}");
+    }
+
+    #[test]
+    fn history_table_and_limits_apply() {
+        let config = parse(
+            "[database]\nurl=\"sqlite::memory:\"\n[history]\ntable=\"billing_history\"\n[limits]\nfuel=7\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.history.to_string(), "\"billing_history\"");
+        assert_eq!(config.limits.fuel, 7);
+    }
+
+    #[test]
+    fn bad_history_identifier_is_refused() {
+        let error = parse(
+            "[database]\nurl=\"sqlite::memory:\"\n[history]\ntable=\"x; DROP\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::History { .. }), "{error}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The backend boundary: one small trait, [`Database`], implemented for PostgreSQL and
+//! SQLite, plus the values and rows that cross it.
+//!
+//! Everything above this module is backend-agnostic. Where a capability differs (advisory
+//! locks, read-only transactions, arrays), the trait names it and each backend says how it
+//! provides it; nothing degrades silently.
+
+mod postgres;
+mod sqlite;
+mod url;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use self::url::{DatabaseUrl, UnsupportedUrl, redact};
+
+/// A SQL value crossing the backend boundary (parameters and result columns).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+    IntArray(Vec<Option<i64>>),
+    FloatArray(Vec<Option<f64>>),
+    TextArray(Vec<Option<String>>),
+}
+
+/// The rows a query returned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub values: Vec<Vec<Value>>,
+}
+
+/// An error the database reported: its SQLSTATE (PostgreSQL) or extended result code name
+/// (SQLite), and its message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message} (code {code})")]
+pub struct DbError {
+    pub code: String,
+    pub message: String,
+}
+
+impl DbError {
+    pub(crate) fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        DbError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Which database a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgresql",
+            Backend::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// How a transaction may touch data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// PostgreSQL enforces it (`BEGIN READ ONLY`); SQLite has no read-only transaction, so
+    /// read-only work there is rolled back at the end instead.
+    ReadOnly,
+}
+
+/// The first column of one row returned by a script, as text, for assertions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptRow {
+    /// 1-based position of the statement in the script.
+    pub statement: usize,
+    pub first_column: Option<String>,
+}
+
+/// A connection to the target database. All calls run on one session, in order; the
+/// caller opens and closes transactions explicitly.
+#[async_trait]
+pub trait Database: Send + Sync {
+    fn backend(&self) -> Backend;
+
+    /// Runs a script of one or more statements without parameters (a migration's SQL file)
+    /// and returns the first column of every row its queries produced.
+    async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError>;
+
+    /// Runs one statement and returns its rows.
+    async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError>;
+
+    /// Runs one statement and returns the number of rows it changed.
+    async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError>;
+
+    /// Runs one statement once per parameter set, prepared once, in as few round trips as
+    /// the backend allows; returns the total number of rows changed.
+    async fn execute_many(
+        &self,
+        statement: &str,
+        param_sets: &[Vec<Value>],
+    ) -> Result<u64, DbError>;
+
+    async fn begin(&self, access: Access) -> Result<(), DbError>;
+    async fn commit(&self) -> Result<(), DbError>;
+    async fn rollback(&self) -> Result<(), DbError>;
+
+    /// Forgets prepared statements, which a schema change may have made stale.
+    fn forget_prepared_statements(&self);
+
+    /// Takes the migration lock named `name`, polling until `timeout`. The lock is held by a
+    /// session of its own (PostgreSQL: an advisory lock on a dedicated connection, which a
+    /// blocking lock would deadlock against `CREATE INDEX CONCURRENTLY`; SQLite: an OS file
+    /// lock beside the database file), so the process dying releases it.
+    async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError>;
+
+    /// Who the database says we are, for the history's `applied_by`.
+    async fn current_user(&self) -> Result<String, DbError>;
+}
+
+/// A held migration lock. Dropping it releases the lock too; `release` does so and reports
+/// failure.
+#[async_trait]
+pub trait HeldLock: Send {
+    async fn release(self: Box<Self>) -> Result<(), DbError>;
+}
+
+/// Why the migration lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another wasmig run held the migration lock {name:?} for {waited:?}; giving up")]
+    Timeout { name: String, waited: Duration },
+    #[error("could not take the migration lock {name:?}: {source}")]
+    Failed { name: String, source: DbError },
+}
+
+/// Why a database could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not connect to {url} within {waited:?}: {reason}")]
+    Unreachable {
+        url: String,
+        waited: Duration,
+        reason: String,
+    },
+    #[error("could not open SQLite database {url}: {reason}")]
+    Sqlite { url: String, reason: String },
+}
+
+/// Connects to `url`, retrying until `timeout` so that a database that is still starting
+/// (a CI service container, say) is waited for.
+pub async fn connect(
+    url: &DatabaseUrl,
+    timeout: Duration,
+) -> Result<Arc<dyn Database>, ConnectError> {
+    match url {
+        DatabaseUrl::Postgres(_) => Ok(Arc::new(
+            postgres::PostgresDatabase::connect(url, timeout).await?,
+        )),
+        DatabaseUrl::Sqlite(_) | DatabaseUrl::SqliteMemory => {
+            Ok(Arc::new(sqlite::SqliteDatabase::open(url)?))
+        }
+    }
+}
+
+/// Interprets a script row's first column as an assertion: true, `t`, or a non-zero number.
+pub fn is_truthy(value: Option<&str>) -> bool {
+    match value {
+        None => false,
+        Some(text) => {
+            let text = text.trim();
+            text.eq_ignore_ascii_case("t")
+                || text.eq_ignore_ascii_case("true")
+                || text.parse::<f64>().is_ok_and(|n| n != 0.0)
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! The PostgreSQL backend over tokio-postgres: parameter binding by the server's inferred
+//! types, a prepared-statement cache, pipelined `execute_many`, and the advisory lock held on
+//! a dedicated session.
+//!
+//! Transactions are plain `BEGIN`/`COMMIT` on the shared client: a tokio-postgres
+//! `Transaction<'_>` borrows the client and cannot live inside a wasmtime `Store`.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use futures_util::future::try_join_all;
+use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
+
+use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
+use super::{Rows, ScriptRow, Value};
+
+/// How often a waiting run asks for the advisory lock again.
+const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often an unreachable server is tried again while connecting.
+const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct PostgresDatabase {
+    client: Arc<Client>,
+    config: tokio_postgres::Config,
+    redacted_url: String,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl PostgresDatabase {
+    pub async fn connect(url: &DatabaseUrl, timeout: Duration) -> Result<Self, ConnectError> {
+        let DatabaseUrl::Postgres(raw) = url else {
+            unreachable!("PostgresDatabase::connect is only called with a postgres URL")
+        };
+        let redacted_url = url.to_string();
+        let config =
+            tokio_postgres::Config::from_str(raw).map_err(|e| ConnectError::Unreachable {
+                url: redacted_url.clone(),
+                waited: Duration::ZERO,
+                reason: format!("invalid URL: {e}"),
+            })?;
+        let client = connect_client(&config, &redacted_url, timeout).await?;
+        Ok(PostgresDatabase {
+            client: Arc::new(client),
+            config,
+            redacted_url,
+            statements: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn prepare(&self, statement: &str) -> Result<Statement, DbError> {
+        if let Some(prepared) = self.cached(statement) {
+            return Ok(prepared);
+        }
+        let prepared = self.client.prepare(statement).await.map_err(db_error)?;
+        if let Ok(mut cache) = self.statements.lock() {
+            cache.insert(statement.to_owned(), prepared.clone());
+        }
+        Ok(prepared)
+    }
+
+    fn cached(&self, statement: &str) -> Option<Statement> {
+        self.statements.lock().ok()?.get(statement).cloned()
+    }
+}
+
+/// Connects, retrying while the server is unreachable or starting up, until `timeout`. An
+/// answer from the server itself (bad password, unknown database) is final at once.
+async fn connect_client(
+    config: &tokio_postgres::Config,
+    redacted_url: &str,
+    timeout: Duration,
+) -> Result<Client, ConnectError> {
+    let started = Instant::now();
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let mut attempt = config.clone();
+        attempt
+            .connect_timeout(remaining.clamp(Duration::from_millis(100), Duration::from_secs(5)));
+        match attempt.connect(NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "postgresql connection closed");
+                    }
+                });
+                return Ok(client);
+            }
+            Err(error) => {
+                let starting_up = error.code().is_some_and(|c| c.code() == "57P03");
+                let final_answer = error.as_db_error().is_some() && !starting_up;
+                if final_answer || started.elapsed() + CONNECT_RETRY_INTERVAL >= timeout {
+                    return Err(ConnectError::Unreachable {
+                        url: redacted_url.to_owned(),
+                        waited: started.elapsed(),
+                        reason: describe(&error),
+                    });
+                }
+                tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Database for PostgresDatabase {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
+        let messages = self.client.simple_query(script).await.map_err(db_error)?;
+        let mut statement = 1;
+        let mut rows = Vec::new();
+        for message in messages {
+            match message {
+                SimpleQueryMessage::Row(row) => rows.push(ScriptRow {
+                    statement,
+                    first_column: row.try_get(0).ok().flatten().map(str::to_owned),
+                }),
+                SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                _ => {}
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let prepared = self.prepare(statement).await?;
+        let rows = self
+            .client
+            .query(&prepared, &as_params(params))
+            .await
+            .map_err(db_error)?;
+        let columns = prepared
+            .columns()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        let values = rows.iter().map(row_values).collect::<Result<Vec<_>, _>>()?;
+        Ok(Rows { columns, values })
+    }
+
+    async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
+        let prepared = self.prepare(statement).await?;
+        self.client
+            .execute(&prepared, &as_params(params))
+            .await
+            .map_err(db_error)
+    }
+
+    async fn execute_many(
+        &self,
+        statement: &str,
+        param_sets: &[Vec<Value>],
+    ) -> Result<u64, DbError> {
+        let prepared = self.prepare(statement).await?;
+        let bound: Vec<Vec<&(dyn ToSql + Sync)>> =
+            param_sets.iter().map(|set| as_params(set)).collect();
+        // Polling all executions together lets tokio-postgres pipeline them: one round trip.
+        let counts = try_join_all(
+            bound
+                .iter()
+                .map(|params| self.client.execute(&prepared, params)),
+        )
+        .await
+        .map_err(db_error)?;
+        Ok(counts.iter().sum())
+    }
+
+    async fn begin(&self, access: Access) -> Result<(), DbError> {
+        let begin = match access {
+            Access::ReadWrite => "BEGIN",
+            Access::ReadOnly => "BEGIN READ ONLY",
+        };
+        self.client.batch_execute(begin).await.map_err(db_error)
+    }
+
+    async fn commit(&self) -> Result<(), DbError> {
+        self.client.batch_execute("COMMIT").await.map_err(db_error)
+    }
+
+    async fn rollback(&self) -> Result<(), DbError> {
+        self.client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(db_error)
+    }
+
+    fn forget_prepared_statements(&self) {
+        if let Ok(mut cache) = self.statements.lock() {
+            cache.clear();
+        }
+    }
+
+    async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
+        let failed = |source| LockError::Failed {
+            name: name.to_owned(),
+            source,
+        };
+        let session = connect_client(&self.config, &self.redacted_url, Duration::from_secs(10))
+            .await
+            .map_err(|e| failed(DbError::new("connection", e.to_string())))?;
+        let key = advisory_key(name);
+        let started = Instant::now();
+        loop {
+            let row = session
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .map_err(|e| failed(db_error(e)))?;
+            let acquired: bool = row.try_get(0).map_err(|e| failed(db_error(e)))?;
+            if acquired {
+                return Ok(Box::new(AdvisoryLock { session, key }));
+            }
+            if started.elapsed() >= timeout {
+                return Err(LockError::Timeout {
+                    name: name.to_owned(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(LOCK_POLL_INTERVAL).await;
+        }
+    }
+
+    async fn current_user(&self) -> Result<String, DbError> {
+        let row = self
+            .client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .map_err(db_error)?;
+        row.try_get(0).map_err(db_error)
+    }
+}
+
+/// A session-level advisory lock; closing its session (dropping the client) releases it.
+struct AdvisoryLock {
+    session: Client,
+    key: i64,
+}
+
+#[async_trait]
+impl HeldLock for AdvisoryLock {
+    async fn release(self: Box<Self>) -> Result<(), DbError> {
+        self.session
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+}
+
+/// The advisory lock key for a lock name: stable across runs, versions and platforms.
+fn advisory_key(name: &str) -> i64 {
+    let hash = blake3::hash(format!("wasmig migration lock\0{name}").as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&hash.as_bytes()[..8]);
+    i64::from_le_bytes(key)
+}
+
+fn as_params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+fn db_error(error: tokio_postgres::Error) -> DbError {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut message = db.message().to_owned();
+            if let Some(detail) = db.detail() {
+                message.push_str(": ");
+                message.push_str(detail);
+            }
+            DbError::new(db.code().code(), message)
+        }
+        None => DbError::new("client", describe(&error)),
+    }
+}
+
+/// The error with its causes, which tokio-postgres keeps out of its own `Display`.
+fn describe(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn row_values(row: &Row) -> Result<Vec<Value>, DbError> {
+    (0..row.len())
+        .map(|index| column_value(row, index))
+        .collect()
+}
+
+fn column_value(row: &Row, index: usize) -> Result<Value, DbError> {
+    let column = &row.columns()[index];
+    let ty = column.type_();
+    let get_error = |e: tokio_postgres::Error| DbError::new("client", describe(&e));
+    macro_rules! get {
+        ($t:ty, $wrap:expr) => {
+            row.try_get::<_, Option<$t>>(index)
+                .map_err(get_error)?
+                .map_or(Value::Null, $wrap)
+        };
+    }
+    Ok(match *ty {
+        Type::BOOL => get!(bool, Value::Bool),
+        Type::INT2 => get!(i16, |v| Value::Int(i64::from(v))),
+        Type::INT4 => get!(i32, |v| Value::Int(i64::from(v))),
+        Type::INT8 => get!(i64, Value::Int),
+        Type::OID => get!(u32, |v| Value::Int(i64::from(v))),
+        Type::FLOAT4 => get!(f32, |v| Value::Float(f64::from(v))),
+        Type::FLOAT8 => get!(f64, Value::Float),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            get!(String, Value::Text)
+        }
+        Type::BYTEA => get!(Vec<u8>, Value::Bytes),
+        Type::INT8_ARRAY => get!(Vec<Option<i64>>, Value::IntArray),
+        Type::INT4_ARRAY => get!(Vec<Option<i32>>, |v| Value::IntArray(
+            v.into_iter().map(|x| x.map(i64::from)).collect()
+        )),
+        Type::FLOAT8_ARRAY => get!(Vec<Option<f64>>, Value::FloatArray),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => get!(Vec<Option<String>>, Value::TextArray),
+        _ => {
+            return Err(DbError::new(
+                "unsupported-type",
+                format!(
+                    "column {:?} has type {ty}, which wasmig does not return as a value; \
+                     cast it in the query (for example {}::text)",
+                    column.name(),
+                    column.name()
+                ),
+            ));
+        }
+    })
+}
+
+impl Value {
+    /// Whether this value is sent in PostgreSQL's text format for a parameter of type `ty`:
+    /// a value with no binary mapping to `ty` (text for a uuid, an integer for a numeric) is
+    /// handed to the server's own input function, exactly as if it were a literal.
+    fn sends_text(&self, ty: &Type) -> bool {
+        match self {
+            Value::Null => false,
+            Value::Bool(_) => *ty != Type::BOOL,
+            Value::Int(_) => !matches!(
+                *ty,
+                Type::INT2 | Type::INT4 | Type::INT8 | Type::OID | Type::FLOAT4 | Type::FLOAT8
+            ),
+            Value::Float(_) => !matches!(*ty, Type::FLOAT4 | Type::FLOAT8),
+            Value::Text(_) => !<String as ToSql>::accepts(ty),
+            Value::Bytes(_) => false,
+            Value::IntArray(_) => {
+                !matches!(*ty, Type::INT8_ARRAY | Type::INT4_ARRAY | Type::INT2_ARRAY)
+            }
+            Value::FloatArray(_) => !matches!(*ty, Type::FLOAT8_ARRAY | Type::FLOAT4_ARRAY),
+            Value::TextArray(_) => !<Vec<Option<String>> as ToSql>::accepts(ty),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        fn array<T>(items: &[Option<T>], show: impl Fn(&T) -> String) -> String {
+            let inner: Vec<String> = items
+                .iter()
+                .map(|i| i.as_ref().map_or("NULL".into(), &show))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        match self {
+            Value::Null => String::new(),
+            Value::Bool(v) => v.to_string(),
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) => v.to_string(),
+            Value::Text(v) => v.clone(),
+            Value::Bytes(_) => String::new(),
+            Value::IntArray(v) => array(v, i64::to_string),
+            Value::FloatArray(v) => array(v, f64::to_string),
+            Value::TextArray(v) => array(v, |s| {
+                format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+            }),
+        }
+    }
+}
+
+type BoxError = Box<dyn StdError + Sync + Send>;
+
+fn narrow<T: TryFrom<i64>>(value: i64, ty: &Type) -> Result<T, BoxError> {
+    T::try_from(value).map_err(|_| format!("{value} does not fit a parameter of type {ty}").into())
+}
+
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        if self.sends_text(ty) {
+            out.extend_from_slice(self.to_text().as_bytes());
+            return Ok(IsNull::No);
+        }
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::Int(v) => match *ty {
+                Type::INT2 => narrow::<i16>(*v, ty)?.to_sql(ty, out),
+                Type::INT4 => narrow::<i32>(*v, ty)?.to_sql(ty, out),
+                Type::OID => narrow::<u32>(*v, ty)?.to_sql(ty, out),
+                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
+                Type::FLOAT8 => (*v as f64).to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Float(v) => match *ty {
+                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.to_sql(ty, out),
+            Value::IntArray(v) => match *ty {
+                Type::INT4_ARRAY => v
+                    .iter()
+                    .map(|x| x.map(|n| narrow::<i32>(n, ty)).transpose())
+                    .collect::<Result<Vec<_>, _>>()?
+                    .to_sql(ty, out),
+                Type::INT2_ARRAY => v
+                    .iter()
+                    .map(|x| x.map(|n| narrow::<i16>(n, ty)).transpose())
+                    .collect::<Result<Vec<_>, _>>()?
+                    .to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::FloatArray(v) => match *ty {
+                Type::FLOAT4_ARRAY => v
+                    .iter()
+                    .map(|x| x.map(|f| f as f32))
+                    .collect::<Vec<_>>()
+                    .to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::TextArray(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Any parameter type: `to_sql` picks the binary mapping or falls back to text.
+        true
+    }
+
+    fn encode_format(&self, ty: &Type) -> Format {
+        if self.sends_text(ty) {
+            Format::Text
+        } else {
+            Format::Binary
+        }
+    }
+
+    to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advisory_key_is_stable() {
+        assert_eq!(
+            advisory_key("public.wasmig_history"),
+            advisory_key("public.wasmig_history")
+        );
+        assert_ne!(
+            advisory_key("public.wasmig_history"),
+            advisory_key("billing.wasmig_history")
+        );
+    }
+
+    #[test]
+    fn text_array_literal_escapes_quotes() {
+        let value = Value::TextArray(vec![Some("a\"b".into()), None]);
+        assert_eq!(value.to_text(), "{\"a\\\"b\",NULL}");
+    }
+
+    #[test]
+    fn integers_bind_binary_to_integer_types_and_text_to_numeric() {
+        assert!(!Value::Int(1).sends_text(&Type::INT4));
+        assert!(Value::Int(1).sends_text(&Type::NUMERIC));
+        assert!(Value::Text("6f1c…".into()).sends_text(&Type::UUID));
+        assert!(!Value::Text("x".into()).sends_text(&Type::VARCHAR));
+    }
+}

@@ -1,0 +1,416 @@
+//! The SQLite backend over rusqlite (bundled SQLite): the embedded default.
+//!
+//! Parameters bind by number: `$N` and `?N` take the Nth value whatever their order in the
+//! text, `?` takes the next one. Arrays have no SQLite type, so they arrive as JSON text,
+//! ready for `json_each`. The migration lock is an OS file lock beside the database file,
+//! released by the OS if the process dies.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, Statement};
+
+use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
+use super::{Rows, ScriptRow, Value};
+
+const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct SqliteDatabase {
+    connection: Mutex<Connection>,
+    /// `None` for an in-memory database, which no other process can reach.
+    path: Option<PathBuf>,
+}
+
+impl SqliteDatabase {
+    pub fn open(url: &DatabaseUrl) -> Result<Self, ConnectError> {
+        let failed = |reason: String| ConnectError::Sqlite {
+            url: url.to_string(),
+            reason,
+        };
+        let (connection, path) = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let connection = Connection::open(path).map_err(|e| failed(e.to_string()))?;
+                // WAL lets readers (a `status` in another terminal) run beside a long backfill.
+                connection
+                    .pragma_update(None, "journal_mode", "WAL")
+                    .map_err(|e| failed(e.to_string()))?;
+                (connection, Some(path.clone()))
+            }
+            DatabaseUrl::SqliteMemory => (
+                Connection::open_in_memory().map_err(|e| failed(e.to_string()))?,
+                None,
+            ),
+            DatabaseUrl::Postgres(_) => {
+                unreachable!("SqliteDatabase::open is only called with a sqlite URL")
+            }
+        };
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| failed(e.to_string()))?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(SqliteDatabase {
+            connection: Mutex::new(connection),
+            path,
+        })
+    }
+
+    fn connection(&self) -> Result<MutexGuard<'_, Connection>, DbError> {
+        self.connection.lock().map_err(|_| {
+            DbError::new(
+                "internal",
+                "the SQLite connection was poisoned by an earlier panic",
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl Database for SqliteDatabase {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
+        let connection = self.connection()?;
+        let mut batch = rusqlite::Batch::new(&connection, script);
+        let mut rows = Vec::new();
+        let mut statement = 0;
+        while let Some(mut prepared) = batch.next().map_err(db_error)? {
+            statement += 1;
+            let mut results = prepared.raw_query();
+            while let Some(row) = results.next().map_err(db_error)? {
+                let first_column = row.get_ref(0).ok().and_then(value_as_text);
+                rows.push(ScriptRow {
+                    statement,
+                    first_column,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let connection = self.connection()?;
+        let mut prepared = connection.prepare_cached(statement).map_err(db_error)?;
+        bind(&mut prepared, params)?;
+        let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
+        let width = columns.len();
+        let mut results = prepared.raw_query();
+        let mut values = Vec::new();
+        while let Some(row) = results.next().map_err(db_error)? {
+            let mut out = Vec::with_capacity(width);
+            for index in 0..width {
+                out.push(column_value(row.get_ref(index).map_err(db_error)?)?);
+            }
+            values.push(out);
+        }
+        Ok(Rows { columns, values })
+    }
+
+    async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
+        let connection = self.connection()?;
+        execute_on(&connection, statement, params)
+    }
+
+    async fn execute_many(
+        &self,
+        statement: &str,
+        param_sets: &[Vec<Value>],
+    ) -> Result<u64, DbError> {
+        let connection = self.connection()?;
+        let mut total = 0;
+        for params in param_sets {
+            total += execute_on(&connection, statement, params)?;
+        }
+        Ok(total)
+    }
+
+    async fn begin(&self, access: Access) -> Result<(), DbError> {
+        // IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+        // instead of failing with SQLITE_BUSY half-way through.
+        let begin = match access {
+            Access::ReadWrite => "BEGIN IMMEDIATE",
+            Access::ReadOnly => "BEGIN DEFERRED",
+        };
+        self.connection()?.execute_batch(begin).map_err(db_error)
+    }
+
+    async fn commit(&self) -> Result<(), DbError> {
+        self.connection()?.execute_batch("COMMIT").map_err(db_error)
+    }
+
+    async fn rollback(&self) -> Result<(), DbError> {
+        self.connection()?
+            .execute_batch("ROLLBACK")
+            .map_err(db_error)
+    }
+
+    fn forget_prepared_statements(&self) {
+        if let Ok(connection) = self.connection.lock() {
+            connection.flush_prepared_statement_cache();
+        }
+    }
+
+    async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
+        let Some(path) = &self.path else {
+            // An in-memory database belongs to this connection alone.
+            return Ok(Box::new(NoLock));
+        };
+        let lock_path = PathBuf::from(format!("{}.wasmig-lock", path.display()));
+        let failed = |reason: String| LockError::Failed {
+            name: name.to_owned(),
+            source: DbError::new("lock-file", format!("{}: {reason}", lock_path.display())),
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| failed(e.to_string()))?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Box::new(FileLock { file })),
+                Err(TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                    tokio::time::sleep(LOCK_POLL_INTERVAL).await;
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(LockError::Timeout {
+                        name: name.to_owned(),
+                        waited: started.elapsed(),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(failed(e.to_string())),
+            }
+        }
+    }
+
+    async fn current_user(&self) -> Result<String, DbError> {
+        // SQLite has no users; the operating-system account is the one that ran it.
+        Ok(crate::report::os_user())
+    }
+}
+
+struct FileLock {
+    file: File,
+}
+
+#[async_trait]
+impl HeldLock for FileLock {
+    async fn release(self: Box<Self>) -> Result<(), DbError> {
+        self.file
+            .unlock()
+            .map_err(|e| DbError::new("lock-file", e.to_string()))
+    }
+}
+
+struct NoLock;
+
+#[async_trait]
+impl HeldLock for NoLock {
+    async fn release(self: Box<Self>) -> Result<(), DbError> {
+        Ok(())
+    }
+}
+
+fn execute_on(connection: &Connection, statement: &str, params: &[Value]) -> Result<u64, DbError> {
+    let mut prepared = connection.prepare_cached(statement).map_err(db_error)?;
+    bind(&mut prepared, params)?;
+    // Stepping through any rows (INSERT … RETURNING) runs the statement to completion.
+    let mut results = prepared.raw_query();
+    while results.next().map_err(db_error)?.is_some() {}
+    Ok(connection.changes())
+}
+
+/// Binds `params` by number: `$N`/`?N` take value N, a bare `?` the next one.
+fn bind(statement: &mut Statement<'_>, params: &[Value]) -> Result<(), DbError> {
+    let count = statement.parameter_count();
+    let mut next_positional = 0;
+    let mut highest_used = 0;
+    for index in 1..=count {
+        let value_index = match statement.parameter_name(index) {
+            None => {
+                next_positional += 1;
+                next_positional
+            }
+            Some(name) => name
+                .strip_prefix(['$', '?'])
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    DbError::new(
+                        "invalid-parameter",
+                        format!("parameter {name} is not numbered; use $1, $2, … or ?"),
+                    )
+                })?,
+        };
+        highest_used = highest_used.max(value_index);
+        let value = params.get(value_index.wrapping_sub(1)).ok_or_else(|| {
+            DbError::new(
+                "invalid-parameter",
+                format!(
+                    "the statement uses parameter {value_index} but {} were given",
+                    params.len()
+                ),
+            )
+        })?;
+        statement
+            .raw_bind_parameter(index, value)
+            .map_err(db_error)?;
+    }
+    if highest_used != params.len() {
+        return Err(DbError::new(
+            "invalid-parameter",
+            format!(
+                "the statement uses {highest_used} parameters but {} were given",
+                params.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as Sql;
+        Ok(match self {
+            Value::Null => ToSqlOutput::Owned(Sql::Null),
+            Value::Bool(v) => ToSqlOutput::Owned(Sql::Integer(i64::from(*v))),
+            Value::Int(v) => ToSqlOutput::Owned(Sql::Integer(*v)),
+            Value::Float(v) => ToSqlOutput::Owned(Sql::Real(*v)),
+            Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            Value::IntArray(v) => ToSqlOutput::Owned(Sql::Text(json(v))),
+            Value::FloatArray(v) => ToSqlOutput::Owned(Sql::Text(json(v))),
+            Value::TextArray(v) => ToSqlOutput::Owned(Sql::Text(json(v))),
+        })
+    }
+}
+
+fn json<T: serde::Serialize>(items: &[Option<T>]) -> String {
+    // Serialising plain numbers and strings cannot fail; an empty array is the safe fallback.
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn column_value(value: ValueRef<'_>) -> Result<Value, DbError> {
+    Ok(match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(v) => Value::Int(v),
+        ValueRef::Real(v) => Value::Float(v),
+        ValueRef::Text(bytes) => Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| {
+            DbError::new(
+                "invalid-text",
+                "a text column holds bytes that are not UTF-8",
+            )
+        })?),
+        ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
+    })
+}
+
+fn value_as_text(value: ValueRef<'_>) -> Option<String> {
+    match value {
+        ValueRef::Null | ValueRef::Blob(_) => None,
+        ValueRef::Integer(v) => Some(v.to_string()),
+        ValueRef::Real(v) => Some(v.to_string()),
+        ValueRef::Text(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
+fn db_error(error: rusqlite::Error) -> DbError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, message) => DbError::new(
+            format!("{:?}", failure.code),
+            message.clone().unwrap_or_else(|| failure.to_string()),
+        ),
+        rusqlite::Error::MultipleStatement => DbError::new(
+            "multiple-statements",
+            "one call runs one statement; split the text into several calls",
+        ),
+        other => DbError::new("sqlite", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> SqliteDatabase {
+        SqliteDatabase::open(&DatabaseUrl::SqliteMemory).expect("in-memory SQLite opens")
+    }
+
+    #[tokio::test]
+    async fn numbered_parameters_bind_by_number_not_by_position() {
+        let db = memory();
+        let rows = db
+            .query(
+                "SELECT $2 AS second, $1 AS first",
+                &[Value::Int(1), Value::Text("two".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.values,
+            vec![vec![Value::Text("two".into()), Value::Int(1)]]
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_parameters_is_an_error() {
+        let db = memory();
+        let error = db
+            .query("SELECT $1", &[Value::Int(1), Value::Int(2)])
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, "invalid-parameter");
+    }
+
+    #[tokio::test]
+    async fn arrays_arrive_as_json_for_json_each() {
+        let db = memory();
+        let rows = db
+            .query(
+                "SELECT sum(value) FROM json_each($1)",
+                &[Value::IntArray(vec![Some(2), None, Some(5)])],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.values, vec![vec![Value::Int(7)]]);
+    }
+
+    #[tokio::test]
+    async fn two_statements_in_one_call_are_refused() {
+        let db = memory();
+        let error = db.execute("SELECT 1; SELECT 2", &[]).await.unwrap_err();
+        assert_eq!(error.code, "multiple-statements");
+    }
+
+    #[tokio::test]
+    async fn script_reports_first_column_per_statement() {
+        let db = memory();
+        let rows = db
+            .run_script("CREATE TABLE t (x); SELECT 1 = 1; SELECT 0")
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ScriptRow {
+                    statement: 2,
+                    first_column: Some("1".into())
+                },
+                ScriptRow {
+                    statement: 3,
+                    first_column: Some("0".into())
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! [`Error`]: every way a wasmig run can fail, each carrying the data that names what failed
+//! (file, migration, limit, URL), and [`ErrorKind`], the coarse class the CLI maps to an exit
+//! code.
+
+use crate::catalog::CatalogError;
+use crate::config::ConfigError;
+use crate::db::{ConnectError, DbError, LockError};
+use crate::history::HistoryError;
+use crate::plan::PlanError;
+use crate::sandbox::SandboxError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("migration {migration}: {file} failed: {source}")]
+    Sql {
+        migration: String,
+        file: &'static str,
+        source: DbError,
+    },
+    #[error(
+        "migration {migration}: verify.sql statement {statement} returned {}, expected true",
+        .value.as_deref().map_or("NULL".to_owned(), |v| format!("{v:?}"))
+    )]
+    VerifyFailed {
+        migration: String,
+        statement: usize,
+        value: Option<String>,
+    },
+    #[error("migration {migration}: could not {action} its transaction: {source}")]
+    Transaction {
+        migration: String,
+        action: &'static str,
+        source: DbError,
+    },
+    #[error(
+        "migration {migration}: backfill returned cursor {cursor:?} again; \
+         a cursor must advance or the backfill would never end"
+    )]
+    CursorStuck { migration: String, cursor: String },
+    #[error("migration {migration}: {call} returned {found} where {expected} was expected")]
+    UnexpectedOutcome {
+        migration: String,
+        call: String,
+        expected: &'static str,
+        found: String,
+    },
+}
+
+/// What class of failure an [`Error`] is; the CLI's exit codes follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The project's files or settings are malformed.
+    Project,
+    /// The database could not be reached.
+    Connection,
+    /// Another run held the migration lock too long.
+    Lock,
+    /// History and files disagree (a changed or missing applied migration, out of order).
+    Integrity,
+    /// A migration failed (SQL error, verify, the component's own error) and was rolled back.
+    MigrationFailed,
+    /// A component trapped or hit a sandbox limit, or was refused by the sandbox.
+    Sandbox,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) | Error::Catalog(_) => ErrorKind::Project,
+            Error::Connect(_) => ErrorKind::Connection,
+            Error::Lock(_) => ErrorKind::Lock,
+            Error::Plan(PlanError::UnknownTarget(_) | PlanError::NoDown { .. }) => {
+                ErrorKind::Project
+            }
+            Error::Plan(_) => ErrorKind::Integrity,
+            Error::Sandbox(SandboxError::Guest { .. }) => ErrorKind::MigrationFailed,
+            Error::Sandbox(SandboxError::Engine(_)) => ErrorKind::Sandbox,
+            Error::Sandbox(_) => ErrorKind::Sandbox,
+            Error::History(_)
+            | Error::Sql { .. }
+            | Error::VerifyFailed { .. }
+            | Error::Transaction { .. }
+            | Error::CursorStuck { .. }
+            | Error::UnexpectedOutcome { .. } => ErrorKind::MigrationFailed,
+        }
+    }
+}

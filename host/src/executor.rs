@@ -1,0 +1,292 @@
+//! Executing one step: a migration applied, reverted or verified inside its own transaction.
+//!
+//! Invariant 1: the step and its history row commit together, in one transaction and one
+//! commit, or not at all. A SQL error, a failing verify, a trap or the guest's own `Err` all
+//! roll the whole step back.
+
+use std::time::Instant;
+
+use crate::catalog::{Body, ComponentMigration, Migration};
+use crate::db::{Access, is_truthy};
+use crate::error::Error;
+use crate::migrator::Migrator;
+use crate::report::{Action, Report, RunError, StepReport};
+use crate::sandbox::{Call, LoadedComponent, Outcome};
+
+impl Migrator {
+    /// Compiles (or loads precompiled) a migration's component, outside any transaction.
+    pub(crate) fn load_component(
+        &self,
+        migration: &Migration,
+        component: &ComponentMigration,
+    ) -> Result<LoadedComponent, Error> {
+        Ok(self
+            .sandbox()?
+            .load(&migration.folder, &component.path, &component.bytes)?)
+    }
+
+    /// Runs `work` in a transaction; commits on success, rolls back on any error.
+    pub(crate) async fn in_transaction<T>(
+        &self,
+        migration: &Migration,
+        access: Access,
+        work: impl AsyncFnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let transaction_error = |action, source| Error::Transaction {
+            migration: migration.folder.clone(),
+            action,
+            source,
+        };
+        self.db
+            .begin(access)
+            .await
+            .map_err(|e| transaction_error("begin", e))?;
+        let result = work().await;
+        let finished = match (&result, access) {
+            (Ok(_), Access::ReadWrite) => self
+                .db
+                .commit()
+                .await
+                .map_err(|e| transaction_error("commit", e)),
+            _ => self
+                .db
+                .rollback()
+                .await
+                .map_err(|e| transaction_error("roll back", e)),
+        };
+        // A schema change can make prepared statements stale; drop them at step boundaries.
+        self.db.forget_prepared_statements();
+        match (result, finished) {
+            (Err(error), _) => Err(error),
+            (Ok(_), Err(error)) => Err(error),
+            (Ok(value), Ok(())) => Ok(value),
+        }
+    }
+
+    pub(crate) async fn apply(
+        &self,
+        migration: &Migration,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let done = |error: Error, report: &Report| RunError {
+            error,
+            done: report.clone(),
+        };
+        let loaded = match &migration.body {
+            Body::Component(component) => Some(
+                self.load_component(migration, component)
+                    .map_err(|e| done(e, report))?,
+            ),
+            Body::Sql(_) => None,
+        };
+        let applied_by = self.applied_by().await;
+        self.in_transaction(migration, Access::ReadWrite, async || {
+            match (&migration.body, &loaded) {
+                (Body::Sql(scripts), _) => {
+                    self.run_sql(migration, "up.sql", &scripts.up).await?;
+                    if let Some(verify) = &scripts.verify {
+                        self.run_verify_sql(migration, verify).await?;
+                    }
+                }
+                (Body::Component(component), Some(loaded)) => {
+                    self.call(migration, loaded, Call::Up).await?;
+                    // A migration with a backfill is verified when its last batch commits.
+                    if component.manifest.backfill.is_none() {
+                        self.call(migration, loaded, Call::Verify).await?;
+                    }
+                }
+                (Body::Component(_), None) => {
+                    unreachable!("components are loaded before the transaction")
+                }
+            }
+            let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            self.history()
+                .record(
+                    migration.version,
+                    &migration.name,
+                    migration.kind(),
+                    &migration.digest,
+                    &applied_by,
+                    duration_ms,
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| done(e, report))?;
+        report.steps.push(StepReport {
+            version: migration.version,
+            folder: migration.folder.clone(),
+            action: Action::Applied,
+            duration: started.elapsed(),
+            backfill: None,
+        });
+        tracing::info!(migration = %migration, "applied");
+        if let (Body::Component(component), Some(settings)) =
+            (&migration.body, migration_backfill(migration))
+        {
+            self.backfill(migration, component, settings, report)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn revert(
+        &self,
+        migration: &Migration,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let done = |error: Error, report: &Report| RunError {
+            error,
+            done: report.clone(),
+        };
+        let loaded = match &migration.body {
+            Body::Component(component) => Some(
+                self.load_component(migration, component)
+                    .map_err(|e| done(e, report))?,
+            ),
+            Body::Sql(_) => None,
+        };
+        self.in_transaction(migration, Access::ReadWrite, async || {
+            match (&migration.body, &loaded) {
+                (Body::Sql(scripts), _) => {
+                    // plan_down refuses a migration without down.sql before anything runs.
+                    let down = scripts.down.as_deref().unwrap_or_default();
+                    self.run_sql(migration, "down.sql", down).await?;
+                }
+                (Body::Component(_), Some(loaded)) => {
+                    self.call(migration, loaded, Call::Down).await?;
+                }
+                (Body::Component(_), None) => {
+                    unreachable!("components are loaded before the transaction")
+                }
+            }
+            self.history().forget(migration.version).await?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| done(e, report))?;
+        report.steps.push(StepReport {
+            version: migration.version,
+            folder: migration.folder.clone(),
+            action: Action::Reverted,
+            duration: started.elapsed(),
+            backfill: None,
+        });
+        tracing::info!(migration = %migration, "reverted");
+        Ok(())
+    }
+
+    /// Re-runs an applied migration's verify in a read-only transaction that is rolled back.
+    pub(crate) async fn verify_applied(
+        &self,
+        migration: &Migration,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let done = |error: Error, report: &Report| RunError {
+            error,
+            done: report.clone(),
+        };
+        let loaded = match &migration.body {
+            Body::Component(component) => Some(
+                self.load_component(migration, component)
+                    .map_err(|e| done(e, report))?,
+            ),
+            Body::Sql(_) => None,
+        };
+        self.in_transaction(migration, Access::ReadOnly, async || {
+            match (&migration.body, &loaded) {
+                (Body::Sql(scripts), _) => match &scripts.verify {
+                    Some(verify) => self.run_verify_sql(migration, verify).await,
+                    None => Ok(()),
+                },
+                (Body::Component(_), Some(loaded)) => {
+                    self.call(migration, loaded, Call::Verify).await.map(|_| ())
+                }
+                (Body::Component(_), None) => {
+                    unreachable!("components are loaded before the transaction")
+                }
+            }
+        })
+        .await
+        .map_err(|e| done(e, report))?;
+        report.steps.push(StepReport {
+            version: migration.version,
+            folder: migration.folder.clone(),
+            action: Action::Verified,
+            duration: started.elapsed(),
+            backfill: None,
+        });
+        Ok(())
+    }
+
+    async fn run_sql(
+        &self,
+        migration: &Migration,
+        file: &'static str,
+        script: &str,
+    ) -> Result<(), Error> {
+        self.db
+            .run_script(script)
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Sql {
+                migration: migration.folder.clone(),
+                file,
+                source,
+            })
+    }
+
+    /// Runs verify.sql: every statement must succeed, and every row a query returns must
+    /// have a true first column (`SELECT count(*) = 0 FROM users WHERE email IS NULL`).
+    async fn run_verify_sql(&self, migration: &Migration, script: &str) -> Result<(), Error> {
+        let rows = self
+            .db
+            .run_script(script)
+            .await
+            .map_err(|source| Error::Sql {
+                migration: migration.folder.clone(),
+                file: "verify.sql",
+                source,
+            })?;
+        match rows
+            .into_iter()
+            .find(|row| !is_truthy(row.first_column.as_deref()))
+        {
+            Some(row) => Err(Error::VerifyFailed {
+                migration: migration.folder.clone(),
+                statement: row.statement,
+                value: row.first_column,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls a component export in the current transaction; `up`, `down` and `verify`
+    /// must return nothing.
+    pub(crate) async fn call(
+        &self,
+        migration: &Migration,
+        loaded: &LoadedComponent,
+        call: Call,
+    ) -> Result<Outcome, Error> {
+        let limits = match &migration.body {
+            Body::Component(component) => self.config.limits.with(&component.manifest.limits),
+            Body::Sql(_) => self.config.limits,
+        };
+        let name = call.to_string();
+        let report = loaded.call(call, self.db.clone(), &limits).await?;
+        tracing::debug!(migration = %migration, call = name, fuel_used = report.fuel_used, "component call returned");
+        Ok(report.outcome)
+    }
+}
+
+fn migration_backfill(migration: &Migration) -> Option<&crate::manifest::BackfillSettings> {
+    match &migration.body {
+        Body::Component(component) => component.manifest.backfill.as_ref(),
+        Body::Sql(_) => None,
+    }
+}

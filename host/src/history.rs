@@ -1,0 +1,388 @@
+//! The history table: which migrations are applied, with their digests, and the progress of
+//! their backfills.
+//!
+//! Its name (and PostgreSQL schema) are configurable so that several services can share a
+//! database. Identifiers are validated once into [`Identifier`] and quoted only in
+//! [`HistoryTable`]'s `Display`; every value goes through parameters.
+
+use std::fmt;
+
+use crate::catalog::Version;
+use crate::db::{Backend, Database, DbError, Value};
+use crate::digest::Digest;
+
+pub const DEFAULT_TABLE: &str = "wasmig_history";
+
+/// A SQL identifier wasmig will create: letters, digits and `_`, not starting with a digit,
+/// at most 55 bytes (PostgreSQL's 63, less the `_backfill` suffix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{name:?} is not a usable identifier: use 1 to 55 letters, digits or _, not starting with a digit"
+)]
+pub struct IdentifierError {
+    pub name: String,
+}
+
+impl Identifier {
+    pub fn new(name: &str) -> Result<Self, IdentifierError> {
+        let valid = !name.is_empty()
+            && name.len() <= 55
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            Ok(Identifier(name.to_owned()))
+        } else {
+            Err(IdentifierError {
+                name: name.to_owned(),
+            })
+        }
+    }
+}
+
+/// The history table's (optionally schema-qualified) name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTable {
+    schema: Option<Identifier>,
+    table: Identifier,
+}
+
+impl HistoryTable {
+    pub fn new(schema: Option<&str>, table: Option<&str>) -> Result<Self, IdentifierError> {
+        Ok(HistoryTable {
+            schema: schema.map(Identifier::new).transpose()?,
+            table: Identifier::new(table.unwrap_or(DEFAULT_TABLE))?,
+        })
+    }
+
+    /// The table holding backfill progress, beside the history table.
+    fn progress(&self) -> HistoryTable {
+        HistoryTable {
+            schema: self.schema.clone(),
+            table: Identifier(format!("{}_backfill", self.table.0)),
+        }
+    }
+
+    /// The name the migration lock is taken under: one lock per history table.
+    pub fn lock_name(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{}.{}", schema.0, self.table.0),
+            None => self.table.0.clone(),
+        }
+    }
+}
+
+impl fmt::Display for HistoryTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(schema) = &self.schema {
+            write!(f, "\"{}\".", schema.0)?;
+        }
+        write!(f, "\"{}\"", self.table.0)
+    }
+}
+
+/// One row of the history table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedMigration {
+    pub version: Version,
+    pub name: String,
+    pub kind: String,
+    pub digest: String,
+    pub applied_at: String,
+    pub applied_by: String,
+    pub duration_ms: i64,
+}
+
+/// How far a backfill has got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackfillProgress {
+    pub version: Version,
+    pub cursor: Option<String>,
+    pub rows: i64,
+    pub batches: i64,
+    pub done: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history table {table}: {source}")]
+    Database { table: String, source: DbError },
+    #[error("history table {table} holds a row wasmig cannot read: {problem}")]
+    Corrupt { table: String, problem: String },
+}
+
+/// The history table of one database.
+pub struct History<'a> {
+    db: &'a dyn Database,
+    table: &'a HistoryTable,
+}
+
+impl<'a> History<'a> {
+    pub fn new(db: &'a dyn Database, table: &'a HistoryTable) -> Self {
+        History { db, table }
+    }
+
+    fn failed(&self, source: DbError) -> HistoryError {
+        HistoryError::Database {
+            table: self.table.to_string(),
+            source,
+        }
+    }
+
+    /// Creates the history and progress tables if missing. Call it under the migration lock:
+    /// concurrent `CREATE TABLE IF NOT EXISTS` can still collide on PostgreSQL.
+    pub async fn ensure(&self) -> Result<(), HistoryError> {
+        let (timestamp, default_now) = match self.db.backend() {
+            Backend::Postgres => ("TIMESTAMPTZ", "now()"),
+            Backend::Sqlite => ("TEXT", "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"),
+        };
+        let mut script = String::new();
+        if let (Backend::Postgres, Some(schema)) = (self.db.backend(), &self.table.schema) {
+            script.push_str(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\";\n", schema.0));
+        }
+        script.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                version BIGINT PRIMARY KEY,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                applied_at {timestamp} NOT NULL DEFAULT {default_now},
+                applied_by TEXT NOT NULL,
+                duration_ms BIGINT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS {progress} (
+                version BIGINT PRIMARY KEY,
+                cursor TEXT,
+                rows_done BIGINT NOT NULL,
+                batches BIGINT NOT NULL,
+                done BOOLEAN NOT NULL,
+                updated_at {timestamp} NOT NULL DEFAULT {default_now}
+            );",
+            table = self.table,
+            progress = self.table.progress(),
+        ));
+        self.db
+            .begin(crate::db::Access::ReadWrite)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let created = self.db.run_script(&script).await;
+        match created {
+            Ok(_) => self.db.commit().await.map_err(|e| self.failed(e)),
+            Err(error) => {
+                let _ = self.db.rollback().await;
+                Err(self.failed(error))
+            }
+        }
+    }
+
+    /// Whether the history table exists yet (a read-only look that creates nothing).
+    pub async fn exists(&self) -> Result<bool, HistoryError> {
+        let probe = format!("SELECT count(*) FROM {} WHERE 1 = 0", self.table);
+        match self.db.query(&probe, &[]).await {
+            Ok(_) => Ok(true),
+            // PostgreSQL: undefined_table / invalid_schema_name. SQLite: "no such table".
+            Err(e)
+                if e.code == "42P01"
+                    || e.code == "3F000"
+                    || e.message.contains("no such table") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    pub async fn applied(&self) -> Result<Vec<AppliedMigration>, HistoryError> {
+        let select = format!(
+            "SELECT version, name, kind, digest, CAST(applied_at AS TEXT), applied_by, duration_ms \
+             FROM {} ORDER BY version",
+            self.table
+        );
+        let rows = self
+            .db
+            .query(&select, &[])
+            .await
+            .map_err(|e| self.failed(e))?;
+        rows.values
+            .into_iter()
+            .map(|row| self.applied_row(row))
+            .collect()
+    }
+
+    fn applied_row(&self, row: Vec<Value>) -> Result<AppliedMigration, HistoryError> {
+        let corrupt = |problem: &str| HistoryError::Corrupt {
+            table: self.table.to_string(),
+            problem: problem.into(),
+        };
+        let [
+            version,
+            name,
+            kind,
+            digest,
+            applied_at,
+            applied_by,
+            duration_ms,
+        ] = <[Value; 7]>::try_from(row).map_err(|_| corrupt("wrong number of columns"))?;
+        let int = |v: Value, what: &str| match v {
+            Value::Int(n) => Ok(n),
+            _ => Err(corrupt(what)),
+        };
+        let text = |v: Value, what: &str| match v {
+            Value::Text(s) => Ok(s),
+            _ => Err(corrupt(what)),
+        };
+        let version = int(version, "version is not an integer")?;
+        Ok(AppliedMigration {
+            version: Version(u64::try_from(version).map_err(|_| corrupt("negative version"))?),
+            name: text(name, "name is not text")?,
+            kind: text(kind, "kind is not text")?,
+            digest: text(digest, "digest is not text")?,
+            applied_at: text(applied_at, "applied_at is not a timestamp")?,
+            applied_by: text(applied_by, "applied_by is not text")?,
+            duration_ms: int(duration_ms, "duration_ms is not an integer")?,
+        })
+    }
+
+    /// Records an applied migration. Call it inside the migration's own transaction
+    /// (invariant 1: the step and its row commit together).
+    pub async fn record(
+        &self,
+        version: Version,
+        name: &str,
+        kind: &str,
+        digest: &Digest,
+        applied_by: &str,
+        duration_ms: i64,
+    ) -> Result<(), HistoryError> {
+        let insert = format!(
+            "INSERT INTO {} (version, name, kind, digest, applied_by, duration_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            self.table
+        );
+        let params = [
+            Value::Int(version.as_i64()),
+            Value::Text(name.to_owned()),
+            Value::Text(kind.to_owned()),
+            Value::Text(digest.to_string()),
+            Value::Text(applied_by.to_owned()),
+            Value::Int(duration_ms),
+        ];
+        self.db
+            .execute(&insert, &params)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Removes a reverted migration's row and its backfill progress, inside the revert's
+    /// transaction.
+    pub async fn forget(&self, version: Version) -> Result<(), HistoryError> {
+        for table in [self.table.clone(), self.table.progress()] {
+            let delete = format!("DELETE FROM {table} WHERE version = $1");
+            self.db
+                .execute(&delete, &[Value::Int(version.as_i64())])
+                .await
+                .map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn backfills(&self) -> Result<Vec<BackfillProgress>, HistoryError> {
+        let select = format!(
+            "SELECT version, cursor, rows_done, batches, done FROM {} ORDER BY version",
+            self.table.progress()
+        );
+        let rows = self
+            .db
+            .query(&select, &[])
+            .await
+            .map_err(|e| self.failed(e))?;
+        let corrupt = || HistoryError::Corrupt {
+            table: self.table.progress().to_string(),
+            problem: "bad row".into(),
+        };
+        rows.values
+            .into_iter()
+            .map(|row| match <[Value; 5]>::try_from(row) {
+                Ok(
+                    [
+                        Value::Int(version),
+                        cursor,
+                        Value::Int(rows),
+                        Value::Int(batches),
+                        done,
+                    ],
+                ) => {
+                    Ok(BackfillProgress {
+                        version: Version(u64::try_from(version).map_err(|_| corrupt())?),
+                        cursor: match cursor {
+                            Value::Text(c) => Some(c),
+                            _ => None,
+                        },
+                        rows,
+                        batches,
+                        // SQLite stores booleans as 0 and 1.
+                        done: matches!(done, Value::Bool(true) | Value::Int(1)),
+                    })
+                }
+                _ => Err(corrupt()),
+            })
+            .collect()
+    }
+
+    /// Saves a backfill's progress after a batch, inside that batch's transaction
+    /// (invariant 4: the batch's writes and its cursor commit together).
+    pub async fn save_progress(&self, progress: &BackfillProgress) -> Result<(), HistoryError> {
+        let upsert = format!(
+            "INSERT INTO {} (version, cursor, rows_done, batches, done) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (version) DO UPDATE SET cursor = excluded.cursor, rows_done = excluded.rows_done, \
+             batches = excluded.batches, done = excluded.done",
+            self.table.progress()
+        );
+        let params = [
+            Value::Int(progress.version.as_i64()),
+            progress.cursor.clone().map_or(Value::Null, Value::Text),
+            Value::Int(progress.rows),
+            Value::Int(progress.batches),
+            Value::Bool(progress.done),
+        ];
+        self.db
+            .execute(&upsert, &params)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_refuse_anything_that_needs_quoting_tricks() {
+        assert!(Identifier::new("wasmig_history").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a\"b",
+            "a b",
+            "t; DROP TABLE x",
+            &"x".repeat(56),
+        ] {
+            assert!(Identifier::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn qualified_name_is_quoted() {
+        let table = HistoryTable::new(Some("billing"), Some("history")).unwrap();
+        assert_eq!(table.to_string(), "\"billing\".\"history\"");
+        assert_eq!(
+            table.progress().to_string(),
+            "\"billing\".\"history_backfill\""
+        );
+        assert_eq!(table.lock_name(), "billing.history");
+    }
+}

@@ -1,0 +1,103 @@
+//! [`Limits`]: the sandbox's resource limits for one component call, with project defaults
+//! in `wasmig.toml` and per-migration overrides in `migration.toml`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The limits a component call runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per call (per batch for a backfill): roughly one unit per wasm instruction.
+    pub fuel: u64,
+    /// Cap on the component's linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock deadline for the call while it runs wasm code.
+    pub timeout: Duration,
+    /// Cap on the bytes a guest may pass to the host in one call.
+    pub hostcall_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 10_000_000_000,
+            memory_bytes: 256 * 1024 * 1024,
+            timeout: Duration::from_secs(300),
+            hostcall_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Limit settings as written in a TOML file; absent keys keep the value beneath.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub fuel: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub hostcall_mib: Option<u64>,
+}
+
+impl Limits {
+    pub fn with(self, overrides: &LimitOverrides) -> Limits {
+        const MIB: u64 = 1024 * 1024;
+        Limits {
+            fuel: overrides.fuel.unwrap_or(self.fuel),
+            memory_bytes: overrides
+                .memory_mib
+                .map_or(self.memory_bytes, |m| m.saturating_mul(MIB)),
+            timeout: overrides
+                .timeout_secs
+                .map_or(self.timeout, Duration::from_secs),
+            hostcall_bytes: overrides
+                .hostcall_mib
+                .map_or(self.hostcall_bytes, |m| m.saturating_mul(MIB)),
+        }
+    }
+}
+
+/// Which limit a call exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Fuel(u64),
+    Memory(u64),
+    Deadline(Duration),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Fuel(fuel) => write!(f, "fuel limit of {fuel} (limits.fuel)"),
+            Limit::Memory(bytes) => write!(
+                f,
+                "memory limit of {} MiB (limits.memory_mib)",
+                bytes / (1024 * 1024)
+            ),
+            Limit::Deadline(timeout) => write!(
+                f,
+                "time limit of {}s (limits.timeout_secs)",
+                timeout.as_secs_f64()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_only_what_they_name() {
+        let base = Limits::default();
+        let limits = base.with(&LimitOverrides {
+            fuel: Some(5),
+            memory_mib: Some(2),
+            ..Default::default()
+        });
+        assert_eq!(limits.fuel, 5);
+        assert_eq!(limits.memory_bytes, 2 * 1024 * 1024);
+        assert_eq!(limits.timeout, base.timeout);
+    }
+}

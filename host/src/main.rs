@@ -1,0 +1,64 @@
+//! The `wasmig` command: parses arguments into a [`wasmig::Config`], calls the library, prints
+//! the result, and maps failures to the exit codes documented in the README.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use wasmig::{ErrorKind, RunError};
+
+/// Exit codes, as documented in the README.
+mod exit {
+    pub const UNEXPECTED: u8 = 1;
+    pub const PROJECT: u8 = 3;
+    pub const CONNECTION: u8 = 4;
+    pub const LOCK: u8 = 5;
+    pub const INTEGRITY: u8 = 6;
+    pub const MIGRATION_FAILED: u8 = 7;
+    pub const SANDBOX: u8 = 8;
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let kind = error.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<wasmig::Error>()
+            .map(wasmig::Error::kind)
+            .or_else(|| cause.downcast_ref::<RunError>().map(|run| run.error.kind()))
+            .or_else(|| {
+                cause
+                    .downcast_ref::<wasmig::scaffold::ScaffoldError>()
+                    .map(|_| ErrorKind::Project)
+            })
+    });
+    match kind {
+        Some(ErrorKind::Project) => exit::PROJECT,
+        Some(ErrorKind::Connection) => exit::CONNECTION,
+        Some(ErrorKind::Lock) => exit::LOCK,
+        Some(ErrorKind::Integrity) => exit::INTEGRITY,
+        Some(ErrorKind::MigrationFailed) => exit::MIGRATION_FAILED,
+        Some(ErrorKind::Sandbox) => exit::SANDBOX,
+        None => exit::UNEXPECTED,
+    }
+}
+
+fn main() -> ExitCode {
+    let args = <cli::Args as clap::Parser>::parse();
+    cli::init_logging(args.verbose, args.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::UNEXPECTED);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `migration.toml`: what kind a migration is, which component file it runs, its backfill
+//! settings and its limit overrides.
+//!
+//! The manifest is part of the migration's digest, so a reviewer signs exactly what the
+//! migration may do. Unknown keys are errors: a typo must never silently drop a setting.
+
+use serde::Deserialize;
+
+use crate::limits::LimitOverrides;
+
+pub const MANIFEST_FILE: &str = "migration.toml";
+pub const DEFAULT_COMPONENT_FILE: &str = "migration.wasm";
+pub const DEFAULT_BATCH_SIZE: u32 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub kind: Kind,
+    /// What the migration does, for humans reading `status`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The component file in the migration's folder (component migrations only).
+    #[serde(default)]
+    pub component: Option<String>,
+    /// Present when the component's `backfill` export should run after `up`.
+    #[serde(default)]
+    pub backfill: Option<BackfillSettings>,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Sql,
+    Component,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillSettings {
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+}
+
+fn default_batch_size() -> u32 {
+    DEFAULT_BATCH_SIZE
+}
+
+/// Why a manifest was refused; the caller adds the file's path.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("kind = \"sql\" takes no component, backfill or limits; those are for components")]
+    SqlWithComponentSettings,
+    #[error("component file {0:?} must be a plain file name inside the migration's folder")]
+    ComponentOutsideFolder(String),
+    #[error("backfill.batch_size must be at least 1")]
+    ZeroBatchSize,
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        if self.kind == Kind::Sql
+            && (self.component.is_some()
+                || self.backfill.is_some()
+                || self.limits != LimitOverrides::default())
+        {
+            return Err(ManifestError::SqlWithComponentSettings);
+        }
+        if let Some(file) = &self.component
+            && (file.is_empty() || file.contains(['/', '\\']) || file.starts_with('.'))
+        {
+            return Err(ManifestError::ComponentOutsideFolder(file.clone()));
+        }
+        if self.backfill.as_ref().is_some_and(|b| b.batch_size == 0) {
+            return Err(ManifestError::ZeroBatchSize);
+        }
+        Ok(())
+    }
+
+    pub fn component_file(&self) -> &str {
+        self.component.as_deref().unwrap_or(DEFAULT_COMPONENT_FILE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_component_manifest_with_backfill_and_limits() {
+        let manifest = Manifest::parse(
+            "kind = \"component\"\n[backfill]\nbatch_size = 500\n[limits]\nfuel = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.kind, Kind::Component);
+        assert_eq!(
+            manifest.backfill,
+            Some(BackfillSettings { batch_size: 500 })
+        );
+        assert_eq!(manifest.limits.fuel, Some(1000));
+        assert_eq!(manifest.component_file(), "migration.wasm");
+    }
+
+    #[test]
+    fn default_batch_size_applies() {
+        let manifest = Manifest::parse("kind = \"component\"\n[backfill]\n").unwrap();
+        assert_eq!(
+            manifest.backfill,
+            Some(BackfillSettings {
+                batch_size: DEFAULT_BATCH_SIZE
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = Manifest::parse("kind = \"component\"\nfule = 5\n").unwrap_err();
+        assert!(error.to_string().contains("fule"), "{error}");
+    }
+
+    #[test]
+    fn unknown_kind_is_refused() {
+        assert!(Manifest::parse("kind = \"python\"\n").is_err());
+    }
+
+    #[test]
+    fn component_must_stay_inside_the_folder() {
+        let error =
+            Manifest::parse("kind = \"component\"\ncomponent = \"../other/x.wasm\"\n").unwrap_err();
+        assert_eq!(
+            error,
+            ManifestError::ComponentOutsideFolder("../other/x.wasm".into())
+        );
+    }
+
+    #[test]
+    fn sql_kind_takes_no_component_settings() {
+        let error = Manifest::parse("kind = \"sql\"\n[backfill]\n").unwrap_err();
+        assert_eq!(error, ManifestError::SqlWithComponentSettings);
+    }
+}

@@ -1,0 +1,257 @@
+//! [`Migrator`]: the API the CLI and library users call. It owns one run's catalog, database
+//! connection and sandbox, and orders the work: lock, ensure history, read history, plan,
+//! execute each step, release the lock on every path.
+//!
+//! Invariant 6 (concurrent runs apply each migration once) holds because history is read and
+//! the plan made only after the lock is taken.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::catalog::{Body, Catalog, Migration, Version};
+use crate::config::Config;
+use crate::db::{self, Backend, Database, HeldLock};
+use crate::error::Error;
+use crate::history::{AppliedMigration, BackfillProgress, History};
+use crate::plan::{self, DownTarget};
+use crate::report::{Report, RunError};
+use crate::sandbox::Sandbox;
+
+pub struct Migrator {
+    pub(crate) config: Config,
+    pub(crate) catalog: Catalog,
+    pub(crate) db: Arc<dyn Database>,
+    sandbox: OnceLock<Sandbox>,
+}
+
+/// Where a migration stands, for `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    Pending,
+    Applied {
+        applied_at: String,
+    },
+    /// Applied, but the files changed since (invariant 5).
+    Changed {
+        recorded: String,
+        found: String,
+    },
+    /// Applied, but its folder is gone.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEntry {
+    pub version: Version,
+    pub folder: String,
+    pub kind: String,
+    pub state: State,
+    pub backfill: Option<BackfillProgress>,
+}
+
+impl Migrator {
+    /// Reads the project's migrations and connects to its database.
+    pub async fn open(config: Config) -> Result<Migrator, Error> {
+        let catalog = Catalog::load(&config.project_dir)?;
+        let db = db::connect(&config.database, config.connect_timeout).await?;
+        Ok(Migrator {
+            config,
+            catalog,
+            db,
+            sandbox: OnceLock::new(),
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    pub(crate) fn history(&self) -> History<'_> {
+        History::new(self.db.as_ref(), &self.config.history)
+    }
+
+    /// The sandbox, created on first use so that SQL-only runs never start an engine.
+    pub(crate) fn sandbox(&self) -> Result<&Sandbox, Error> {
+        if let Some(sandbox) = self.sandbox.get() {
+            return Ok(sandbox);
+        }
+        let sandbox = Sandbox::new(self.config.cache_dir.clone())?;
+        Ok(self.sandbox.get_or_init(|| sandbox))
+    }
+
+    /// Who applies migrations, for the history: the OS account, and on PostgreSQL the role.
+    pub(crate) async fn applied_by(&self) -> String {
+        let user = crate::report::os_user();
+        match (self.db.backend(), self.db.current_user().await) {
+            (Backend::Postgres, Ok(role)) => format!("{user} as {role}"),
+            _ => user,
+        }
+    }
+
+    /// Runs `work` holding the migration lock, with the history tables in place; releases
+    /// the lock whatever `work` returns.
+    async fn locked<T>(
+        &self,
+        work: impl AsyncFnOnce() -> Result<T, RunError>,
+    ) -> Result<T, RunError> {
+        let lock: Box<dyn HeldLock> = self
+            .db
+            .lock(&self.config.history.lock_name(), self.config.lock_timeout)
+            .await?;
+        let result = match self.history().ensure().await {
+            Ok(()) => work().await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = lock.release().await {
+            tracing::warn!(%error, "could not release the migration lock; it is freed when this process exits");
+        }
+        result
+    }
+
+    /// The migrations `up` would apply, without taking the lock or changing anything.
+    pub async fn plan_up(&self, target: Option<Version>) -> Result<Vec<&Migration>, Error> {
+        let applied = self.applied_if_any().await?;
+        Ok(plan::plan_up(&self.catalog, &applied, target)?)
+    }
+
+    /// Applies pending migrations up to `target` (all when `None`), after finishing any
+    /// backfill an earlier run left unfinished.
+    pub async fn up(&self, target: Option<Version>) -> Result<Report, RunError> {
+        self.locked(async || {
+            let applied = self.history().applied().await?;
+            let steps = plan::plan_up(&self.catalog, &applied, target)?;
+            let mut report = Report::default();
+            self.resume_backfills(&applied, &mut report).await?;
+            for migration in steps {
+                self.apply(migration, &mut report).await?;
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Reverts applied migrations, newest first.
+    pub async fn down(&self, target: DownTarget) -> Result<Report, RunError> {
+        self.locked(async || {
+            let applied = self.history().applied().await?;
+            let steps = plan::plan_down(&self.catalog, &applied, target)?;
+            let mut report = Report::default();
+            for migration in steps {
+                self.revert(migration, &mut report).await?;
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Runs every applied migration's verify again, read-only.
+    pub async fn verify(&self) -> Result<Report, RunError> {
+        let applied = self.applied_if_any().await?;
+        plan::check_applied(&self.catalog, &applied)?;
+        let mut report = Report::default();
+        for row in &applied {
+            if let Some(migration) = self.catalog.get(row.version) {
+                self.verify_applied(migration, &mut report).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The history table's rows (empty when it does not exist yet).
+    pub async fn applied(&self) -> Result<Vec<AppliedMigration>, Error> {
+        self.applied_if_any().await
+    }
+
+    async fn applied_if_any(&self) -> Result<Vec<AppliedMigration>, Error> {
+        let history = self.history();
+        if history.exists().await? {
+            Ok(history.applied().await?)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Every migration in the project or the history, with its state.
+    pub async fn status(&self) -> Result<Vec<StatusEntry>, Error> {
+        let history = self.history();
+        let exists = history.exists().await?;
+        let applied = if exists {
+            history.applied().await?
+        } else {
+            Vec::new()
+        };
+        let backfills = if exists {
+            history.backfills().await?
+        } else {
+            Vec::new()
+        };
+        let backfill_of = |version| backfills.iter().find(|b| b.version == version).cloned();
+        let mut entries: Vec<StatusEntry> = self
+            .catalog
+            .migrations
+            .iter()
+            .map(|migration| {
+                let state = match applied.iter().find(|row| row.version == migration.version) {
+                    None => State::Pending,
+                    Some(row) if row.digest != migration.digest.to_string() => State::Changed {
+                        recorded: row.digest.clone(),
+                        found: migration.digest.to_string(),
+                    },
+                    Some(row) => State::Applied {
+                        applied_at: row.applied_at.clone(),
+                    },
+                };
+                StatusEntry {
+                    version: migration.version,
+                    folder: migration.folder.clone(),
+                    kind: migration.kind().to_owned(),
+                    state,
+                    backfill: backfill_of(migration.version),
+                }
+            })
+            .collect();
+        for row in applied
+            .iter()
+            .filter(|row| self.catalog.get(row.version).is_none())
+        {
+            entries.push(StatusEntry {
+                version: row.version,
+                folder: format!("{}_{}", row.version, row.name),
+                kind: row.kind.clone(),
+                state: State::Missing,
+                backfill: backfill_of(row.version),
+            });
+        }
+        entries.sort_by_key(|entry| entry.version);
+        Ok(entries)
+    }
+
+    async fn resume_backfills(
+        &self,
+        applied: &[AppliedMigration],
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let progress = self.history().backfills().await?;
+        for row in applied {
+            let Some(migration) = self.catalog.get(row.version) else {
+                continue;
+            };
+            let Body::Component(component) = &migration.body else {
+                continue;
+            };
+            let Some(settings) = &component.manifest.backfill else {
+                continue;
+            };
+            let finished = progress.iter().any(|p| p.version == row.version && p.done);
+            if !finished {
+                tracing::info!(migration = %migration, "resuming an unfinished backfill");
+                self.backfill(migration, component, settings, report)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

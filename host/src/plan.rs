@@ -1,0 +1,316 @@
+//! The plan: which migrations a run applies or reverts, in order. A pure function of the
+//! catalog, the history and the target, so `--dry-run` prints exactly what would run.
+//!
+//! Invariant 5 is checked here: an applied migration whose files changed, or whose folder is
+//! gone, stops the plan before anything runs.
+
+use crate::catalog::{Catalog, Migration, Version};
+use crate::history::AppliedMigration;
+
+/// Where `down` stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownTarget {
+    /// Revert the latest N applied migrations.
+    Steps(usize),
+    /// Revert every applied migration above this version (it stays applied).
+    To(Version),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "migration {folder} was applied with digest {recorded} but its files now hash to {found}; \
+         applied migrations are immutable (write a new migration, or record the change with `wasmig repair`)"
+    )]
+    DigestMismatch {
+        folder: String,
+        recorded: String,
+        found: String,
+    },
+    #[error("migration {version} ({name}) is applied but its folder is missing from the project")]
+    MissingApplied { version: Version, name: String },
+    #[error(
+        "migration {folder} is pending but the later {latest_applied} is already applied; \
+         renumber it above {latest_applied}"
+    )]
+    OutOfOrder {
+        folder: String,
+        latest_applied: Version,
+    },
+    #[error("there is no migration {0} in the project")]
+    UnknownTarget(Version),
+    #[error("migration {folder} cannot be reverted: it has no down.sql")]
+    NoDown { folder: String },
+}
+
+/// Checks invariant 5 for every applied migration.
+pub fn check_applied(catalog: &Catalog, applied: &[AppliedMigration]) -> Result<(), PlanError> {
+    for row in applied {
+        let migration = catalog
+            .get(row.version)
+            .ok_or_else(|| PlanError::MissingApplied {
+                version: row.version,
+                name: row.name.clone(),
+            })?;
+        check_digest(migration, row)?;
+    }
+    Ok(())
+}
+
+fn check_digest(migration: &Migration, row: &AppliedMigration) -> Result<(), PlanError> {
+    let found = migration.digest.to_string();
+    if found != row.digest {
+        return Err(PlanError::DigestMismatch {
+            folder: migration.folder.clone(),
+            recorded: row.digest.clone(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// The migrations `up` applies, oldest first, up to and including `target` (all when `None`).
+pub fn plan_up<'c>(
+    catalog: &'c Catalog,
+    applied: &[AppliedMigration],
+    target: Option<Version>,
+) -> Result<Vec<&'c Migration>, PlanError> {
+    check_applied(catalog, applied)?;
+    if let Some(target) = target
+        && catalog.get(target).is_none()
+    {
+        return Err(PlanError::UnknownTarget(target));
+    }
+    let latest_applied = applied.iter().map(|row| row.version).max();
+    let is_applied = |version| applied.iter().any(|row| row.version == version);
+    let mut steps = Vec::new();
+    for migration in &catalog.migrations {
+        if is_applied(migration.version) {
+            continue;
+        }
+        if let Some(latest) = latest_applied
+            && migration.version < latest
+        {
+            return Err(PlanError::OutOfOrder {
+                folder: migration.folder.clone(),
+                latest_applied: latest,
+            });
+        }
+        if target.is_some_and(|t| migration.version > t) {
+            break;
+        }
+        steps.push(migration);
+    }
+    Ok(steps)
+}
+
+/// The migrations `down` reverts, newest first.
+pub fn plan_down<'c>(
+    catalog: &'c Catalog,
+    applied: &[AppliedMigration],
+    target: DownTarget,
+) -> Result<Vec<&'c Migration>, PlanError> {
+    if let DownTarget::To(version) = target
+        && version.0 != 0
+        && catalog.get(version).is_none()
+    {
+        return Err(PlanError::UnknownTarget(version));
+    }
+    let mut newest_first: Vec<&AppliedMigration> = applied.iter().collect();
+    newest_first.sort_by_key(|row| std::cmp::Reverse(row.version));
+    let chosen: Vec<&AppliedMigration> = match target {
+        DownTarget::Steps(n) => newest_first.into_iter().take(n).collect(),
+        DownTarget::To(version) => newest_first
+            .into_iter()
+            .take_while(|row| row.version > version)
+            .collect(),
+    };
+    chosen
+        .into_iter()
+        .map(|row| {
+            let migration = catalog
+                .get(row.version)
+                .ok_or_else(|| PlanError::MissingApplied {
+                    version: row.version,
+                    name: row.name.clone(),
+                })?;
+            check_digest(migration, row)?;
+            if !migration.has_down() {
+                return Err(PlanError::NoDown {
+                    folder: migration.folder.clone(),
+                });
+            }
+            Ok(migration)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Body, SqlScripts};
+    use crate::digest::{Content, DigestInput, migration_digest};
+
+    fn migration(version: u64, down: bool) -> Migration {
+        let up = format!("SELECT {version};");
+        Migration {
+            version: Version(version),
+            name: format!("m{version}"),
+            folder: format!("{version:04}_m{version}"),
+            digest: migration_digest(&[DigestInput {
+                name: "up.sql",
+                content: Content::Text,
+                bytes: up.as_bytes(),
+            }]),
+            body: Body::Sql(SqlScripts {
+                up,
+                down: down.then(String::new),
+                verify: None,
+            }),
+        }
+    }
+
+    fn catalog(versions: &[u64]) -> Catalog {
+        Catalog {
+            migrations: versions.iter().map(|&v| migration(v, true)).collect(),
+        }
+    }
+
+    fn applied(catalog: &Catalog, versions: &[u64]) -> Vec<AppliedMigration> {
+        versions
+            .iter()
+            .map(|&v| {
+                let m = catalog.get(Version(v)).unwrap();
+                AppliedMigration {
+                    version: m.version,
+                    name: m.name.clone(),
+                    kind: "sql".into(),
+                    digest: m.digest.to_string(),
+                    applied_at: String::new(),
+                    applied_by: String::new(),
+                    duration_ms: 0,
+                }
+            })
+            .collect()
+    }
+
+    fn versions(steps: &[&Migration]) -> Vec<u64> {
+        steps.iter().map(|m| m.version.0).collect()
+    }
+
+    #[test]
+    fn up_applies_pending_in_order() {
+        let c = catalog(&[1, 2, 3]);
+        assert_eq!(
+            versions(&plan_up(&c, &applied(&c, &[1]), None).unwrap()),
+            [2, 3]
+        );
+    }
+
+    #[test]
+    fn up_to_target_stops_there() {
+        let c = catalog(&[1, 2, 3]);
+        assert_eq!(
+            versions(&plan_up(&c, &[], Some(Version(2))).unwrap()),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn up_with_everything_applied_is_empty() {
+        let c = catalog(&[1, 2]);
+        assert!(plan_up(&c, &applied(&c, &[1, 2]), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn up_to_unknown_target_fails() {
+        let c = catalog(&[1, 2]);
+        assert_eq!(
+            plan_up(&c, &[], Some(Version(9))).unwrap_err(),
+            PlanError::UnknownTarget(Version(9))
+        );
+    }
+
+    #[test]
+    fn pending_below_applied_is_out_of_order() {
+        let c = catalog(&[1, 2, 3]);
+        let error = plan_up(&c, &applied(&c, &[1, 3]), None).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                PlanError::OutOfOrder {
+                    latest_applied: Version(3),
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn changed_applied_migration_is_refused_naming_both_digests() {
+        let c = catalog(&[1, 2]);
+        let mut history = applied(&c, &[1]);
+        history[0].digest = "blake3:00".into();
+        let error = plan_up(&c, &history, None).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("0001_m1")
+                && text.contains("blake3:00")
+                && text.contains(&c.migrations[0].digest.to_string())
+        );
+    }
+
+    #[test]
+    fn applied_migration_without_folder_is_refused() {
+        let full = catalog(&[1, 2]);
+        let history = applied(&full, &[1, 2]);
+        let shrunk = catalog(&[1]);
+        assert!(matches!(
+            plan_up(&shrunk, &history, None),
+            Err(PlanError::MissingApplied { .. })
+        ));
+    }
+
+    #[test]
+    fn down_steps_reverts_newest_first() {
+        let c = catalog(&[1, 2, 3]);
+        let history = applied(&c, &[1, 2, 3]);
+        assert_eq!(
+            versions(&plan_down(&c, &history, DownTarget::Steps(2)).unwrap()),
+            [3, 2]
+        );
+        assert_eq!(
+            versions(&plan_down(&c, &history, DownTarget::Steps(9)).unwrap()),
+            [3, 2, 1]
+        );
+    }
+
+    #[test]
+    fn down_to_keeps_the_target_applied() {
+        let c = catalog(&[1, 2, 3]);
+        let history = applied(&c, &[1, 2, 3]);
+        assert_eq!(
+            versions(&plan_down(&c, &history, DownTarget::To(Version(1))).unwrap()),
+            [3, 2]
+        );
+        assert_eq!(
+            versions(&plan_down(&c, &history, DownTarget::To(Version(0))).unwrap()),
+            [3, 2, 1]
+        );
+    }
+
+    #[test]
+    fn down_without_down_sql_is_refused_before_anything_runs() {
+        let mut c = catalog(&[1, 2]);
+        c.migrations[0] = migration(1, false);
+        let history = applied(&c, &[1, 2]);
+        let error = plan_down(&c, &history, DownTarget::Steps(2)).unwrap_err();
+        assert_eq!(
+            error,
+            PlanError::NoDown {
+                folder: "0001_m1".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! The sandbox: compiles, checks and runs migration components.
+//!
+//! Layer 1 of the design's sandbox: a component gets the `sql` handle and `log`, plus WASI
+//! from an empty context (no environment, no preopened directories, no sockets; stdout and
+//! stderr captured into the log); any other import is refused before instantiation. Layer 4:
+//! every call runs in a fresh `Store` (a trapped instance cannot be entered again) under fuel,
+//! an epoch deadline, a memory cap and a cap on bytes per host call.
+//!
+//! Two failure levels are kept apart: a trap ([`SandboxError::Trap`], naming the limit when
+//! one was reached) and the guest's own `Err` ([`SandboxError::Guest`]).
+
+pub mod bindings;
+mod cache;
+pub mod host;
+mod imports;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use self::bindings::{Migration as MigrationWorld, MigrationPre};
+pub use self::cache::CacheOutcome;
+use self::cache::ComponentCache;
+use self::host::sql::SqlConnection;
+use crate::db::Database;
+use crate::limits::{Limit, Limits};
+
+/// How often the epoch advances; the granularity of the wall-clock deadline.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How much of a guest's stdout and stderr is kept per call.
+const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
+/// Cap on table elements (function references) a guest may allocate.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Which export to call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Up,
+    Down,
+    Verify,
+    Backfill {
+        cursor: Option<String>,
+        batch_size: u32,
+    },
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Call::Up => f.write_str("up"),
+            Call::Down => f.write_str("down"),
+            Call::Verify => f.write_str("verify"),
+            Call::Backfill {
+                cursor: None,
+                batch_size,
+            } => write!(f, "backfill (first batch of {batch_size})"),
+            Call::Backfill {
+                cursor: Some(cursor),
+                batch_size,
+            } => {
+                write!(
+                    f,
+                    "backfill (batch of {batch_size} after cursor {cursor:?})"
+                )
+            }
+        }
+    }
+}
+
+/// What a successful call returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Batch {
+        next_cursor: Option<String>,
+        rows: u64,
+    },
+}
+
+/// A completed call and the fuel it used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallReport {
+    pub outcome: Outcome,
+    pub fuel_used: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("{path}: not a WebAssembly component: {reason}")]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error(
+        "{path}: imports {import}, which migrations may not use (allowed: wasmig:migration and inert WASI)"
+    )]
+    ImportRefused { path: PathBuf, import: String },
+    #[error("{path}: does not implement the wasmig:migration/migration world: {reason}")]
+    WrongWorld { path: PathBuf, reason: String },
+    #[error("migration {migration}: {call} trapped{}: {message}{}", limit_suffix(.limit), output_suffix(.guest_output))]
+    Trap {
+        migration: String,
+        call: String,
+        limit: Option<Limit>,
+        message: String,
+        guest_output: String,
+    },
+    #[error("migration {migration}: {call} failed: {message}")]
+    Guest {
+        migration: String,
+        call: String,
+        message: String,
+    },
+}
+
+fn limit_suffix(limit: &Option<Limit>) -> String {
+    limit
+        .map(|limit| format!(" on its {limit}"))
+        .unwrap_or_default()
+}
+
+fn output_suffix(output: &str) -> String {
+    if output.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\nguest output:\n{}", output.trim_end())
+    }
+}
+
+/// Per-call store data: WASI's empty context, the resource table holding the SQL handle,
+/// and the memory cap.
+pub struct StoreState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    limiter: MemoryCap,
+    migration: String,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and tables, and remembers a refusal so a resulting trap can be
+/// reported as the memory limit rather than as a crash.
+struct MemoryCap {
+    max_memory_bytes: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_memory_bytes;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("wasmig-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map(|_| EpochTicker { stop })
+            .unwrap_or_else(|error| {
+                // Without a ticker deadlines cannot fire; fuel still bounds every call.
+                tracing::warn!(%error, "could not start the epoch ticker; time limits are off");
+                EpochTicker {
+                    stop: Arc::new(AtomicBool::new(true)),
+                }
+            })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Compiles and runs components. One per run; cheap to share across migrations.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache: Option<ComponentCache>,
+    _ticker: EpochTicker,
+}
+
+impl Sandbox {
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, SandboxError> {
+        let engine_error = |e: wasmtime::Error| SandboxError::Engine(e.to_string());
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        MigrationWorld::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        let cache = cache_dir.map(|dir| ComponentCache::new(dir, &engine));
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles (or loads precompiled) a component and checks its imports and exports.
+    /// Call only with bytes already checked against the catalog's digest (invariant 2).
+    pub fn load(
+        &self,
+        migration: &str,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<LoadedComponent, SandboxError> {
+        let started = Instant::now();
+        let not_a_component = |e: wasmtime::Error| SandboxError::NotAComponent {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let (component, cache) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, bytes).map_err(not_a_component)?,
+            None => (
+                Component::new(&self.engine, bytes).map_err(not_a_component)?,
+                CacheOutcome::Disabled,
+            ),
+        };
+        if let Some(import) = imports::refused_import(&self.engine, &component) {
+            return Err(SandboxError::ImportRefused {
+                path: path.to_owned(),
+                import,
+            });
+        }
+        let wrong_world = |e: wasmtime::Error| SandboxError::WrongWorld {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = MigrationPre::new(instance_pre).map_err(wrong_world)?;
+        let load_time = started.elapsed();
+        tracing::debug!(migration, ?cache, ?load_time, "component loaded");
+        Ok(LoadedComponent {
+            pre,
+            migration: migration.to_owned(),
+            engine: self.engine.clone(),
+            cache,
+            load_time,
+        })
+    }
+}
+
+/// A checked, pre-instantiated component, ready to be called.
+pub struct LoadedComponent {
+    pre: MigrationPre<StoreState>,
+    migration: String,
+    engine: Engine,
+    pub cache: CacheOutcome,
+    pub load_time: Duration,
+}
+
+impl LoadedComponent {
+    /// Calls one export in a fresh store, with `db` as the component's SQL handle. The
+    /// caller owns the transaction around it.
+    pub async fn call(
+        &self,
+        call: Call,
+        db: Arc<dyn Database>,
+        limits: &Limits,
+    ) -> Result<CallReport, SandboxError> {
+        let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
+        let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let state = StoreState {
+            table: ResourceTable::new(),
+            wasi,
+            limiter: MemoryCap {
+                max_memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                refused: false,
+            },
+            migration: self.migration.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let trap = |e: wasmtime::Error, store: &Store<StoreState>| {
+            self.trap(&call, e, store, limits, &stdout, &stderr)
+        };
+        store.set_fuel(limits.fuel).map_err(|e| trap(e, &store))?;
+        let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
+
+        let result = self.invoke(&call, db, &mut store).await;
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        log_output(&self.migration, &stdout, &stderr);
+        match result {
+            Err(error) => Err(trap(error, &store)),
+            Ok(Err(message)) => Err(SandboxError::Guest {
+                migration: self.migration.clone(),
+                call: call.to_string(),
+                message,
+            }),
+            Ok(Ok(outcome)) => Ok(CallReport { outcome, fuel_used }),
+        }
+    }
+
+    async fn invoke(
+        &self,
+        call: &Call,
+        db: Arc<dyn Database>,
+        store: &mut Store<StoreState>,
+    ) -> wasmtime::Result<Result<Outcome, String>> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        let handle = store.data_mut().table.push(SqlConnection { db })?;
+        let borrowed = wasmtime::component::Resource::<SqlConnection>::new_borrow(handle.rep());
+        let done = |r: Result<(), String>| r.map(|()| Outcome::Done);
+        let result = match call {
+            Call::Up => instance.call_up(&mut *store, borrowed).await.map(done),
+            Call::Down => instance.call_down(&mut *store, borrowed).await.map(done),
+            Call::Verify => instance.call_verify(&mut *store, borrowed).await.map(done),
+            Call::Backfill { cursor, batch_size } => instance
+                .call_backfill(&mut *store, borrowed, cursor.as_deref(), *batch_size)
+                .await
+                .map(|r| {
+                    r.map(|batch| Outcome::Batch {
+                        next_cursor: batch.next_cursor,
+                        rows: batch.rows,
+                    })
+                }),
+        };
+        // The handle lives only for this call; the store is dropped after it anyway.
+        let _ = store.data_mut().table.delete(handle);
+        result
+    }
+
+    fn trap(
+        &self,
+        call: &Call,
+        error: wasmtime::Error,
+        store: &Store<StoreState>,
+        limits: &Limits,
+        stdout: &MemoryOutputPipe,
+        stderr: &MemoryOutputPipe,
+    ) -> SandboxError {
+        let limit = match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Some(Limit::Fuel(limits.fuel)),
+            Some(Trap::Interrupt) => Some(Limit::Deadline(limits.timeout)),
+            _ if store.data().limiter.refused => Some(Limit::Memory(limits.memory_bytes)),
+            _ => None,
+        };
+        let mut guest_output = String::from_utf8_lossy(&stdout.contents()).into_owned();
+        guest_output.push_str(&String::from_utf8_lossy(&stderr.contents()));
+        SandboxError::Trap {
+            migration: self.migration.clone(),
+            call: call.to_string(),
+            limit,
+            message: format!("{error:#}"),
+            guest_output,
+        }
+    }
+}
+
+fn log_output(migration: &str, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+    for line in String::from_utf8_lossy(&stdout.contents()).lines() {
+        tracing::info!(migration, stream = "stdout", "{line}");
+    }
+    for line in String::from_utf8_lossy(&stderr.contents()).lines() {
+        tracing::warn!(migration, stream = "stderr", "{line}");
+    }
+}

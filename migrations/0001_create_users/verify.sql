@@ -1,0 +1,1 @@
+SELECT count(*) = 5000 FROM users;

@@ -1,0 +1,29 @@
+//! The glue between the generated `Guest` trait and [`crate::Migration`], called by
+//! [`crate::export_migration!`]. Not public API.
+
+use crate::__bindings::{self, wasmig::migration::sql::Connection};
+use crate::{Db, Migration};
+
+pub fn up<M: Migration>(connection: &Connection) -> Result<(), String> {
+    M::up(&Db::new(connection)).map_err(|error| error.to_string())
+}
+
+pub fn down<M: Migration>(connection: &Connection) -> Result<(), String> {
+    M::down(&Db::new(connection)).map_err(|error| error.to_string())
+}
+
+pub fn verify<M: Migration>(connection: &Connection) -> Result<(), String> {
+    M::verify(&Db::new(connection)).map_err(|error| error.to_string())
+}
+
+pub fn backfill<M: Migration>(
+    connection: &Connection,
+    cursor: Option<String>,
+    batch_size: u32,
+) -> Result<__bindings::Batch, String> {
+    let batch = M::backfill(&Db::new(connection), cursor, batch_size).map_err(|e| e.to_string())?;
+    Ok(__bindings::Batch {
+        next_cursor: batch.next_cursor,
+        rows: batch.rows,
+    })
+}

@@ -1,0 +1,25 @@
+//! wasmig's integration tests: the engine against a real PostgreSQL and real SQLite files,
+//! with real components built from `plugins/`. One harness, a module per area.
+
+mod cli;
+mod components;
+mod concurrency;
+mod sql_migrations;
+
+/// Runs the same test body against both backends: `backends!(name, |backend| async { … })`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body(wasmig_tests::Backend::Postgres).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body(wasmig_tests::Backend::Sqlite).await;
+            }
+        }
+    };
+}
