@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the demo project end to end on embedded SQLite: builds the host and the demo's
-# components, applies every migration (including a component backfill), verifies, and
-# shows status and history. Each run starts from a fresh database file.
+# components, hashes the project into wasmig.sum and checks it, applies every migration
+# (including a component backfill), verifies, and shows status and history. Each run starts
+# from a fresh database file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-components.sh
@@ -11,6 +12,8 @@ cargo build --quiet -p wasmig
 rm -f target/wasmig-demo.db target/wasmig-demo.db-wal target/wasmig-demo.db-shm
 wasmig=target/debug/wasmig
 set -x
+"$wasmig" --project migrations hash
+"$wasmig" --project migrations verify-artifacts
 "$wasmig" --project migrations status
 "$wasmig" --project migrations up
 "$wasmig" --project migrations verify

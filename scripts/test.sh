@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, and integration tests against a real PostgreSQL and real
-# SQLite files with real components built from plugins/.
+# SQLite files with real components built from plugins/. Ends with one line totalling every
+# test binary's results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-postgres.sh
 scripts/build-components.sh
 cargo build --quiet -p wasmig --bin wasmig
-cargo test --workspace "$@"
+output=$(mktemp)
+trap 'rm -f "$output"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$output" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$output"
+exit "$status"

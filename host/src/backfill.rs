@@ -26,34 +26,21 @@ impl Migrator {
         report: &mut Report,
     ) -> Result<(), RunError> {
         let started = Instant::now();
-        let done = |error: Error, report: &Report| RunError {
-            error,
-            done: report.clone(),
-        };
-        let loaded = self
-            .load_component(migration, component)
-            .map_err(|e| done(e, report))?;
-        let saved = self
-            .history()
-            .backfills()
-            .await
-            .map_err(|e| done(e.into(), report))?;
-        let mut progress = saved
-            .into_iter()
-            .find(|p| p.version == migration.version)
-            .unwrap_or(BackfillProgress {
-                version: migration.version,
-                cursor: None,
-                rows: 0,
-                batches: 0,
-                done: false,
-            });
+        let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
+        let loaded = self.load_component(migration, component).map_err(|e| done(e, report))?;
+        let saved = self.history().backfills().await.map_err(|e| done(e.into(), report))?;
+        let mut progress = saved.into_iter().find(|p| p.version == migration.version).unwrap_or(BackfillProgress {
+            version: migration.version,
+            cursor: None,
+            rows: 0,
+            batches: 0,
+            done: false,
+        });
         let (rows_before, batches_before) = (progress.rows, progress.batches);
         while !progress.done {
             progress = self
                 .in_transaction(migration, Access::ReadWrite, async || {
-                    self.run_batch(migration, &loaded, settings, &progress)
-                        .await
+                    self.run_batch(migration, &loaded, settings, &progress).await
                 })
                 .await
                 .map_err(|e| done(e, report))?;
@@ -70,10 +57,7 @@ impl Migrator {
             folder: migration.folder.clone(),
             action: Action::Backfilled,
             duration: started.elapsed(),
-            backfill: Some((
-                progress.rows - rows_before,
-                progress.batches - batches_before,
-            )),
+            backfill: Some((progress.rows - rows_before, progress.batches - batches_before)),
         });
         Ok(())
     }
@@ -87,10 +71,7 @@ impl Migrator {
         settings: &BackfillSettings,
         progress: &BackfillProgress,
     ) -> Result<BackfillProgress, Error> {
-        let call = Call::Backfill {
-            cursor: progress.cursor.clone(),
-            batch_size: settings.batch_size,
-        };
+        let call = Call::Backfill { cursor: progress.cursor.clone(), batch_size: settings.batch_size };
         let call_name = call.to_string();
         let (next_cursor, rows) = match self.call(migration, loaded, call).await? {
             Outcome::Batch { next_cursor, rows } => (next_cursor, rows),
@@ -106,18 +87,13 @@ impl Migrator {
         if let Some(cursor) = &next_cursor
             && progress.cursor.as_ref() == Some(cursor)
         {
-            return Err(Error::CursorStuck {
-                migration: migration.folder.clone(),
-                cursor: cursor.clone(),
-            });
+            return Err(Error::CursorStuck { migration: migration.folder.clone(), cursor: cursor.clone() });
         }
         let next = BackfillProgress {
             version: migration.version,
             done: next_cursor.is_none(),
             cursor: next_cursor,
-            rows: progress
-                .rows
-                .saturating_add(i64::try_from(rows).unwrap_or(i64::MAX)),
+            rows: progress.rows.saturating_add(i64::try_from(rows).unwrap_or(i64::MAX)),
             batches: progress.batches + 1,
         };
         if next.done {

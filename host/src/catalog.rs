@@ -17,6 +17,8 @@ use cap_std::fs::Dir;
 use crate::config::PROJECT_FILE;
 use crate::digest::{Content, Digest, DigestInput, migration_digest};
 use crate::manifest::{Kind, MANIFEST_FILE, Manifest};
+use crate::sumfile::SUM_FILE;
+use crate::trust::SIGNATURE_SUFFIX;
 
 /// A migration's version: the number its folder name starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,38 +102,36 @@ impl fmt::Display for Migration {
     }
 }
 
-/// All migrations of a project, in version order.
+/// All migrations of a project, in version order, with the project's sum file and
+/// signatures as read (checked by [`crate::trust`]).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub migrations: Vec<Migration>,
+    /// The raw bytes of `wasmig.sum`, when present.
+    pub sum_file: Option<Vec<u8>>,
+    /// `wasmig.sum.<KEYID>.minisig` files: (file name, raw bytes), in name order.
+    pub signatures: Vec<(String, Vec<u8>)>,
+}
+
+fn is_signature_file(name: &str) -> bool {
+    name.strip_prefix(SUM_FILE)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(SIGNATURE_SUFFIX))
+        .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("cannot open the project folder {path}: {source}")]
-    OpenProject {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    OpenProject { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}: wasmig does not know this file; a project holds {PROJECT_FILE} and NNNN_name/ folders only"
-    )]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: wasmig does not know this file; a project holds {PROJECT_FILE} and NNNN_name/ folders only")]
     UnexpectedProjectEntry { path: PathBuf },
-    #[error(
-        "{path}: a migration folder is named NNNN_name (digits, '_', then letters, digits, '_' or '-')"
-    )]
+    #[error("{path}: a migration folder is named NNNN_name (digits, '_', then letters, digits, '_' or '-')")]
     BadFolderName { path: PathBuf },
     #[error("{path}: wasmig does not know this file in a {kind} migration (expected {expected})")]
-    UnexpectedFile {
-        path: PathBuf,
-        kind: &'static str,
-        expected: &'static str,
-    },
+    UnexpectedFile { path: PathBuf, kind: &'static str, expected: &'static str },
     #[error("{path}: a SQL migration needs up.sql")]
     MissingUp { path: PathBuf },
     #[error("{path}: the manifest names component {file:?}, which is not in the folder")]
@@ -141,24 +141,16 @@ pub enum CatalogError {
     #[error("{path}: not UTF-8 text")]
     NotUtf8 { path: PathBuf },
     #[error("version {version} is used by both {first} and {second}")]
-    DuplicateVersion {
-        version: Version,
-        first: String,
-        second: String,
-    },
+    DuplicateVersion { version: Version, first: String, second: String },
 }
 
 impl Catalog {
     /// Reads every migration under `project_dir`.
     pub fn load(project_dir: &Path) -> Result<Catalog, CatalogError> {
-        let dir = Dir::open_ambient_dir(project_dir, ambient_authority()).map_err(|source| {
-            CatalogError::OpenProject {
-                path: project_dir.to_owned(),
-                source,
-            }
-        })?;
+        let dir = Dir::open_ambient_dir(project_dir, ambient_authority())
+            .map_err(|source| CatalogError::OpenProject { path: project_dir.to_owned(), source })?;
         let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
-        let mut migrations = Vec::new();
+        let mut catalog = Catalog::default();
         for entry in dir.entries().map_err(read_error(project_dir.to_owned()))? {
             let entry = entry.map_err(read_error(project_dir.to_owned()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -167,22 +159,26 @@ impl Catalog {
             if file_type.is_file() && name == PROJECT_FILE {
                 continue;
             }
+            if file_type.is_file() && (name == SUM_FILE || is_signature_file(&name)) {
+                let bytes = dir.read(&name).map_err(read_error(path))?;
+                if name == SUM_FILE {
+                    catalog.sum_file = Some(bytes);
+                } else {
+                    catalog.signatures.push((name, bytes));
+                }
+                continue;
+            }
             if !file_type.is_dir() {
                 return Err(CatalogError::UnexpectedProjectEntry { path });
             }
-            let (version, migration_name) = parse_folder_name(&name)
-                .ok_or_else(|| CatalogError::BadFolderName { path: path.clone() })?;
+            let (version, migration_name) =
+                parse_folder_name(&name).ok_or_else(|| CatalogError::BadFolderName { path: path.clone() })?;
             let folder = dir.open_dir(&name).map_err(read_error(path.clone()))?;
-            migrations.push(load_migration(
-                &folder,
-                &path,
-                version,
-                migration_name,
-                &name,
-            )?);
+            catalog.migrations.push(load_migration(&folder, &path, version, migration_name, &name)?);
         }
-        migrations.sort_by_key(|m| m.version);
-        for pair in migrations.windows(2) {
+        catalog.migrations.sort_by_key(|m| m.version);
+        catalog.signatures.sort();
+        for pair in catalog.migrations.windows(2) {
             if pair[0].version == pair[1].version {
                 return Err(CatalogError::DuplicateVersion {
                     version: pair[0].version,
@@ -191,7 +187,7 @@ impl Catalog {
                 });
             }
         }
-        Ok(Catalog { migrations })
+        Ok(catalog)
     }
 
     pub fn get(&self, version: Version) -> Option<&Migration> {
@@ -202,12 +198,8 @@ impl Catalog {
 /// `0002_add_email_domain` → (2, "add_email_domain").
 fn parse_folder_name(name: &str) -> Option<(Version, String)> {
     let (digits, rest) = name.split_once('_')?;
-    let valid_digits =
-        !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit());
-    let valid_rest = !rest.is_empty()
-        && rest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let valid_digits = !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit());
+    let valid_rest = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid_digits || !valid_rest {
         return None;
     }
@@ -227,11 +219,7 @@ impl FolderFiles {
             let entry = entry.map_err(read_error(path.to_owned()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let file_path = path.join(&name);
-            if !entry
-                .file_type()
-                .map_err(read_error(file_path.clone()))?
-                .is_file()
-            {
+            if !entry.file_type().map_err(read_error(file_path.clone()))?.is_file() {
                 return Err(CatalogError::UnexpectedFile {
                     path: file_path,
                     kind: "any",
@@ -240,8 +228,7 @@ impl FolderFiles {
             }
             let mut bytes = Vec::new();
             let mut file = entry.open().map_err(read_error(file_path.clone()))?;
-            file.read_to_end(&mut bytes)
-                .map_err(read_error(file_path))?;
+            file.read_to_end(&mut bytes).map_err(read_error(file_path))?;
             files.push((name, bytes));
         }
         Ok(FolderFiles { files })
@@ -255,10 +242,7 @@ impl FolderFiles {
 
 fn text(bytes: Vec<u8>, path: PathBuf) -> Result<String, CatalogError> {
     let text = String::from_utf8(bytes).map_err(|_| CatalogError::NotUtf8 { path })?;
-    Ok(text
-        .strip_prefix('\u{feff}')
-        .map(str::to_owned)
-        .unwrap_or(text))
+    Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
 }
 
 fn load_migration(
@@ -274,11 +258,7 @@ fn load_migration(
         .iter()
         .map(|(name, bytes)| DigestInput {
             name,
-            content: if name.ends_with(".sql") || name.ends_with(".toml") {
-                Content::Text
-            } else {
-                Content::Binary
-            },
+            content: if name.ends_with(".sql") || name.ends_with(".toml") { Content::Text } else { Content::Binary },
             bytes,
         })
         .collect();
@@ -289,39 +269,22 @@ fn load_migration(
             let manifest_path = path.join(MANIFEST_FILE);
             let source = text(bytes, manifest_path.clone())?;
             Some(
-                Manifest::parse(&source).map_err(|e| CatalogError::Manifest {
-                    path: manifest_path,
-                    message: e.to_string(),
-                })?,
+                Manifest::parse(&source)
+                    .map_err(|e| CatalogError::Manifest { path: manifest_path, message: e.to_string() })?,
             )
         }
         None => None,
     };
     let body = match manifest {
-        Some(manifest) if manifest.kind == Kind::Component => {
-            component_body(files, path, manifest)?
-        }
+        Some(manifest) if manifest.kind == Kind::Component => component_body(files, path, manifest)?,
         _ => sql_body(files, path)?,
     };
-    Ok(Migration {
-        version,
-        name,
-        folder: folder_name.to_owned(),
-        digest,
-        body,
-    })
+    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body })
 }
 
 fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {
-    let mut script = |name: &str| {
-        files
-            .take(name)
-            .map(|bytes| text(bytes, path.join(name)))
-            .transpose()
-    };
-    let up = script("up.sql")?.ok_or_else(|| CatalogError::MissingUp {
-        path: path.to_owned(),
-    })?;
+    let mut script = |name: &str| files.take(name).map(|bytes| text(bytes, path.join(name))).transpose();
+    let up = script("up.sql")?.ok_or_else(|| CatalogError::MissingUp { path: path.to_owned() })?;
     let down = script("down.sql")?;
     let verify = script("verify.sql")?;
     if let Some((stray, _)) = files.files.first() {
@@ -334,18 +297,11 @@ fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {
     Ok(Body::Sql(SqlScripts { up, down, verify }))
 }
 
-fn component_body(
-    mut files: FolderFiles,
-    path: &Path,
-    manifest: Manifest,
-) -> Result<Body, CatalogError> {
+fn component_body(mut files: FolderFiles, path: &Path, manifest: Manifest) -> Result<Body, CatalogError> {
     let file = manifest.component_file().to_owned();
     let bytes = files
         .take(&file)
-        .ok_or_else(|| CatalogError::MissingComponent {
-            path: path.join(MANIFEST_FILE),
-            file: file.clone(),
-        })?;
+        .ok_or_else(|| CatalogError::MissingComponent { path: path.join(MANIFEST_FILE), file: file.clone() })?;
     if let Some((stray, _)) = files.files.first() {
         return Err(CatalogError::UnexpectedFile {
             path: path.join(stray),
@@ -353,11 +309,7 @@ fn component_body(
             expected: "migration.toml and the component it names",
         });
     }
-    Ok(Body::Component(ComponentMigration {
-        manifest,
-        path: path.join(file),
-        bytes: bytes.into(),
-    }))
+    Ok(Body::Component(ComponentMigration { manifest, path: path.join(file), bytes: bytes.into() }))
 }
 
 #[cfg(test)]
@@ -377,11 +329,7 @@ mod tests {
 
     #[test]
     fn reads_sql_migrations_in_version_order() {
-        let dir = project(&[
-            ("0002_b/up.sql", "SELECT 2;"),
-            ("0001_a/up.sql", "SELECT 1;"),
-            ("0001_a/down.sql", ""),
-        ]);
+        let dir = project(&[("0002_b/up.sql", "SELECT 2;"), ("0001_a/up.sql", "SELECT 1;"), ("0001_a/down.sql", "")]);
         let catalog = Catalog::load(dir.path()).unwrap();
         let versions: Vec<u64> = catalog.migrations.iter().map(|m| m.version.0).collect();
         assert_eq!(versions, [1, 2]);
@@ -404,31 +352,33 @@ mod tests {
     }
 
     #[test]
+    fn sum_file_and_signatures_are_read_and_other_files_refused() {
+        let dir =
+            project(&[("0001_a/up.sql", ""), ("wasmig.sum", "sum"), ("wasmig.sum.ABCDEF0123456789.minisig", "sig")]);
+        let catalog = Catalog::load(dir.path()).unwrap();
+        assert_eq!(catalog.sum_file.as_deref(), Some(&b"sum"[..]));
+        assert_eq!(catalog.signatures.len(), 1);
+        let dir = project(&[("0001_a/up.sql", ""), ("wasmig.sum.minisig.bak", "")]);
+        assert!(matches!(Catalog::load(dir.path()).unwrap_err(), CatalogError::UnexpectedProjectEntry { .. }));
+    }
+
+    #[test]
     fn badly_named_folder_is_named() {
         let dir = project(&[("create_users/up.sql", "")]);
         let error = Catalog::load(dir.path()).unwrap_err();
-        assert!(
-            matches!(error, CatalogError::BadFolderName { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, CatalogError::BadFolderName { .. }), "{error}");
     }
 
     #[test]
     fn missing_up_sql_is_an_error() {
         let dir = project(&[("0001_a/down.sql", "")]);
-        assert!(matches!(
-            Catalog::load(dir.path()).unwrap_err(),
-            CatalogError::MissingUp { .. }
-        ));
+        assert!(matches!(Catalog::load(dir.path()).unwrap_err(), CatalogError::MissingUp { .. }));
     }
 
     #[test]
     fn duplicate_versions_are_refused() {
         let dir = project(&[("0001_a/up.sql", ""), ("1_b/up.sql", "")]);
-        assert!(matches!(
-            Catalog::load(dir.path()).unwrap_err(),
-            CatalogError::DuplicateVersion { .. }
-        ));
+        assert!(matches!(Catalog::load(dir.path()).unwrap_err(), CatalogError::DuplicateVersion { .. }));
     }
 
     #[test]
@@ -442,18 +392,14 @@ mod tests {
     fn malformed_manifest_names_the_file() {
         let dir = project(&[("0001_c/migration.toml", "kind = component\n")]);
         let error = Catalog::load(dir.path()).unwrap_err();
-        assert!(
-            error.to_string().contains("0001_c/migration.toml"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("0001_c/migration.toml"), "{error}");
     }
 
     #[test]
     fn digest_ignores_the_checkout_path_and_line_endings() {
         let a = project(&[("0001_a/up.sql", "SELECT 1;\nSELECT 2;\n")]);
         let b = project(&[("0001_a/up.sql", "SELECT 1;\r\nSELECT 2;\r\n")]);
-        let digest =
-            |dir: &tempfile::TempDir| Catalog::load(dir.path()).unwrap().migrations[0].digest;
+        let digest = |dir: &tempfile::TempDir| Catalog::load(dir.path()).unwrap().migrations[0].digest;
         assert_eq!(digest(&a), digest(&b));
     }
 }

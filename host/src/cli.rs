@@ -1,19 +1,19 @@
-//! Command-line arguments (clap) and the thin layer that turns them into library calls and
-//! printed output. No orchestration lives here.
+//! Command-line arguments (clap) and the thin layer that turns them into library calls.
+//! No orchestration lives here; printing is in `print.rs`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use wasmig::digest::Digest;
 use wasmig::scaffold::{self, Template};
-use wasmig::{Config, DownTarget, Migrator, State, Version};
+use wasmig::trust::{self, Date};
+use wasmig::{Catalog, Config, DownTarget, Migrator, Version, signing};
+
+use crate::print;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "wasmig",
-    version,
-    about = "Database migrations as plain SQL or sandboxed WebAssembly components"
-)]
+#[command(name = "wasmig", version, about = "Database migrations as plain SQL or sandboxed WebAssembly components")]
 pub struct Args {
     /// The project folder (holding wasmig.toml). Default: the current folder if it holds a
     /// wasmig.toml, else ./migrations.
@@ -21,14 +21,13 @@ pub struct Args {
     project: Option<PathBuf>,
 
     /// The database URL (postgres://…, sqlite:PATH). Overrides wasmig.toml.
-    #[arg(
-        long,
-        short = 'd',
-        global = true,
-        env = "DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, short = 'd', global = true, env = "DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
+
+    /// A TOML file whose [trust] section replaces wasmig.toml's: keep production's trust policy
+    /// outside the checkout it judges.
+    #[arg(long, global = true, env = "WASMIG_TRUST_FILE")]
+    trust_file: Option<PathBuf>,
 
     /// Show debug output (component loads, fuel used per call).
     #[arg(long, short = 'v', global = true)]
@@ -40,6 +39,12 @@ pub struct Args {
 
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,7 +67,7 @@ enum Command {
     },
     /// Show every migration's state and backfill progress.
     Status,
-    /// Show the history table.
+    /// Show the history table, with signers and recorded repairs.
     History,
     /// Apply pending migrations (after resuming unfinished backfills).
     Up {
@@ -84,6 +89,39 @@ enum Command {
     },
     /// Run every applied migration's verify again, read-only.
     Verify,
+    /// Write wasmig.sum: the blake3 digest of every migration and of the whole list.
+    Hash,
+    /// Generate a minisign key pair for signing wasmig.sum.
+    Keygen {
+        /// Where to write the secret key (mode 0600); the public key goes to PATH.pub.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
+    /// Sign wasmig.sum, writing wasmig.sum.<KEYID>.minisig beside it.
+    Sign {
+        /// A file holding the secret key.
+        #[arg(long, conflicts_with = "key_env", required_unless_present = "key_env")]
+        key: Option<PathBuf>,
+        /// An environment variable holding the secret key (a CI secret).
+        #[arg(long)]
+        key_env: Option<String>,
+    },
+    /// Check the migrations against wasmig.sum and its signatures against the trust policy
+    /// (no database needed). Exits 9 when they fail.
+    VerifyArtifacts {
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Record that an applied migration's files changed and accept their new digest.
+    Repair {
+        version: Version,
+        /// The digest the files must hash to now (shown by `wasmig status`).
+        #[arg(long)]
+        accept_digest: Digest,
+        /// Why the change is accepted; kept in the history.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub fn init_logging(verbose: bool, quiet: bool) {
@@ -96,62 +134,115 @@ pub fn init_logging(verbose: bool, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WASMIG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let project = args
-        .project
-        .clone()
-        .unwrap_or_else(wasmig::config::default_project_dir);
+    let project = args.project.clone().unwrap_or_else(wasmig::config::default_project_dir);
     match args.command {
         Command::Init => {
             let path = scaffold::init(&project)?;
             println!("created {}", path.display());
             Ok(())
         }
-        Command::New {
-            name,
-            sql: _,
-            rust,
-            crate_dir,
-        } => {
-            let template = if rust { Template::Rust } else { Template::Sql };
-            let crate_dir = crate_dir.unwrap_or_else(|| PathBuf::from("plugins").join(&name));
-            let created = scaffold::new_migration(&project, &name, template, &crate_dir)?;
-            for file in &created.files {
-                println!("created {}", file.display());
-            }
-            if rust {
-                println!(
-                    "build it with: cargo build --release --target wasm32-wasip2 --manifest-path {}/Cargo.toml\n\
-                     then copy the .wasm from its target/wasm32-wasip2/release/ to {}/migration.wasm",
-                    crate_dir.display(),
-                    created.folder.display()
-                );
-            }
+        Command::New { name, sql: _, rust, crate_dir } => new_migration(&project, &name, rust, crate_dir),
+        Command::Keygen { out } => {
+            let key = signing::keygen(&out)?;
+            println!("secret key: {} (keep it in your CI secret store; never commit it)", key.secret_path.display());
+            println!("public key: {}", key.public_path.display());
+            println!("key id:     {}", key.key_id);
+            println!("\ntrust it in wasmig.toml:\n\n[[trust.keys]]\nname = \"…\"\npublic_key = \"{}\"", key.public_key);
             Ok(())
         }
+        command @ (Command::Hash | Command::Sign { .. } | Command::VerifyArtifacts { .. }) => {
+            let config = load_config(&project, &args.database, &args.trust_file)?;
+            let catalog = Catalog::load(&project).map_err(wasmig::Error::from)?;
+            artifacts(&config, &catalog, command)
+        }
         command => {
-            let config =
-                Config::load(&project, args.database.as_deref()).map_err(wasmig::Error::from)?;
-            let url = config.database.to_string();
+            let config = load_config(&project, &args.database, &args.trust_file)?;
+            let url = config.database().map(ToString::to_string).unwrap_or_default();
             let migrator = Migrator::open(config).await?;
             tracing::debug!(database = url, backend = %migrator.backend(), "connected");
-            run_against_database(&migrator, command).await
+            against_database(&migrator, command).await
         }
     }
 }
 
-async fn run_against_database(migrator: &Migrator, command: Command) -> anyhow::Result<()> {
+fn load_config(project: &Path, database: &Option<String>, trust_file: &Option<PathBuf>) -> anyhow::Result<Config> {
+    let config = Config::load(project, database.as_deref()).map_err(wasmig::Error::from)?;
+    Ok(match trust_file {
+        Some(path) => config.with_trust_file(path).map_err(wasmig::Error::from)?,
+        None => config,
+    })
+}
+
+fn new_migration(project: &Path, name: &str, rust: bool, crate_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let template = if rust { Template::Rust } else { Template::Sql };
+    let crate_dir = crate_dir.unwrap_or_else(|| PathBuf::from("plugins").join(name));
+    let created = scaffold::new_migration(project, name, template, &crate_dir)?;
+    for file in &created.files {
+        println!("created {}", file.display());
+    }
+    if rust {
+        println!(
+            "build it with: cargo build --release --target wasm32-wasip2 --manifest-path {}/Cargo.toml\n\
+             then copy the .wasm from its target/wasm32-wasip2/release/ to {}/migration.wasm",
+            crate_dir.display(),
+            created.folder.display()
+        );
+    }
+    Ok(())
+}
+
+/// `hash`, `sign` and `verify-artifacts`: the CI side, which needs no database.
+fn artifacts(config: &Config, catalog: &Catalog, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Status => print_status(migrator).await,
-        Command::History => print_history(migrator).await,
+        Command::Hash => {
+            let (path, sum) = signing::write_sum(&config.project_dir, catalog)?;
+            println!("wrote {} ({} migrations, total {})", path.display(), sum.entries.len(), sum.total);
+            if !catalog.signatures.is_empty() {
+                println!("existing signatures cover the previous contents; run `wasmig sign` again");
+            }
+            Ok(())
+        }
+        Command::Sign { key, key_env } => {
+            let (text, origin) = match (key, key_env) {
+                (Some(path), _) => (
+                    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+                    path.display().to_string(),
+                ),
+                (None, Some(var)) => {
+                    let text = std::env::var(&var).with_context(|| format!("environment variable {var} is not set"))?;
+                    (text, format!("${var}"))
+                }
+                (None, None) => anyhow::bail!("give --key FILE or --key-env VARIABLE"),
+            };
+            let password = std::env::var("WASMIG_SIGNING_KEY_PASSWORD").ok();
+            let secret = signing::secret_key(&text, &origin, password)?;
+            let path = signing::sign(&config.project_dir, catalog, &secret)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Command::VerifyArtifacts { format } => {
+            let report = trust::check(catalog, &config.trust, Date::today());
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Human => print::trust_report(&report),
+            }
+            report.ensure()?;
+            Ok(())
+        }
+        _ => unreachable!("only artifact commands reach here"),
+    }
+}
+
+async fn against_database(migrator: &Migrator, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Status => print::status(&migrator.status().await?),
+        Command::History => print::history(&migrator.applied().await?, &migrator.repairs().await?),
         Command::Up { to, dry_run: true } => {
+            migrator.trust().ensure()?;
             let steps = migrator.plan_up(to).await?;
             if steps.is_empty() {
                 println!("nothing to apply");
@@ -159,12 +250,10 @@ async fn run_against_database(migrator: &Migrator, command: Command) -> anyhow::
             for migration in steps {
                 println!("would apply {migration} ({})", migration.kind());
             }
-            Ok(())
         }
         Command::Up { to, dry_run: false } => {
             let report = migrator.up(to).await.context("wasmig up failed")?;
-            print_report(&report, "nothing to apply: the database is up to date");
-            Ok(())
+            print::report(&report, "nothing to apply: the database is up to date");
         }
         Command::Down { to, steps } => {
             let target = match (to, steps) {
@@ -173,83 +262,20 @@ async fn run_against_database(migrator: &Migrator, command: Command) -> anyhow::
                 (None, None) => DownTarget::Steps(1),
             };
             let report = migrator.down(target).await.context("wasmig down failed")?;
-            print_report(&report, "nothing to revert");
-            Ok(())
+            print::report(&report, "nothing to revert");
         }
         Command::Verify => {
             let report = migrator.verify().await.context("wasmig verify failed")?;
-            print_report(&report, "nothing to verify: no migration is applied");
-            Ok(())
+            print::report(&report, "nothing to verify: no migration is applied");
         }
-        Command::Init | Command::New { .. } => unreachable!("handled before connecting"),
-    }
-}
-
-fn print_report(report: &wasmig::Report, when_empty: &str) {
-    if report.steps.is_empty() {
-        println!("{when_empty}");
-    } else {
-        print!("{report}");
-    }
-}
-
-async fn print_status(migrator: &Migrator) -> anyhow::Result<()> {
-    let entries = migrator.status().await?;
-    if entries.is_empty() {
-        println!("the project has no migrations yet");
-        return Ok(());
-    }
-    println!("{:<8} {:<34} {:<10} STATE", "VERSION", "MIGRATION", "KIND");
-    for entry in entries {
-        let state = match &entry.state {
-            State::Pending => "pending".to_owned(),
-            State::Applied { applied_at } => format!("applied {applied_at}"),
-            State::Changed { recorded, found } => {
-                format!("CHANGED since applied (recorded {recorded}, files {found})")
-            }
-            State::Missing => "applied, but its folder is MISSING".to_owned(),
-        };
-        let backfill = match &entry.backfill {
-            Some(b) if b.done => {
-                format!("; backfill done ({} rows in {} batches)", b.rows, b.batches)
-            }
-            Some(b) => format!(
-                "; backfill running ({} rows in {} batches so far)",
-                b.rows, b.batches
-            ),
-            None => String::new(),
-        };
-        println!(
-            "{:<8} {:<34} {:<10} {state}{backfill}",
-            entry.version.to_string(),
-            entry.folder,
-            entry.kind
-        );
-    }
-    Ok(())
-}
-
-async fn print_history(migrator: &Migrator) -> anyhow::Result<()> {
-    let applied = migrator.applied().await?;
-    if applied.is_empty() {
-        println!("no migration has been applied");
-        return Ok(());
-    }
-    println!(
-        "{:<8} {:<28} {:<10} {:<32} {:<22} {:>8}  DIGEST",
-        "VERSION", "NAME", "KIND", "APPLIED AT", "APPLIED BY", "MS"
-    );
-    for row in applied {
-        println!(
-            "{:<8} {:<28} {:<10} {:<32} {:<22} {:>8}  {}",
-            row.version.to_string(),
-            row.name,
-            row.kind,
-            row.applied_at,
-            row.applied_by,
-            row.duration_ms,
-            row.digest
-        );
+        Command::Repair { version, accept_digest, reason } => {
+            let repair = migrator.repair(version, accept_digest, &reason).await.context("wasmig repair failed")?;
+            println!(
+                "recorded: migration {} now {} (was {}), by {}: {}",
+                repair.version, repair.new_digest, repair.old_digest, repair.repaired_by, repair.reason
+            );
+        }
+        _ => unreachable!("commands without a database are handled before connecting"),
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::db::DatabaseUrl;
 use crate::db::UnsupportedUrl;
 use crate::history::{HistoryTable, IdentifierError};
 use crate::limits::{LimitOverrides, Limits};
+use crate::trust::{TrustConfigError, TrustPolicy, TrustSection};
 
 pub const PROJECT_FILE: &str = "wasmig.toml";
 
@@ -30,6 +31,8 @@ pub struct ProjectFile {
     pub lock: LockSection,
     #[serde(default)]
     pub cache: CacheSection,
+    #[serde(default)]
+    pub trust: TrustSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -66,48 +69,38 @@ pub struct CacheSection {
 pub struct Config {
     /// The project folder: `wasmig.toml` and one folder per migration.
     pub project_dir: PathBuf,
-    pub database: DatabaseUrl,
+    /// `None` when neither the caller nor `wasmig.toml` names one: enough for hashing,
+    /// signing and verifying artifacts; [`crate::Migrator::open`] refuses it.
+    pub database: Option<DatabaseUrl>,
     pub connect_timeout: Duration,
     pub history: HistoryTable,
     pub limits: Limits,
     pub lock_timeout: Duration,
     /// Where precompiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    pub trust: TrustPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid project file: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error(
-        "no database given: pass --database, set DATABASE_URL, or set [database] url in {path}"
-    )]
+    #[error("no database given: pass --database, set DATABASE_URL, or set [database] url in {path}")]
     NoDatabase { path: PathBuf },
     #[error("{origin}: {source}")]
-    Url {
-        origin: String,
-        source: UnsupportedUrl,
-    },
+    Url { origin: String, source: UnsupportedUrl },
     #[error("{path}: [history] {source}")]
-    History {
-        path: PathBuf,
-        source: IdentifierError,
-    },
+    History { path: PathBuf, source: IdentifierError },
+    #[error("{path}: {source}")]
+    Trust { path: PathBuf, source: TrustConfigError },
 }
 
 /// The folder `wasmig` uses when none is given: the current folder if it holds a
 /// `wasmig.toml`, else `./migrations`.
 pub fn default_project_dir() -> PathBuf {
-    if Path::new(PROJECT_FILE).is_file() {
-        PathBuf::from(".")
-    } else {
-        PathBuf::from("migrations")
-    }
+    if Path::new(PROJECT_FILE).is_file() { PathBuf::from(".") } else { PathBuf::from("migrations") }
 }
 
 impl Config {
@@ -116,14 +109,9 @@ impl Config {
     /// file is relative to the project folder.
     pub fn load(project_dir: &Path, database_url: Option<&str>) -> Result<Config, ConfigError> {
         let path = project_dir.join(PROJECT_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let file: ProjectFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let file: ProjectFile =
+            toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.clone(), message: e.to_string() })?;
         Config::from_project_file(project_dir, &path, file, database_url)
     }
 
@@ -134,32 +122,20 @@ impl Config {
         database_url: Option<&str>,
     ) -> Result<Config, ConfigError> {
         let database = match (database_url, &file.database.url) {
-            (Some(url), _) => {
-                DatabaseUrl::parse(url, Path::new(".")).map_err(|source| ConfigError::Url {
-                    origin: "the database URL given".into(),
-                    source,
-                })?
-            }
-            (None, Some(url)) => {
-                DatabaseUrl::parse(url, project_dir).map_err(|source| ConfigError::Url {
-                    origin: format!("{}: [database] url", path.display()),
-                    source,
-                })?
-            }
-            (None, None) => {
-                return Err(ConfigError::NoDatabase {
-                    path: path.to_owned(),
-                });
-            }
+            (Some(url), _) => Some(
+                DatabaseUrl::parse(url, Path::new("."))
+                    .map_err(|source| ConfigError::Url { origin: "the database URL given".into(), source })?,
+            ),
+            (None, Some(url)) => Some(DatabaseUrl::parse(url, project_dir).map_err(|source| ConfigError::Url {
+                origin: format!("{}: [database] url", path.display()),
+                source,
+            })?),
+            (None, None) => None,
         };
-        let history = HistoryTable::new(
-            file.history.schema.as_deref(),
-            file.history.table.as_deref(),
-        )
-        .map_err(|source| ConfigError::History {
-            path: path.to_owned(),
-            source,
-        })?;
+        let trust = TrustPolicy::from_section(&file.trust)
+            .map_err(|source| ConfigError::Trust { path: path.to_owned(), source })?;
+        let history = HistoryTable::new(file.history.schema.as_deref(), file.history.table.as_deref())
+            .map_err(|source| ConfigError::History { path: path.to_owned(), source })?;
         Ok(Config {
             project_dir: project_dir.to_owned(),
             database,
@@ -171,7 +147,31 @@ impl Config {
                 Some(dir) => project_dir.join(dir),
                 None => default_cache_dir(),
             }),
+            trust,
         })
+    }
+
+    /// Replaces the trust policy with the `[trust]` section of `path`: in production the policy
+    /// should come from outside the checkout it judges, or whoever can change the artifacts
+    /// could also trust their own key.
+    pub fn with_trust_file(mut self, path: &Path) -> Result<Config, ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct TrustFile {
+            trust: TrustSection,
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let file: TrustFile =
+            toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
+        self.trust = TrustPolicy::from_section(&file.trust)
+            .map_err(|source| ConfigError::Trust { path: path.to_owned(), source })?;
+        Ok(self)
+    }
+
+    /// The database, or the error saying where one should have been given.
+    pub fn database(&self) -> Result<&DatabaseUrl, ConfigError> {
+        self.database.as_ref().ok_or_else(|| ConfigError::NoDatabase { path: self.project_dir.join(PROJECT_FILE) })
     }
 }
 
@@ -189,38 +189,26 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, url: Option<&str>) -> Result<Config, ConfigError> {
-        let file: ProjectFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: PathBuf::from("wasmig.toml"),
-            message: e.to_string(),
-        })?;
+        let file: ProjectFile = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { path: PathBuf::from("wasmig.toml"), message: e.to_string() })?;
         Config::from_project_file(Path::new("/p"), Path::new("/p/wasmig.toml"), file, url)
     }
 
     #[test]
     fn explicit_url_overrides_the_file() {
-        let config = parse(
-            "[database]\nurl = \"sqlite:file.db\"\n",
-            Some("postgres://u@h/d"),
-        )
-        .unwrap();
-        assert_eq!(
-            config.database,
-            DatabaseUrl::Postgres("postgres://u@h/d".into())
-        );
+        let config = parse("[database]\nurl = \"sqlite:file.db\"\n", Some("postgres://u@h/d")).unwrap();
+        assert_eq!(config.database, Some(DatabaseUrl::Postgres("postgres://u@h/d".into())));
     }
 
     #[test]
     fn file_sqlite_path_is_relative_to_the_project() {
         let config = parse("[database]\nurl = \"sqlite:demo.db\"\n", None).unwrap();
-        assert_eq!(
-            config.database,
-            DatabaseUrl::Sqlite(PathBuf::from("/p/demo.db"))
-        );
+        assert_eq!(config.database, Some(DatabaseUrl::Sqlite(PathBuf::from("/p/demo.db"))));
     }
 
     #[test]
     fn missing_database_names_the_file() {
-        let error = parse("", None).unwrap_err();
+        let error = parse("", None).unwrap().database().unwrap_err();
         assert!(error.to_string().contains("/p/wasmig.toml"), "{error}");
     }
 
@@ -243,11 +231,7 @@ mod tests {
 
     #[test]
     fn bad_history_identifier_is_refused() {
-        let error = parse(
-            "[database]\nurl=\"sqlite::memory:\"\n[history]\ntable=\"x; DROP\"\n",
-            None,
-        )
-        .unwrap_err();
+        let error = parse("[database]\nurl=\"sqlite::memory:\"\n[history]\ntable=\"x; DROP\"\n", None).unwrap_err();
         assert!(matches!(error, ConfigError::History { .. }), "{error}");
     }
 }

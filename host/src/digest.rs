@@ -15,6 +15,10 @@ const MIGRATION_CONTEXT: &str = "wasmig 2026-11 migration digest v1";
 pub struct Digest([u8; 32]);
 
 impl Digest {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -46,9 +50,7 @@ impl FromStr for Digest {
     type Err = BadDigest;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || BadDigest {
-            text: text.to_owned(),
-        };
+        let bad = || BadDigest { text: text.to_owned() };
         let hex = text.strip_prefix("blake3:").ok_or_else(bad)?;
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
@@ -122,35 +124,20 @@ mod tests {
     use super::*;
 
     fn text(name: &'static str, body: &'static [u8]) -> DigestInput<'static> {
-        DigestInput {
-            name,
-            content: Content::Text,
-            bytes: body,
-        }
+        DigestInput { name, content: Content::Text, bytes: body }
     }
 
     #[test]
     fn crlf_bom_and_lf_checkouts_agree() {
         let lf = migration_digest(&[text("up.sql", b"CREATE TABLE t (x int);\nSELECT 1;\n")]);
-        let crlf = migration_digest(&[text(
-            "up.sql",
-            b"\xEF\xBB\xBFCREATE TABLE t (x int);\r\nSELECT 1;\r\n",
-        )]);
+        let crlf = migration_digest(&[text("up.sql", b"\xEF\xBB\xBFCREATE TABLE t (x int);\r\nSELECT 1;\r\n")]);
         assert_eq!(lf, crlf);
     }
 
     #[test]
     fn binary_files_are_not_normalised() {
-        let a = migration_digest(&[DigestInput {
-            name: "m.wasm",
-            content: Content::Binary,
-            bytes: b"a\r\n",
-        }]);
-        let b = migration_digest(&[DigestInput {
-            name: "m.wasm",
-            content: Content::Binary,
-            bytes: b"a\n",
-        }]);
+        let a = migration_digest(&[DigestInput { name: "m.wasm", content: Content::Binary, bytes: b"a\r\n" }]);
+        let b = migration_digest(&[DigestInput { name: "m.wasm", content: Content::Binary, bytes: b"a\n" }]);
         assert_ne!(a, b);
     }
 
@@ -178,8 +165,7 @@ mod tests {
     }
 
     // Cross-checked with an independent blake3 implementation (Python `blake3`, derive_key mode).
-    const KNOWN_ANSWER: &str =
-        "blake3:3f10fdd00e2d61ccc4a6d2f6c990ec5c8fdc2c4a5dcb26f4258e3d053bc79f4e";
+    const KNOWN_ANSWER: &str = "blake3:3f10fdd00e2d61ccc4a6d2f6c990ec5c8fdc2c4a5dcb26f4258e3d053bc79f4e";
 
     #[test]
     fn display_and_parse_round_trip() {

@@ -3,11 +3,14 @@
 //! code.
 
 use crate::catalog::CatalogError;
+use crate::catalog::Version;
 use crate::config::ConfigError;
 use crate::db::{ConnectError, DbError, LockError};
+use crate::digest::Digest;
 use crate::history::HistoryError;
 use crate::plan::PlanError;
 use crate::sandbox::SandboxError;
+use crate::trust::TrustError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,39 +28,41 @@ pub enum Error {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Repair(#[from] RepairError),
     #[error("migration {migration}: {file} failed: {source}")]
-    Sql {
-        migration: String,
-        file: &'static str,
-        source: DbError,
-    },
+    Sql { migration: String, file: &'static str, source: DbError },
     #[error(
         "migration {migration}: verify.sql statement {statement} returned {}, expected true",
         .value.as_deref().map_or("NULL".to_owned(), |v| format!("{v:?}"))
     )]
-    VerifyFailed {
-        migration: String,
-        statement: usize,
-        value: Option<String>,
-    },
+    VerifyFailed { migration: String, statement: usize, value: Option<String> },
     #[error("migration {migration}: could not {action} its transaction: {source}")]
-    Transaction {
-        migration: String,
-        action: &'static str,
-        source: DbError,
-    },
+    Transaction { migration: String, action: &'static str, source: DbError },
     #[error(
         "migration {migration}: backfill returned cursor {cursor:?} again; \
          a cursor must advance or the backfill would never end"
     )]
     CursorStuck { migration: String, cursor: String },
     #[error("migration {migration}: {call} returned {found} where {expected} was expected")]
-    UnexpectedOutcome {
-        migration: String,
-        call: String,
-        expected: &'static str,
-        found: String,
-    },
+    UnexpectedOutcome { migration: String, call: String, expected: &'static str, found: String },
+}
+
+/// Why `repair` refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepairError {
+    #[error("there is no migration {version} in the project")]
+    NoFolder { version: Version },
+    #[error("migration {version} is not applied; there is nothing to repair")]
+    NotApplied { version: Version },
+    #[error(
+        "migration {folder}'s files hash to {found}, not the accepted {accepted}; review the files and accept their digest"
+    )]
+    NotWhatWasAccepted { folder: String, accepted: Digest, found: Digest },
+    #[error("migration {folder}'s files already match its recorded digest; there is nothing to repair")]
+    NothingToRepair { folder: String },
 }
 
 /// What class of failure an [`Error`] is; the CLI's exit codes follow it.
@@ -75,17 +80,18 @@ pub enum ErrorKind {
     MigrationFailed,
     /// A component trapped or hit a sandbox limit, or was refused by the sandbox.
     Sandbox,
+    /// The artifacts do not match `wasmig.sum`, or its signatures do not satisfy the policy.
+    Trust,
 }
 
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::Catalog(_) => ErrorKind::Project,
+            Error::Config(_) | Error::Catalog(_) | Error::Repair(_) => ErrorKind::Project,
+            Error::Trust(_) => ErrorKind::Trust,
             Error::Connect(_) => ErrorKind::Connection,
             Error::Lock(_) => ErrorKind::Lock,
-            Error::Plan(PlanError::UnknownTarget(_) | PlanError::NoDown { .. }) => {
-                ErrorKind::Project
-            }
+            Error::Plan(PlanError::UnknownTarget(_) | PlanError::NoDown { .. }) => ErrorKind::Project,
             Error::Plan(_) => ErrorKind::Integrity,
             Error::Sandbox(SandboxError::Guest { .. }) => ErrorKind::MigrationFailed,
             Error::Sandbox(SandboxError::Engine(_)) => ErrorKind::Sandbox,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::catalog::{Body, ComponentMigration, Migration};
 use crate::db::{Access, is_truthy};
 use crate::error::Error;
+use crate::history::NewRecord;
 use crate::migrator::Migrator;
 use crate::report::{Action, Report, RunError, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome};
@@ -20,9 +21,7 @@ impl Migrator {
         migration: &Migration,
         component: &ComponentMigration,
     ) -> Result<LoadedComponent, Error> {
-        Ok(self
-            .sandbox()?
-            .load(&migration.folder, &component.path, &component.bytes)?)
+        Ok(self.sandbox()?.load(&migration.folder, &component.path, &component.bytes)?)
     }
 
     /// Runs `work` in a transaction; commits on success, rolls back on any error.
@@ -32,27 +31,13 @@ impl Migrator {
         access: Access,
         work: impl AsyncFnOnce() -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let transaction_error = |action, source| Error::Transaction {
-            migration: migration.folder.clone(),
-            action,
-            source,
-        };
-        self.db
-            .begin(access)
-            .await
-            .map_err(|e| transaction_error("begin", e))?;
+        let transaction_error =
+            |action, source| Error::Transaction { migration: migration.folder.clone(), action, source };
+        self.db.begin(access).await.map_err(|e| transaction_error("begin", e))?;
         let result = work().await;
         let finished = match (&result, access) {
-            (Ok(_), Access::ReadWrite) => self
-                .db
-                .commit()
-                .await
-                .map_err(|e| transaction_error("commit", e)),
-            _ => self
-                .db
-                .rollback()
-                .await
-                .map_err(|e| transaction_error("roll back", e)),
+            (Ok(_), Access::ReadWrite) => self.db.commit().await.map_err(|e| transaction_error("commit", e)),
+            _ => self.db.rollback().await.map_err(|e| transaction_error("roll back", e)),
         };
         // A schema change can make prepared statements stale; drop them at step boundaries.
         self.db.forget_prepared_statements();
@@ -63,21 +48,11 @@ impl Migrator {
         }
     }
 
-    pub(crate) async fn apply(
-        &self,
-        migration: &Migration,
-        report: &mut Report,
-    ) -> Result<(), RunError> {
+    pub(crate) async fn apply(&self, migration: &Migration, report: &mut Report) -> Result<(), RunError> {
         let started = Instant::now();
-        let done = |error: Error, report: &Report| RunError {
-            error,
-            done: report.clone(),
-        };
+        let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
         let loaded = match &migration.body {
-            Body::Component(component) => Some(
-                self.load_component(migration, component)
-                    .map_err(|e| done(e, report))?,
-            ),
+            Body::Component(component) => Some(self.load_component(migration, component).map_err(|e| done(e, report))?),
             Body::Sql(_) => None,
         };
         let applied_by = self.applied_by().await;
@@ -101,15 +76,17 @@ impl Migrator {
                 }
             }
             let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            let signers = self.trust.signer_key_ids().join(",");
             self.history()
-                .record(
-                    migration.version,
-                    &migration.name,
-                    migration.kind(),
-                    &migration.digest,
-                    &applied_by,
+                .record(&NewRecord {
+                    version: migration.version,
+                    name: &migration.name,
+                    kind: migration.kind(),
+                    digest: &migration.digest,
+                    applied_by: &applied_by,
                     duration_ms,
-                )
+                    signers: &signers,
+                })
                 .await?;
             Ok(())
         })
@@ -123,30 +100,17 @@ impl Migrator {
             backfill: None,
         });
         tracing::info!(migration = %migration, "applied");
-        if let (Body::Component(component), Some(settings)) =
-            (&migration.body, migration_backfill(migration))
-        {
-            self.backfill(migration, component, settings, report)
-                .await?;
+        if let (Body::Component(component), Some(settings)) = (&migration.body, migration_backfill(migration)) {
+            self.backfill(migration, component, settings, report).await?;
         }
         Ok(())
     }
 
-    pub(crate) async fn revert(
-        &self,
-        migration: &Migration,
-        report: &mut Report,
-    ) -> Result<(), RunError> {
+    pub(crate) async fn revert(&self, migration: &Migration, report: &mut Report) -> Result<(), RunError> {
         let started = Instant::now();
-        let done = |error: Error, report: &Report| RunError {
-            error,
-            done: report.clone(),
-        };
+        let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
         let loaded = match &migration.body {
-            Body::Component(component) => Some(
-                self.load_component(migration, component)
-                    .map_err(|e| done(e, report))?,
-            ),
+            Body::Component(component) => Some(self.load_component(migration, component).map_err(|e| done(e, report))?),
             Body::Sql(_) => None,
         };
         self.in_transaction(migration, Access::ReadWrite, async || {
@@ -180,35 +144,21 @@ impl Migrator {
     }
 
     /// Re-runs an applied migration's verify in a read-only transaction that is rolled back.
-    pub(crate) async fn verify_applied(
-        &self,
-        migration: &Migration,
-        report: &mut Report,
-    ) -> Result<(), RunError> {
+    pub(crate) async fn verify_applied(&self, migration: &Migration, report: &mut Report) -> Result<(), RunError> {
         let started = Instant::now();
-        let done = |error: Error, report: &Report| RunError {
-            error,
-            done: report.clone(),
-        };
+        let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
         let loaded = match &migration.body {
-            Body::Component(component) => Some(
-                self.load_component(migration, component)
-                    .map_err(|e| done(e, report))?,
-            ),
+            Body::Component(component) => Some(self.load_component(migration, component).map_err(|e| done(e, report))?),
             Body::Sql(_) => None,
         };
-        self.in_transaction(migration, Access::ReadOnly, async || {
-            match (&migration.body, &loaded) {
-                (Body::Sql(scripts), _) => match &scripts.verify {
-                    Some(verify) => self.run_verify_sql(migration, verify).await,
-                    None => Ok(()),
-                },
-                (Body::Component(_), Some(loaded)) => {
-                    self.call(migration, loaded, Call::Verify).await.map(|_| ())
-                }
-                (Body::Component(_), None) => {
-                    unreachable!("components are loaded before the transaction")
-                }
+        self.in_transaction(migration, Access::ReadOnly, async || match (&migration.body, &loaded) {
+            (Body::Sql(scripts), _) => match &scripts.verify {
+                Some(verify) => self.run_verify_sql(migration, verify).await,
+                None => Ok(()),
+            },
+            (Body::Component(_), Some(loaded)) => self.call(migration, loaded, Call::Verify).await.map(|_| ()),
+            (Body::Component(_), None) => {
+                unreachable!("components are loaded before the transaction")
             }
         })
         .await
@@ -223,39 +173,23 @@ impl Migrator {
         Ok(())
     }
 
-    async fn run_sql(
-        &self,
-        migration: &Migration,
-        file: &'static str,
-        script: &str,
-    ) -> Result<(), Error> {
-        self.db
-            .run_script(script)
-            .await
-            .map(|_| ())
-            .map_err(|source| Error::Sql {
-                migration: migration.folder.clone(),
-                file,
-                source,
-            })
+    async fn run_sql(&self, migration: &Migration, file: &'static str, script: &str) -> Result<(), Error> {
+        self.db.run_script(script).await.map(|_| ()).map_err(|source| Error::Sql {
+            migration: migration.folder.clone(),
+            file,
+            source,
+        })
     }
 
     /// Runs verify.sql: every statement must succeed, and every row a query returns must
     /// have a true first column (`SELECT count(*) = 0 FROM users WHERE email IS NULL`).
     async fn run_verify_sql(&self, migration: &Migration, script: &str) -> Result<(), Error> {
-        let rows = self
-            .db
-            .run_script(script)
-            .await
-            .map_err(|source| Error::Sql {
-                migration: migration.folder.clone(),
-                file: "verify.sql",
-                source,
-            })?;
-        match rows
-            .into_iter()
-            .find(|row| !is_truthy(row.first_column.as_deref()))
-        {
+        let rows = self.db.run_script(script).await.map_err(|source| Error::Sql {
+            migration: migration.folder.clone(),
+            file: "verify.sql",
+            source,
+        })?;
+        match rows.into_iter().find(|row| !is_truthy(row.first_column.as_deref())) {
             Some(row) => Err(Error::VerifyFailed {
                 migration: migration.folder.clone(),
                 statement: row.statement,

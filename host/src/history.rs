@@ -14,14 +14,12 @@ use crate::digest::Digest;
 pub const DEFAULT_TABLE: &str = "wasmig_history";
 
 /// A SQL identifier wasmig will create: letters, digits and `_`, not starting with a digit,
-/// at most 55 bytes (PostgreSQL's 63, less the `_backfill` suffix).
+/// at most 54 bytes (PostgreSQL's 63, less the longest suffix wasmig adds, `_backfill`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identifier(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{name:?} is not a usable identifier: use 1 to 55 letters, digits or _, not starting with a digit"
-)]
+#[error("{name:?} is not a usable identifier: use 1 to 54 letters, digits or _, not starting with a digit")]
 pub struct IdentifierError {
     pub name: String,
 }
@@ -29,16 +27,10 @@ pub struct IdentifierError {
 impl Identifier {
     pub fn new(name: &str) -> Result<Self, IdentifierError> {
         let valid = !name.is_empty()
-            && name.len() <= 55
+            && name.len() <= 54
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if valid {
-            Ok(Identifier(name.to_owned()))
-        } else {
-            Err(IdentifierError {
-                name: name.to_owned(),
-            })
-        }
+        if valid { Ok(Identifier(name.to_owned())) } else { Err(IdentifierError { name: name.to_owned() }) }
     }
 }
 
@@ -57,12 +49,19 @@ impl HistoryTable {
         })
     }
 
-    /// The table holding backfill progress, beside the history table.
+    /// A table beside the history table: `<history>_<suffix>`.
+    fn beside(&self, suffix: &str) -> HistoryTable {
+        HistoryTable { schema: self.schema.clone(), table: Identifier(format!("{}_{suffix}", self.table.0)) }
+    }
+
+    /// The table holding backfill progress.
     fn progress(&self) -> HistoryTable {
-        HistoryTable {
-            schema: self.schema.clone(),
-            table: Identifier(format!("{}_backfill", self.table.0)),
-        }
+        self.beside("backfill")
+    }
+
+    /// The table recording explicit repairs of applied migrations' digests.
+    fn repairs(&self) -> HistoryTable {
+        self.beside("repairs")
     }
 
     /// The name the migration lock is taken under: one lock per history table.
@@ -93,6 +92,31 @@ pub struct AppliedMigration {
     pub applied_at: String,
     pub applied_by: String,
     pub duration_ms: i64,
+    /// Key ids of the trusted keys whose signatures covered the migration, comma-separated.
+    pub signers: String,
+}
+
+/// A row to record for a migration being applied.
+#[derive(Debug, Clone)]
+pub struct NewRecord<'a> {
+    pub version: Version,
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub digest: &'a Digest,
+    pub applied_by: &'a str,
+    pub duration_ms: i64,
+    pub signers: &'a str,
+}
+
+/// An explicit, recorded acceptance of an applied migration's changed files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repair {
+    pub version: Version,
+    pub old_digest: String,
+    pub new_digest: String,
+    pub reason: String,
+    pub repaired_by: String,
+    pub repaired_at: String,
 }
 
 /// How far a backfill has got.
@@ -125,10 +149,7 @@ impl<'a> History<'a> {
     }
 
     fn failed(&self, source: DbError) -> HistoryError {
-        HistoryError::Database {
-            table: self.table.to_string(),
-            source,
-        }
+        HistoryError::Database { table: self.table.to_string(), source }
     }
 
     /// Creates the history and progress tables if missing. Call it under the migration lock:
@@ -150,7 +171,16 @@ impl<'a> History<'a> {
                 digest TEXT NOT NULL,
                 applied_at {timestamp} NOT NULL DEFAULT {default_now},
                 applied_by TEXT NOT NULL,
-                duration_ms BIGINT NOT NULL
+                duration_ms BIGINT NOT NULL,
+                signers TEXT NOT NULL DEFAULT ''
+            );
+            CREATE TABLE IF NOT EXISTS {repairs} (
+                version BIGINT NOT NULL,
+                old_digest TEXT NOT NULL,
+                new_digest TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                repaired_by TEXT NOT NULL,
+                repaired_at {timestamp} NOT NULL DEFAULT {default_now}
             );
             CREATE TABLE IF NOT EXISTS {progress} (
                 version BIGINT PRIMARY KEY,
@@ -162,11 +192,9 @@ impl<'a> History<'a> {
             );",
             table = self.table,
             progress = self.table.progress(),
+            repairs = self.table.repairs(),
         ));
-        self.db
-            .begin(crate::db::Access::ReadWrite)
-            .await
-            .map_err(|e| self.failed(e))?;
+        self.db.begin(crate::db::Access::ReadWrite).await.map_err(|e| self.failed(e))?;
         let created = self.db.run_script(&script).await;
         match created {
             Ok(_) => self.db.commit().await.map_err(|e| self.failed(e)),
@@ -183,48 +211,25 @@ impl<'a> History<'a> {
         match self.db.query(&probe, &[]).await {
             Ok(_) => Ok(true),
             // PostgreSQL: undefined_table / invalid_schema_name. SQLite: "no such table".
-            Err(e)
-                if e.code == "42P01"
-                    || e.code == "3F000"
-                    || e.message.contains("no such table") =>
-            {
-                Ok(false)
-            }
+            Err(e) if e.code == "42P01" || e.code == "3F000" || e.message.contains("no such table") => Ok(false),
             Err(e) => Err(self.failed(e)),
         }
     }
 
     pub async fn applied(&self) -> Result<Vec<AppliedMigration>, HistoryError> {
         let select = format!(
-            "SELECT version, name, kind, digest, CAST(applied_at AS TEXT), applied_by, duration_ms \
+            "SELECT version, name, kind, digest, CAST(applied_at AS TEXT), applied_by, duration_ms, signers \
              FROM {} ORDER BY version",
             self.table
         );
-        let rows = self
-            .db
-            .query(&select, &[])
-            .await
-            .map_err(|e| self.failed(e))?;
-        rows.values
-            .into_iter()
-            .map(|row| self.applied_row(row))
-            .collect()
+        let rows = self.db.query(&select, &[]).await.map_err(|e| self.failed(e))?;
+        rows.values.into_iter().map(|row| self.applied_row(row)).collect()
     }
 
     fn applied_row(&self, row: Vec<Value>) -> Result<AppliedMigration, HistoryError> {
-        let corrupt = |problem: &str| HistoryError::Corrupt {
-            table: self.table.to_string(),
-            problem: problem.into(),
-        };
-        let [
-            version,
-            name,
-            kind,
-            digest,
-            applied_at,
-            applied_by,
-            duration_ms,
-        ] = <[Value; 7]>::try_from(row).map_err(|_| corrupt("wrong number of columns"))?;
+        let corrupt = |problem: &str| HistoryError::Corrupt { table: self.table.to_string(), problem: problem.into() };
+        let [version, name, kind, digest, applied_at, applied_by, duration_ms, signers] =
+            <[Value; 8]>::try_from(row).map_err(|_| corrupt("wrong number of columns"))?;
         let int = |v: Value, what: &str| match v {
             Value::Int(n) => Ok(n),
             _ => Err(corrupt(what)),
@@ -242,37 +247,86 @@ impl<'a> History<'a> {
             applied_at: text(applied_at, "applied_at is not a timestamp")?,
             applied_by: text(applied_by, "applied_by is not text")?,
             duration_ms: int(duration_ms, "duration_ms is not an integer")?,
+            signers: text(signers, "signers is not text")?,
         })
     }
 
     /// Records an applied migration. Call it inside the migration's own transaction
     /// (invariant 1: the step and its row commit together).
-    pub async fn record(
-        &self,
-        version: Version,
-        name: &str,
-        kind: &str,
-        digest: &Digest,
-        applied_by: &str,
-        duration_ms: i64,
-    ) -> Result<(), HistoryError> {
+    pub async fn record(&self, row: &NewRecord<'_>) -> Result<(), HistoryError> {
         let insert = format!(
-            "INSERT INTO {} (version, name, kind, digest, applied_by, duration_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO {} (version, name, kind, digest, applied_by, duration_ms, signers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             self.table
         );
         let params = [
-            Value::Int(version.as_i64()),
-            Value::Text(name.to_owned()),
-            Value::Text(kind.to_owned()),
-            Value::Text(digest.to_string()),
-            Value::Text(applied_by.to_owned()),
-            Value::Int(duration_ms),
+            Value::Int(row.version.as_i64()),
+            Value::Text(row.name.to_owned()),
+            Value::Text(row.kind.to_owned()),
+            Value::Text(row.digest.to_string()),
+            Value::Text(row.applied_by.to_owned()),
+            Value::Int(row.duration_ms),
+            Value::Text(row.signers.to_owned()),
         ];
-        self.db
-            .execute(&insert, &params)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.failed(e))
+        self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// Records that an applied migration's files changed and were accepted, and makes the new
+    /// digest the recorded one, in the caller's transaction (invariant 5: never a silent reset).
+    pub async fn repair(&self, repair: &Repair) -> Result<(), HistoryError> {
+        let insert = format!(
+            "INSERT INTO {} (version, old_digest, new_digest, reason, repaired_by) VALUES ($1, $2, $3, $4, $5)",
+            self.table.repairs()
+        );
+        let params = [
+            Value::Int(repair.version.as_i64()),
+            Value::Text(repair.old_digest.clone()),
+            Value::Text(repair.new_digest.clone()),
+            Value::Text(repair.reason.clone()),
+            Value::Text(repair.repaired_by.clone()),
+        ];
+        self.db.execute(&insert, &params).await.map_err(|e| self.failed(e))?;
+        let update = format!("UPDATE {} SET digest = $1 WHERE version = $2", self.table);
+        let params = [Value::Text(repair.new_digest.clone()), Value::Int(repair.version.as_i64())];
+        self.db.execute(&update, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// Every recorded repair, oldest first (empty before the table exists).
+    pub async fn repairs(&self) -> Result<Vec<Repair>, HistoryError> {
+        let select = format!(
+            "SELECT version, old_digest, new_digest, reason, repaired_by, CAST(repaired_at AS TEXT) FROM {} \
+             ORDER BY repaired_at, version",
+            self.table.repairs()
+        );
+        let rows = match self.db.query(&select, &[]).await {
+            Ok(rows) => rows,
+            Err(e) if e.code == "42P01" || e.message.contains("no such table") => return Ok(Vec::new()),
+            Err(e) => return Err(self.failed(e)),
+        };
+        let corrupt = || HistoryError::Corrupt { table: self.table.repairs().to_string(), problem: "bad row".into() };
+        rows.values
+            .into_iter()
+            .map(|row| match <[Value; 6]>::try_from(row) {
+                Ok(
+                    [
+                        Value::Int(version),
+                        Value::Text(old),
+                        Value::Text(new),
+                        Value::Text(reason),
+                        Value::Text(by),
+                        Value::Text(at),
+                    ],
+                ) => Ok(Repair {
+                    version: Version(u64::try_from(version).map_err(|_| corrupt())?),
+                    old_digest: old,
+                    new_digest: new,
+                    reason,
+                    repaired_by: by,
+                    repaired_at: at,
+                }),
+                _ => Err(corrupt()),
+            })
+            .collect()
     }
 
     /// Removes a reverted migration's row and its backfill progress, inside the revert's
@@ -280,40 +334,20 @@ impl<'a> History<'a> {
     pub async fn forget(&self, version: Version) -> Result<(), HistoryError> {
         for table in [self.table.clone(), self.table.progress()] {
             let delete = format!("DELETE FROM {table} WHERE version = $1");
-            self.db
-                .execute(&delete, &[Value::Int(version.as_i64())])
-                .await
-                .map_err(|e| self.failed(e))?;
+            self.db.execute(&delete, &[Value::Int(version.as_i64())]).await.map_err(|e| self.failed(e))?;
         }
         Ok(())
     }
 
     pub async fn backfills(&self) -> Result<Vec<BackfillProgress>, HistoryError> {
-        let select = format!(
-            "SELECT version, cursor, rows_done, batches, done FROM {} ORDER BY version",
-            self.table.progress()
-        );
-        let rows = self
-            .db
-            .query(&select, &[])
-            .await
-            .map_err(|e| self.failed(e))?;
-        let corrupt = || HistoryError::Corrupt {
-            table: self.table.progress().to_string(),
-            problem: "bad row".into(),
-        };
+        let select =
+            format!("SELECT version, cursor, rows_done, batches, done FROM {} ORDER BY version", self.table.progress());
+        let rows = self.db.query(&select, &[]).await.map_err(|e| self.failed(e))?;
+        let corrupt = || HistoryError::Corrupt { table: self.table.progress().to_string(), problem: "bad row".into() };
         rows.values
             .into_iter()
             .map(|row| match <[Value; 5]>::try_from(row) {
-                Ok(
-                    [
-                        Value::Int(version),
-                        cursor,
-                        Value::Int(rows),
-                        Value::Int(batches),
-                        done,
-                    ],
-                ) => {
+                Ok([Value::Int(version), cursor, Value::Int(rows), Value::Int(batches), done]) => {
                     Ok(BackfillProgress {
                         version: Version(u64::try_from(version).map_err(|_| corrupt())?),
                         cursor: match cursor {
@@ -347,11 +381,7 @@ impl<'a> History<'a> {
             Value::Int(progress.batches),
             Value::Bool(progress.done),
         ];
-        self.db
-            .execute(&upsert, &params)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.failed(e))
+        self.db.execute(&upsert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 }
 
@@ -362,15 +392,7 @@ mod tests {
     #[test]
     fn identifiers_refuse_anything_that_needs_quoting_tricks() {
         assert!(Identifier::new("wasmig_history").is_ok());
-        for bad in [
-            "",
-            "1abc",
-            "a-b",
-            "a\"b",
-            "a b",
-            "t; DROP TABLE x",
-            &"x".repeat(56),
-        ] {
+        for bad in ["", "1abc", "a-b", "a\"b", "a b", "t; DROP TABLE x", &"x".repeat(55)] {
             assert!(Identifier::new(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -379,10 +401,8 @@ mod tests {
     fn qualified_name_is_quoted() {
         let table = HistoryTable::new(Some("billing"), Some("history")).unwrap();
         assert_eq!(table.to_string(), "\"billing\".\"history\"");
-        assert_eq!(
-            table.progress().to_string(),
-            "\"billing\".\"history_backfill\""
-        );
+        assert_eq!(table.progress().to_string(), "\"billing\".\"history_backfill\"");
+        assert_eq!(table.repairs().to_string(), "\"billing\".\"history_repairs\"");
         assert_eq!(table.lock_name(), "billing.history");
     }
 }

@@ -32,10 +32,13 @@ pub mod plan;
 pub mod report;
 pub mod sandbox;
 pub mod scaffold;
+pub mod signing;
+pub mod sumfile;
+pub mod trust;
 
 pub use catalog::{Catalog, Migration, Version};
 pub use config::Config;
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, RepairError};
 pub use migrator::{Migrator, State, StatusEntry};
 pub use plan::DownTarget;
 pub use report::{Report, RunError};

@@ -45,15 +45,9 @@ impl Limits {
         const MIB: u64 = 1024 * 1024;
         Limits {
             fuel: overrides.fuel.unwrap_or(self.fuel),
-            memory_bytes: overrides
-                .memory_mib
-                .map_or(self.memory_bytes, |m| m.saturating_mul(MIB)),
-            timeout: overrides
-                .timeout_secs
-                .map_or(self.timeout, Duration::from_secs),
-            hostcall_bytes: overrides
-                .hostcall_mib
-                .map_or(self.hostcall_bytes, |m| m.saturating_mul(MIB)),
+            memory_bytes: overrides.memory_mib.map_or(self.memory_bytes, |m| m.saturating_mul(MIB)),
+            timeout: overrides.timeout_secs.map_or(self.timeout, Duration::from_secs),
+            hostcall_bytes: overrides.hostcall_mib.map_or(self.hostcall_bytes, |m| m.saturating_mul(MIB)),
         }
     }
 }
@@ -70,16 +64,8 @@ impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Limit::Fuel(fuel) => write!(f, "fuel limit of {fuel} (limits.fuel)"),
-            Limit::Memory(bytes) => write!(
-                f,
-                "memory limit of {} MiB (limits.memory_mib)",
-                bytes / (1024 * 1024)
-            ),
-            Limit::Deadline(timeout) => write!(
-                f,
-                "time limit of {}s (limits.timeout_secs)",
-                timeout.as_secs_f64()
-            ),
+            Limit::Memory(bytes) => write!(f, "memory limit of {} MiB (limits.memory_mib)", bytes / (1024 * 1024)),
+            Limit::Deadline(timeout) => write!(f, "time limit of {}s (limits.timeout_secs)", timeout.as_secs_f64()),
         }
     }
 }
@@ -91,11 +77,7 @@ mod tests {
     #[test]
     fn overrides_replace_only_what_they_name() {
         let base = Limits::default();
-        let limits = base.with(&LimitOverrides {
-            fuel: Some(5),
-            memory_mib: Some(2),
-            ..Default::default()
-        });
+        let limits = base.with(&LimitOverrides { fuel: Some(5), memory_mib: Some(2), ..Default::default() });
         assert_eq!(limits.fuel, 5);
         assert_eq!(limits.memory_bytes, 2 * 1024 * 1024);
         assert_eq!(limits.timeout, base.timeout);

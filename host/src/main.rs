@@ -2,6 +2,7 @@
 //! the result, and maps failures to the exit codes documented in the README.
 
 mod cli;
+mod print;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ mod exit {
     pub const INTEGRITY: u8 = 6;
     pub const MIGRATION_FAILED: u8 = 7;
     pub const SANDBOX: u8 = 8;
+    pub const TRUST: u8 = 9;
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
@@ -24,11 +26,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             .downcast_ref::<wasmig::Error>()
             .map(wasmig::Error::kind)
             .or_else(|| cause.downcast_ref::<RunError>().map(|run| run.error.kind()))
-            .or_else(|| {
-                cause
-                    .downcast_ref::<wasmig::scaffold::ScaffoldError>()
-                    .map(|_| ErrorKind::Project)
-            })
+            .or_else(|| cause.downcast_ref::<wasmig::scaffold::ScaffoldError>().map(|_| ErrorKind::Project))
+            .or_else(|| cause.downcast_ref::<wasmig::signing::SigningError>().map(|_| ErrorKind::Project))
+            .or_else(|| cause.downcast_ref::<wasmig::trust::TrustError>().map(|_| ErrorKind::Trust))
     });
     match kind {
         Some(ErrorKind::Project) => exit::PROJECT,
@@ -37,6 +37,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(ErrorKind::Integrity) => exit::INTEGRITY,
         Some(ErrorKind::MigrationFailed) => exit::MIGRATION_FAILED,
         Some(ErrorKind::Sandbox) => exit::SANDBOX,
+        Some(ErrorKind::Trust) => exit::TRUST,
         None => exit::UNEXPECTED,
     }
 }
@@ -44,10 +45,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 fn main() -> ExitCode {
     let args = <cli::Args as clap::Parser>::parse();
     cli::init_logging(args.verbose, args.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

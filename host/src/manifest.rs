@@ -62,17 +62,14 @@ pub enum ManifestError {
 
 impl Manifest {
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
-        let manifest: Manifest =
-            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
         manifest.validate()?;
         Ok(manifest)
     }
 
     fn validate(&self) -> Result<(), ManifestError> {
         if self.kind == Kind::Sql
-            && (self.component.is_some()
-                || self.backfill.is_some()
-                || self.limits != LimitOverrides::default())
+            && (self.component.is_some() || self.backfill.is_some() || self.limits != LimitOverrides::default())
         {
             return Err(ManifestError::SqlWithComponentSettings);
         }
@@ -98,15 +95,10 @@ mod tests {
 
     #[test]
     fn parses_a_component_manifest_with_backfill_and_limits() {
-        let manifest = Manifest::parse(
-            "kind = \"component\"\n[backfill]\nbatch_size = 500\n[limits]\nfuel = 1000\n",
-        )
-        .unwrap();
+        let manifest =
+            Manifest::parse("kind = \"component\"\n[backfill]\nbatch_size = 500\n[limits]\nfuel = 1000\n").unwrap();
         assert_eq!(manifest.kind, Kind::Component);
-        assert_eq!(
-            manifest.backfill,
-            Some(BackfillSettings { batch_size: 500 })
-        );
+        assert_eq!(manifest.backfill, Some(BackfillSettings { batch_size: 500 }));
         assert_eq!(manifest.limits.fuel, Some(1000));
         assert_eq!(manifest.component_file(), "migration.wasm");
     }
@@ -114,12 +106,7 @@ mod tests {
     #[test]
     fn default_batch_size_applies() {
         let manifest = Manifest::parse("kind = \"component\"\n[backfill]\n").unwrap();
-        assert_eq!(
-            manifest.backfill,
-            Some(BackfillSettings {
-                batch_size: DEFAULT_BATCH_SIZE
-            })
-        );
+        assert_eq!(manifest.backfill, Some(BackfillSettings { batch_size: DEFAULT_BATCH_SIZE }));
     }
 
     #[test]
@@ -135,12 +122,8 @@ mod tests {
 
     #[test]
     fn component_must_stay_inside_the_folder() {
-        let error =
-            Manifest::parse("kind = \"component\"\ncomponent = \"../other/x.wasm\"\n").unwrap_err();
-        assert_eq!(
-            error,
-            ManifestError::ComponentOutsideFolder("../other/x.wasm".into())
-        );
+        let error = Manifest::parse("kind = \"component\"\ncomponent = \"../other/x.wasm\"\n").unwrap_err();
+        assert_eq!(error, ManifestError::ComponentOutsideFolder("../other/x.wasm".into()));
     }
 
     #[test]

@@ -9,16 +9,22 @@ use std::sync::{Arc, OnceLock};
 
 use crate::catalog::{Body, Catalog, Migration, Version};
 use crate::config::Config;
+use crate::db::Access;
 use crate::db::{self, Backend, Database, HeldLock};
+use crate::digest::Digest;
 use crate::error::Error;
-use crate::history::{AppliedMigration, BackfillProgress, History};
+use crate::error::RepairError;
+use crate::history::{AppliedMigration, BackfillProgress, History, Repair};
 use crate::plan::{self, DownTarget};
 use crate::report::{Report, RunError};
 use crate::sandbox::Sandbox;
+use crate::trust::{self, Date, TrustReport};
 
 pub struct Migrator {
     pub(crate) config: Config,
     pub(crate) catalog: Catalog,
+    /// The artifacts' verification, done once when the catalog is read.
+    pub(crate) trust: TrustReport,
     pub(crate) db: Arc<dyn Database>,
     sandbox: OnceLock<Sandbox>,
 }
@@ -52,13 +58,9 @@ impl Migrator {
     /// Reads the project's migrations and connects to its database.
     pub async fn open(config: Config) -> Result<Migrator, Error> {
         let catalog = Catalog::load(&config.project_dir)?;
-        let db = db::connect(&config.database, config.connect_timeout).await?;
-        Ok(Migrator {
-            config,
-            catalog,
-            db,
-            sandbox: OnceLock::new(),
-        })
+        let trust = trust::check(&catalog, &config.trust, Date::today());
+        let db = db::connect(config.database()?, config.connect_timeout).await?;
+        Ok(Migrator { config, catalog, trust, db, sandbox: OnceLock::new() })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -93,14 +95,8 @@ impl Migrator {
 
     /// Runs `work` holding the migration lock, with the history tables in place; releases
     /// the lock whatever `work` returns.
-    async fn locked<T>(
-        &self,
-        work: impl AsyncFnOnce() -> Result<T, RunError>,
-    ) -> Result<T, RunError> {
-        let lock: Box<dyn HeldLock> = self
-            .db
-            .lock(&self.config.history.lock_name(), self.config.lock_timeout)
-            .await?;
+    async fn locked<T>(&self, work: impl AsyncFnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
+        let lock: Box<dyn HeldLock> = self.db.lock(&self.config.history.lock_name(), self.config.lock_timeout).await?;
         let result = match self.history().ensure().await {
             Ok(()) => work().await,
             Err(error) => Err(error.into()),
@@ -117,9 +113,15 @@ impl Migrator {
         Ok(plan::plan_up(&self.catalog, &applied, target)?)
     }
 
+    /// The verification of the project's artifacts against `wasmig.sum` and the trust policy.
+    pub fn trust(&self) -> &TrustReport {
+        &self.trust
+    }
+
     /// Applies pending migrations up to `target` (all when `None`), after finishing any
     /// backfill an earlier run left unfinished.
     pub async fn up(&self, target: Option<Version>) -> Result<Report, RunError> {
+        self.trust.ensure().map_err(Error::from)?;
         self.locked(async || {
             let applied = self.history().applied().await?;
             let steps = plan::plan_up(&self.catalog, &applied, target)?;
@@ -135,6 +137,7 @@ impl Migrator {
 
     /// Reverts applied migrations, newest first.
     pub async fn down(&self, target: DownTarget) -> Result<Report, RunError> {
+        self.trust.ensure().map_err(Error::from)?;
         self.locked(async || {
             let applied = self.history().applied().await?;
             let steps = plan::plan_down(&self.catalog, &applied, target)?;
@@ -149,6 +152,7 @@ impl Migrator {
 
     /// Runs every applied migration's verify again, read-only.
     pub async fn verify(&self) -> Result<Report, RunError> {
+        self.trust.ensure().map_err(Error::from)?;
         let applied = self.applied_if_any().await?;
         plan::check_applied(&self.catalog, &applied)?;
         let mut report = Report::default();
@@ -160,6 +164,43 @@ impl Migrator {
         Ok(report)
     }
 
+    /// Records, with who, when and why, that applied migration `version`'s files changed and
+    /// now hash to `accepted`, which becomes its recorded digest. The files must hash to exactly
+    /// `accepted`, so what is accepted is what was reviewed; nothing is ever reset silently.
+    pub async fn repair(&self, version: Version, accepted: Digest, reason: &str) -> Result<Repair, RunError> {
+        self.trust.ensure().map_err(Error::from)?;
+        let migration = self.catalog.get(version).ok_or(RepairError::NoFolder { version })?;
+        let found = migration.digest;
+        if found != accepted {
+            return Err(RepairError::NotWhatWasAccepted { folder: migration.folder.clone(), accepted, found }.into());
+        }
+        let repaired_by = self.applied_by().await;
+        self.locked(async || {
+            let applied = self.history().applied().await?;
+            let row = applied.iter().find(|row| row.version == version).ok_or(RepairError::NotApplied { version })?;
+            if row.digest == found.to_string() {
+                return Err(RepairError::NothingToRepair { folder: migration.folder.clone() }.into());
+            }
+            let repair = Repair {
+                version,
+                old_digest: row.digest.clone(),
+                new_digest: found.to_string(),
+                reason: reason.to_owned(),
+                repaired_by: repaired_by.clone(),
+                repaired_at: String::new(),
+            };
+            self.in_transaction(migration, Access::ReadWrite, async || Ok(self.history().repair(&repair).await?))
+                .await?;
+            Ok(repair)
+        })
+        .await
+    }
+
+    /// Every recorded repair.
+    pub async fn repairs(&self) -> Result<Vec<Repair>, Error> {
+        if self.history().exists().await? { Ok(self.history().repairs().await?) } else { Ok(Vec::new()) }
+    }
+
     /// The history table's rows (empty when it does not exist yet).
     pub async fn applied(&self) -> Result<Vec<AppliedMigration>, Error> {
         self.applied_if_any().await
@@ -167,27 +208,15 @@ impl Migrator {
 
     async fn applied_if_any(&self) -> Result<Vec<AppliedMigration>, Error> {
         let history = self.history();
-        if history.exists().await? {
-            Ok(history.applied().await?)
-        } else {
-            Ok(Vec::new())
-        }
+        if history.exists().await? { Ok(history.applied().await?) } else { Ok(Vec::new()) }
     }
 
     /// Every migration in the project or the history, with its state.
     pub async fn status(&self) -> Result<Vec<StatusEntry>, Error> {
         let history = self.history();
         let exists = history.exists().await?;
-        let applied = if exists {
-            history.applied().await?
-        } else {
-            Vec::new()
-        };
-        let backfills = if exists {
-            history.backfills().await?
-        } else {
-            Vec::new()
-        };
+        let applied = if exists { history.applied().await? } else { Vec::new() };
+        let backfills = if exists { history.backfills().await? } else { Vec::new() };
         let backfill_of = |version| backfills.iter().find(|b| b.version == version).cloned();
         let mut entries: Vec<StatusEntry> = self
             .catalog
@@ -196,13 +225,10 @@ impl Migrator {
             .map(|migration| {
                 let state = match applied.iter().find(|row| row.version == migration.version) {
                     None => State::Pending,
-                    Some(row) if row.digest != migration.digest.to_string() => State::Changed {
-                        recorded: row.digest.clone(),
-                        found: migration.digest.to_string(),
-                    },
-                    Some(row) => State::Applied {
-                        applied_at: row.applied_at.clone(),
-                    },
+                    Some(row) if row.digest != migration.digest.to_string() => {
+                        State::Changed { recorded: row.digest.clone(), found: migration.digest.to_string() }
+                    }
+                    Some(row) => State::Applied { applied_at: row.applied_at.clone() },
                 };
                 StatusEntry {
                     version: migration.version,
@@ -213,10 +239,7 @@ impl Migrator {
                 }
             })
             .collect();
-        for row in applied
-            .iter()
-            .filter(|row| self.catalog.get(row.version).is_none())
-        {
+        for row in applied.iter().filter(|row| self.catalog.get(row.version).is_none()) {
             entries.push(StatusEntry {
                 version: row.version,
                 folder: format!("{}_{}", row.version, row.name),
@@ -229,11 +252,7 @@ impl Migrator {
         Ok(entries)
     }
 
-    async fn resume_backfills(
-        &self,
-        applied: &[AppliedMigration],
-        report: &mut Report,
-    ) -> Result<(), RunError> {
+    async fn resume_backfills(&self, applied: &[AppliedMigration], report: &mut Report) -> Result<(), RunError> {
         let progress = self.history().backfills().await?;
         for row in applied {
             let Some(migration) = self.catalog.get(row.version) else {
@@ -248,8 +267,7 @@ impl Migrator {
             let finished = progress.iter().any(|p| p.version == row.version && p.done);
             if !finished {
                 tracing::info!(migration = %migration, "resuming an unfinished backfill");
-                self.backfill(migration, component, settings, report)
-                    .await?;
+                self.backfill(migration, component, settings, report).await?;
             }
         }
         Ok(())

@@ -22,21 +22,14 @@ pub enum PlanError {
         "migration {folder} was applied with digest {recorded} but its files now hash to {found}; \
          applied migrations are immutable (write a new migration, or record the change with `wasmig repair`)"
     )]
-    DigestMismatch {
-        folder: String,
-        recorded: String,
-        found: String,
-    },
+    DigestMismatch { folder: String, recorded: String, found: String },
     #[error("migration {version} ({name}) is applied but its folder is missing from the project")]
     MissingApplied { version: Version, name: String },
     #[error(
         "migration {folder} is pending but the later {latest_applied} is already applied; \
          renumber it above {latest_applied}"
     )]
-    OutOfOrder {
-        folder: String,
-        latest_applied: Version,
-    },
+    OutOfOrder { folder: String, latest_applied: Version },
     #[error("there is no migration {0} in the project")]
     UnknownTarget(Version),
     #[error("migration {folder} cannot be reverted: it has no down.sql")]
@@ -48,10 +41,7 @@ pub fn check_applied(catalog: &Catalog, applied: &[AppliedMigration]) -> Result<
     for row in applied {
         let migration = catalog
             .get(row.version)
-            .ok_or_else(|| PlanError::MissingApplied {
-                version: row.version,
-                name: row.name.clone(),
-            })?;
+            .ok_or_else(|| PlanError::MissingApplied { version: row.version, name: row.name.clone() })?;
         check_digest(migration, row)?;
     }
     Ok(())
@@ -91,10 +81,7 @@ pub fn plan_up<'c>(
         if let Some(latest) = latest_applied
             && migration.version < latest
         {
-            return Err(PlanError::OutOfOrder {
-                folder: migration.folder.clone(),
-                latest_applied: latest,
-            });
+            return Err(PlanError::OutOfOrder { folder: migration.folder.clone(), latest_applied: latest });
         }
         if target.is_some_and(|t| migration.version > t) {
             break;
@@ -120,25 +107,17 @@ pub fn plan_down<'c>(
     newest_first.sort_by_key(|row| std::cmp::Reverse(row.version));
     let chosen: Vec<&AppliedMigration> = match target {
         DownTarget::Steps(n) => newest_first.into_iter().take(n).collect(),
-        DownTarget::To(version) => newest_first
-            .into_iter()
-            .take_while(|row| row.version > version)
-            .collect(),
+        DownTarget::To(version) => newest_first.into_iter().take_while(|row| row.version > version).collect(),
     };
     chosen
         .into_iter()
         .map(|row| {
             let migration = catalog
                 .get(row.version)
-                .ok_or_else(|| PlanError::MissingApplied {
-                    version: row.version,
-                    name: row.name.clone(),
-                })?;
+                .ok_or_else(|| PlanError::MissingApplied { version: row.version, name: row.name.clone() })?;
             check_digest(migration, row)?;
             if !migration.has_down() {
-                return Err(PlanError::NoDown {
-                    folder: migration.folder.clone(),
-                });
+                return Err(PlanError::NoDown { folder: migration.folder.clone() });
             }
             Ok(migration)
         })
@@ -157,23 +136,13 @@ mod tests {
             version: Version(version),
             name: format!("m{version}"),
             folder: format!("{version:04}_m{version}"),
-            digest: migration_digest(&[DigestInput {
-                name: "up.sql",
-                content: Content::Text,
-                bytes: up.as_bytes(),
-            }]),
-            body: Body::Sql(SqlScripts {
-                up,
-                down: down.then(String::new),
-                verify: None,
-            }),
+            digest: migration_digest(&[DigestInput { name: "up.sql", content: Content::Text, bytes: up.as_bytes() }]),
+            body: Body::Sql(SqlScripts { up, down: down.then(String::new), verify: None }),
         }
     }
 
     fn catalog(versions: &[u64]) -> Catalog {
-        Catalog {
-            migrations: versions.iter().map(|&v| migration(v, true)).collect(),
-        }
+        Catalog { migrations: versions.iter().map(|&v| migration(v, true)).collect(), ..Catalog::default() }
     }
 
     fn applied(catalog: &Catalog, versions: &[u64]) -> Vec<AppliedMigration> {
@@ -189,6 +158,7 @@ mod tests {
                     applied_at: String::new(),
                     applied_by: String::new(),
                     duration_ms: 0,
+                    signers: String::new(),
                 }
             })
             .collect()
@@ -201,19 +171,13 @@ mod tests {
     #[test]
     fn up_applies_pending_in_order() {
         let c = catalog(&[1, 2, 3]);
-        assert_eq!(
-            versions(&plan_up(&c, &applied(&c, &[1]), None).unwrap()),
-            [2, 3]
-        );
+        assert_eq!(versions(&plan_up(&c, &applied(&c, &[1]), None).unwrap()), [2, 3]);
     }
 
     #[test]
     fn up_to_target_stops_there() {
         let c = catalog(&[1, 2, 3]);
-        assert_eq!(
-            versions(&plan_up(&c, &[], Some(Version(2))).unwrap()),
-            [1, 2]
-        );
+        assert_eq!(versions(&plan_up(&c, &[], Some(Version(2))).unwrap()), [1, 2]);
     }
 
     #[test]
@@ -225,26 +189,14 @@ mod tests {
     #[test]
     fn up_to_unknown_target_fails() {
         let c = catalog(&[1, 2]);
-        assert_eq!(
-            plan_up(&c, &[], Some(Version(9))).unwrap_err(),
-            PlanError::UnknownTarget(Version(9))
-        );
+        assert_eq!(plan_up(&c, &[], Some(Version(9))).unwrap_err(), PlanError::UnknownTarget(Version(9)));
     }
 
     #[test]
     fn pending_below_applied_is_out_of_order() {
         let c = catalog(&[1, 2, 3]);
         let error = plan_up(&c, &applied(&c, &[1, 3]), None).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                PlanError::OutOfOrder {
-                    latest_applied: Version(3),
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, PlanError::OutOfOrder { latest_applied: Version(3), .. }), "{error}");
     }
 
     #[test]
@@ -266,38 +218,23 @@ mod tests {
         let full = catalog(&[1, 2]);
         let history = applied(&full, &[1, 2]);
         let shrunk = catalog(&[1]);
-        assert!(matches!(
-            plan_up(&shrunk, &history, None),
-            Err(PlanError::MissingApplied { .. })
-        ));
+        assert!(matches!(plan_up(&shrunk, &history, None), Err(PlanError::MissingApplied { .. })));
     }
 
     #[test]
     fn down_steps_reverts_newest_first() {
         let c = catalog(&[1, 2, 3]);
         let history = applied(&c, &[1, 2, 3]);
-        assert_eq!(
-            versions(&plan_down(&c, &history, DownTarget::Steps(2)).unwrap()),
-            [3, 2]
-        );
-        assert_eq!(
-            versions(&plan_down(&c, &history, DownTarget::Steps(9)).unwrap()),
-            [3, 2, 1]
-        );
+        assert_eq!(versions(&plan_down(&c, &history, DownTarget::Steps(2)).unwrap()), [3, 2]);
+        assert_eq!(versions(&plan_down(&c, &history, DownTarget::Steps(9)).unwrap()), [3, 2, 1]);
     }
 
     #[test]
     fn down_to_keeps_the_target_applied() {
         let c = catalog(&[1, 2, 3]);
         let history = applied(&c, &[1, 2, 3]);
-        assert_eq!(
-            versions(&plan_down(&c, &history, DownTarget::To(Version(1))).unwrap()),
-            [3, 2]
-        );
-        assert_eq!(
-            versions(&plan_down(&c, &history, DownTarget::To(Version(0))).unwrap()),
-            [3, 2, 1]
-        );
+        assert_eq!(versions(&plan_down(&c, &history, DownTarget::To(Version(1))).unwrap()), [3, 2]);
+        assert_eq!(versions(&plan_down(&c, &history, DownTarget::To(Version(0))).unwrap()), [3, 2, 1]);
     }
 
     #[test]
@@ -306,11 +243,6 @@ mod tests {
         c.migrations[0] = migration(1, false);
         let history = applied(&c, &[1, 2]);
         let error = plan_down(&c, &history, DownTarget::Steps(2)).unwrap_err();
-        assert_eq!(
-            error,
-            PlanError::NoDown {
-                folder: "0001_m1".into()
-            }
-        );
+        assert_eq!(error, PlanError::NoDown { folder: "0001_m1".into() });
     }
 }

@@ -39,11 +39,7 @@ pub struct StepReport {
 
 impl fmt::Display for StepReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} in {:.1?}",
-            self.action, self.folder, self.duration
-        )?;
+        write!(f, "{} {} in {:.1?}", self.action, self.folder, self.duration)?;
         if let Some((rows, batches)) = self.backfill {
             write!(f, " ({rows} rows in {batches} batches)")?;
         }
@@ -113,7 +109,9 @@ run_error_from!(
     crate::db::LockError,
     crate::history::HistoryError,
     crate::plan::PlanError,
-    crate::sandbox::SandboxError
+    crate::sandbox::SandboxError,
+    crate::trust::TrustError,
+    crate::error::RepairError
 );
 
 /// The operating-system account running wasmig, for the history's `applied_by`: the login

@@ -11,10 +11,7 @@ pub enum ScaffoldError {
     #[error("{path} already exists; wasmig will not overwrite it")]
     Exists { path: PathBuf },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("migration name {0:?}: use letters, digits, '_' or '-'")]
     BadName(String),
     #[error(transparent)]
@@ -47,20 +44,12 @@ timeout_secs = 300
 
 fn write_new(path: &Path, contents: &str) -> Result<(), ScaffoldError> {
     if path.exists() {
-        return Err(ScaffoldError::Exists {
-            path: path.to_owned(),
-        });
+        return Err(ScaffoldError::Exists { path: path.to_owned() });
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| ScaffoldError::Write {
-            path: parent.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(|source| ScaffoldError::Write { path: parent.to_owned(), source })?;
     }
-    std::fs::write(path, contents).map_err(|source| ScaffoldError::Write {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::write(path, contents).map_err(|source| ScaffoldError::Write { path: path.to_owned(), source })
 }
 
 /// Creates `<dir>/wasmig.toml`.
@@ -85,11 +74,7 @@ pub fn new_migration(
     template: Template,
     crate_dir: &Path,
 ) -> Result<Created, ScaffoldError> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(ScaffoldError::BadName(name.to_owned()));
     }
     let catalog = Catalog::load(project_dir)?;
@@ -103,10 +88,7 @@ pub fn new_migration(
     };
     match template {
         Template::Sql => {
-            write(
-                folder.join("up.sql"),
-                "-- Apply the change. Runs in one transaction with its history row.\n",
-            )?;
+            write(folder.join("up.sql"), "-- Apply the change. Runs in one transaction with its history row.\n")?;
             write(folder.join("down.sql"), "-- Revert what up.sql did.\n")?;
             write(
                 folder.join("verify.sql"),
@@ -114,19 +96,31 @@ pub fn new_migration(
             )?;
         }
         Template::Rust => {
-            write(
-                folder.join("migration.toml"),
-                "kind = \"component\"\n# [backfill]\n# batch_size = 1000\n",
-            )?;
+            write(folder.join("migration.toml"), "kind = \"component\"\n# [backfill]\n# batch_size = 1000\n")?;
             let crate_name = name.replace('_', "-");
-            write(crate_dir.join("Cargo.toml"), &guest_cargo_toml(&crate_name))?;
+            write(crate_dir.join("Cargo.toml"), &guest_cargo_toml(&crate_name, &sdk_dependency(crate_dir)))?;
             write(crate_dir.join("src/lib.rs"), GUEST_LIB)?;
         }
     }
     Ok(Created { folder, files })
 }
 
-fn guest_cargo_toml(crate_name: &str) -> String {
+/// The SDK as a path dependency when a wasmig checkout's `sdk/` is found above `crate_dir`,
+/// else by version.
+fn sdk_dependency(crate_dir: &Path) -> String {
+    let absolute = std::path::absolute(crate_dir).unwrap_or_else(|_| crate_dir.to_owned());
+    for (depth, ancestor) in absolute.ancestors().skip(1).enumerate() {
+        let manifest = ancestor.join("sdk/Cargo.toml");
+        let is_sdk = std::fs::read_to_string(&manifest).is_ok_and(|text| text.contains("name = \"wasmig-sdk\""));
+        if is_sdk {
+            let up = "../".repeat(depth + 1);
+            return format!("{{ path = \"{up}sdk\" }}");
+        }
+    }
+    "\"0.1\"".to_owned()
+}
+
+fn guest_cargo_toml(crate_name: &str, sdk: &str) -> String {
     format!(
         r#"[package]
 name = "{crate_name}"
@@ -141,7 +135,10 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-wasmig-sdk = "0.1"
+wasmig-sdk = {sdk}
+
+# A crate of its own, not a member of any enclosing workspace.
+[workspace]
 "#
     )
 }
@@ -176,20 +173,10 @@ mod tests {
     fn new_numbers_after_the_latest_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path()).unwrap();
-        assert!(matches!(
-            init(dir.path()),
-            Err(ScaffoldError::Exists { .. })
-        ));
-        let first = new_migration(
-            dir.path(),
-            "create_users",
-            Template::Sql,
-            Path::new("unused"),
-        )
-        .unwrap();
+        assert!(matches!(init(dir.path()), Err(ScaffoldError::Exists { .. })));
+        let first = new_migration(dir.path(), "create_users", Template::Sql, Path::new("unused")).unwrap();
         assert!(first.folder.ends_with("0001_create_users"));
-        let second =
-            new_migration(dir.path(), "add_index", Template::Sql, Path::new("unused")).unwrap();
+        let second = new_migration(dir.path(), "add_index", Template::Sql, Path::new("unused")).unwrap();
         assert!(second.folder.ends_with("0002_add_index"));
     }
 
@@ -201,6 +188,22 @@ mod tests {
         let created = new_migration(dir.path(), "backfill", Template::Rust, &crate_dir).unwrap();
         assert!(created.folder.join("migration.toml").is_file());
         assert!(crate_dir.join("src/lib.rs").is_file());
+        let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("wasmig-sdk = \"0.1\""), "no checkout above a temp dir: {manifest}");
+    }
+
+    #[test]
+    fn rust_template_uses_the_checkout_sdk_by_path() {
+        let checkout = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(checkout.path().join("sdk")).unwrap();
+        std::fs::write(checkout.path().join("sdk/Cargo.toml"), "[package]\nname = \"wasmig-sdk\"\n").unwrap();
+        let project = checkout.path().join("migrations");
+        std::fs::create_dir_all(&project).unwrap();
+        init(&project).unwrap();
+        let crate_dir = checkout.path().join("plugins/backfill");
+        new_migration(&project, "backfill", Template::Rust, &crate_dir).unwrap();
+        let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("wasmig-sdk = { path = \"../../sdk\" }"), "{manifest}");
     }
 
     #[test]

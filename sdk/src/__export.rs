@@ -22,8 +22,5 @@ pub fn backfill<M: Migration>(
     batch_size: u32,
 ) -> Result<__bindings::Batch, String> {
     let batch = M::backfill(&Db::new(connection), cursor, batch_size).map_err(|e| e.to_string())?;
-    Ok(__bindings::Batch {
-        next_cursor: batch.next_cursor,
-        rows: batch.rows,
-    })
+    Ok(__bindings::Batch { next_cursor: batch.next_cursor, rows: batch.rows })
 }

@@ -18,35 +18,24 @@ impl<'a> Db<'a> {
     /// Runs one statement and returns its rows.
     pub fn query(&self, statement: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
         let params = params.into_iter().map(Value::into_wit).collect::<Vec<_>>();
-        let rows = self
-            .connection
-            .query(statement, &params)
-            .map_err(SqlError::from_wit)?;
+        let rows = self.connection.query(statement, &params).map_err(SqlError::from_wit)?;
         Ok(Rows::from_wit(rows))
     }
 
     /// Runs one statement and returns how many rows it changed.
     pub fn execute(&self, statement: &str, params: Vec<Value>) -> Result<u64, SqlError> {
         let params = params.into_iter().map(Value::into_wit).collect::<Vec<_>>();
-        self.connection
-            .execute(statement, &params)
-            .map_err(SqlError::from_wit)
+        self.connection.execute(statement, &params).map_err(SqlError::from_wit)
     }
 
     /// Runs one statement once per parameter set in a single host call (prepared once);
     /// returns the total number of rows changed.
-    pub fn execute_many(
-        &self,
-        statement: &str,
-        param_sets: Vec<Vec<Value>>,
-    ) -> Result<u64, SqlError> {
+    pub fn execute_many(&self, statement: &str, param_sets: Vec<Vec<Value>>) -> Result<u64, SqlError> {
         let param_sets = param_sets
             .into_iter()
             .map(|set| set.into_iter().map(Value::into_wit).collect::<Vec<_>>())
             .collect::<Vec<_>>();
-        self.connection
-            .execute_many(statement, &param_sets)
-            .map_err(SqlError::from_wit)
+        self.connection.execute_many(statement, &param_sets).map_err(SqlError::from_wit)
     }
 }
 
@@ -63,9 +52,7 @@ impl Rows {
         let rows = rows
             .values
             .into_iter()
-            .map(|values| Row {
-                values: values.into_iter().map(Value::from_wit).collect(),
-            })
+            .map(|values| Row { values: values.into_iter().map(Value::from_wit).collect() })
             .collect();
         Rows { columns, rows }
     }
@@ -88,9 +75,7 @@ impl Rows {
 
     /// The first row, or an error saying the query returned none.
     pub fn first(&self) -> Result<&Row, Error> {
-        self.rows
-            .first()
-            .ok_or_else(|| Error::msg("the query returned no rows"))
+        self.rows.first().ok_or_else(|| Error::msg("the query returned no rows"))
     }
 }
 
@@ -112,10 +97,7 @@ pub struct Row {
 impl Row {
     /// Reads column `index` as `T`; a missing column or another type is an error.
     pub fn get<T: FromValue>(&self, index: usize) -> Result<T, Error> {
-        let value = self
-            .values
-            .get(index)
-            .ok_or_else(|| Error::msg(format!("the row has no column {index}")))?;
+        let value = self.values.get(index).ok_or_else(|| Error::msg(format!("the row has no column {index}")))?;
         T::from_value(value).map_err(|e| Error::msg(format!("column {index}: {e}")))
     }
 
@@ -134,17 +116,11 @@ pub struct Batch {
 impl Batch {
     /// More rows remain: resume after `cursor`. `rows` is how many this batch processed.
     pub fn next(cursor: impl Into<String>, rows: u64) -> Self {
-        Batch {
-            next_cursor: Some(cursor.into()),
-            rows,
-        }
+        Batch { next_cursor: Some(cursor.into()), rows }
     }
 
     /// The backfill is complete; this last batch processed `rows`.
     pub fn done(rows: u64) -> Self {
-        Batch {
-            next_cursor: None,
-            rows,
-        }
+        Batch { next_cursor: None, rows }
     }
 }

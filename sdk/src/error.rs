@@ -23,10 +23,7 @@ impl SqlError {
         match error {
             WitSqlError::Denied(m) => SqlError::Denied(m),
             WitSqlError::Invalid(m) => SqlError::Invalid(m),
-            WitSqlError::Database(e) => SqlError::Database {
-                code: e.code,
-                message: e.message,
-            },
+            WitSqlError::Database(e) => SqlError::Database { code: e.code, message: e.message },
             WitSqlError::Limit(m) => SqlError::Limit(m),
         }
     }

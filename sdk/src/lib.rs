@@ -125,8 +125,7 @@ macro_rules! export_migration {
                     db: &$crate::__bindings::wasmig::migration::sql::Connection,
                     cursor: ::core::option::Option<::std::string::String>,
                     batch_size: u32,
-                ) -> ::core::result::Result<$crate::__bindings::Batch, ::std::string::String>
-                {
+                ) -> ::core::result::Result<$crate::__bindings::Batch, ::std::string::String> {
                     $crate::__export::backfill::<$migration>(db, cursor, batch_size)
                 }
             }

@@ -103,10 +103,7 @@ pub trait FromValue: Sized {
 }
 
 fn mismatch<T>(wanted: &str, found: &Value) -> Result<T, Error> {
-    Err(Error::msg(format!(
-        "expected a {wanted} column, found {}",
-        found.kind()
-    )))
+    Err(Error::msg(format!("expected a {wanted} column, found {}", found.kind())))
 }
 
 impl FromValue for i64 {

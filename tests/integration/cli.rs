@@ -11,10 +11,7 @@ fn wasmig(project: &Project, args: &[&str]) -> Output {
         .arg(project.path())
         .args(args)
         .env_remove("DATABASE_URL")
-        .env(
-            "XDG_CACHE_HOME",
-            project.path().join("..").join("wasmig-cli-test-cache"),
-        )
+        .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-cli-test-cache"))
         .output()
         .expect("run wasmig")
 }
@@ -27,20 +24,10 @@ fn stderr(output: &Output) -> String {
 fn unreachable_database_exits_4_and_redacts_the_password() {
     let project = Project::new();
     project.write("wasmig.toml", "[database]\nconnect_timeout_secs = 1\n");
-    let output = wasmig(
-        &project,
-        &[
-            "--database",
-            "postgres://deploy:hunter2@127.0.0.1:9/app",
-            "status",
-        ],
-    );
+    let output = wasmig(&project, &["--database", "postgres://deploy:hunter2@127.0.0.1:9/app", "status"]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(4), "{text}");
-    assert!(
-        text.contains("postgres://deploy:***@127.0.0.1:9/app"),
-        "{text}"
-    );
+    assert!(text.contains("postgres://deploy:***@127.0.0.1:9/app"), "{text}");
     assert!(!text.contains("hunter2"), "the password leaked: {text}");
 }
 
@@ -58,17 +45,11 @@ fn malformed_project_file_exits_3_naming_it() {
 fn malformed_manifest_exits_3_naming_it() {
     let db = TestDb::sqlite();
     let project = Project::new();
-    project.write(
-        "0001_broken/migration.toml",
-        "kind = \"component\"\nbatch = 5\n",
-    );
+    project.write("0001_broken/migration.toml", "kind = \"component\"\nbatch = 5\n");
     let output = wasmig(&project, &["--database", &db.url, "up"]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(3), "{text}");
-    assert!(
-        text.contains("0001_broken/migration.toml") && text.contains("batch"),
-        "{text}"
-    );
+    assert!(text.contains("0001_broken/migration.toml") && text.contains("batch"), "{text}");
 }
 
 #[test]
@@ -86,12 +67,7 @@ fn unknown_file_exits_3_naming_it() {
 fn up_status_history_and_integrity_exit_codes() {
     let db = TestDb::sqlite();
     let project = Project::new();
-    project.sql(
-        "0001_users",
-        &users_migration(3),
-        Some("DROP TABLE users;"),
-        None,
-    );
+    project.sql("0001_users", &users_migration(3), Some("DROP TABLE users;"), None);
     let dry = wasmig(&project, &["--database", &db.url, "up", "--dry-run"]);
     assert!(String::from_utf8_lossy(&dry.stdout).contains("would apply 0001_users"));
 
@@ -100,15 +76,9 @@ fn up_status_history_and_integrity_exit_codes() {
     assert!(String::from_utf8_lossy(&up.stdout).contains("applied 0001_users"));
 
     let status = wasmig(&project, &["--database", &db.url, "status"]);
-    assert!(
-        String::from_utf8_lossy(&status.stdout).contains("applied"),
-        "{status:?}"
-    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains("applied"), "{status:?}");
     let history = wasmig(&project, &["--database", &db.url, "history"]);
-    assert!(
-        String::from_utf8_lossy(&history.stdout).contains("blake3:"),
-        "{history:?}"
-    );
+    assert!(String::from_utf8_lossy(&history.stdout).contains("blake3:"), "{history:?}");
 
     project.write("0001_users/up.sql", "-- changed after it was applied");
     let changed = wasmig(&project, &["--database", &db.url, "up"]);
@@ -123,20 +93,85 @@ fn trapping_component_exits_8_and_failing_migration_exits_7() {
     let output = wasmig(&project, &["--database", &db.url, "up"]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(8), "{text}");
-    assert!(
-        text.contains("0001_loop") && text.contains("fuel"),
-        "{text}"
-    );
+    assert!(text.contains("0001_loop") && text.contains("fuel"), "{text}");
     assert!(text.contains("nothing was committed"), "{text}");
 
     let db = TestDb::sqlite();
     let project = Project::new();
-    project.sql(
-        "0001_bad",
-        "CREATE TABLE t (id INTEGER);\nSELECT * FROM missing_table;",
-        None,
-        None,
-    );
+    project.sql("0001_bad", "CREATE TABLE t (id INTEGER);\nSELECT * FROM missing_table;", None, None);
     let output = wasmig(&project, &["--database", &db.url, "up"]);
     assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+}
+
+fn wasmig_with_env(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(wasmig_binary());
+    command.arg("--project").arg(project.path()).args(args).env_remove("DATABASE_URL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run wasmig")
+}
+
+#[test]
+fn keygen_hash_sign_and_verify_artifacts_never_show_the_secret() {
+    let project = Project::new();
+    project.sql("0001_users", &users_migration(1), None, None);
+    let keys = tempfile::tempdir().expect("temporary folder");
+    let secret_path = keys.path().join("ci.key");
+    let secret_arg = secret_path.to_string_lossy().into_owned();
+
+    let keygen = wasmig(&project, &["keygen", "--out", &secret_arg]);
+    assert_eq!(keygen.status.code(), Some(0), "{}", stderr(&keygen));
+    let secret = std::fs::read_to_string(&secret_path).expect("secret key written");
+    let secret_line = secret.lines().nth(1).expect("the key line").to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_path).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret key is private to its owner");
+    }
+    let public = std::fs::read_to_string(format!("{secret_arg}.pub")).expect("public key written");
+    let public_line = public.lines().nth(1).expect("the key line");
+    project.write(
+        "wasmig.toml",
+        &format!("[trust]\nrequire_signatures = true\n[[trust.keys]]\nname = \"ci\"\npublic_key = \"{public_line}\"\n"),
+    );
+
+    let unsigned = wasmig(&project, &["verify-artifacts"]);
+    assert_eq!(unsigned.status.code(), Some(9), "no sum file yet: {}", stderr(&unsigned));
+    assert_eq!(wasmig(&project, &["hash"]).status.code(), Some(0));
+
+    let sign = wasmig_with_env(&project, &["sign", "--key-env", "TEST_SIGNING_KEY"], &[("TEST_SIGNING_KEY", &secret)]);
+    assert_eq!(sign.status.code(), Some(0), "{}", stderr(&sign));
+    let verified = wasmig(&project, &["verify-artifacts", "--format", "json"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("JSON report");
+    assert_eq!(report["problems"], serde_json::json!([]));
+    assert_eq!(report["signers"], serde_json::json!(["ci"]));
+
+    project.write("0001_users/up.sql", "DROP TABLE IF EXISTS users;");
+    let tampered = wasmig(&project, &["verify-artifacts", "--format", "json"]);
+    assert_eq!(tampered.status.code(), Some(9));
+    let report: serde_json::Value = serde_json::from_slice(&tampered.stdout).expect("JSON report");
+    assert_eq!(report["problems"][0]["problem"], "digest-mismatch");
+    assert_eq!(report["problems"][0]["folder"], "0001_users");
+
+    for output in [&keygen, &unsigned, &sign, &verified, &tampered] {
+        let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(output));
+        assert!(!all.contains(&secret_line), "the secret key was printed");
+    }
+}
+
+#[test]
+fn a_trust_file_outside_the_checkout_replaces_the_projects_policy() {
+    let project = Project::new();
+    project.sql("0001_users", &users_migration(1), None, None);
+    assert_eq!(wasmig(&project, &["hash"]).status.code(), Some(0));
+    assert_eq!(wasmig(&project, &["verify-artifacts"]).status.code(), Some(0), "the project requires nothing");
+    let policy = tempfile::NamedTempFile::new().expect("temporary file");
+    std::fs::write(policy.path(), "[trust]\nrequire_signatures = true\n[[trust.keys]]\nname = \"prod\"\npublic_key = \"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"\n")
+        .expect("write policy");
+    let policy_arg = policy.path().to_string_lossy().into_owned();
+    let output = wasmig(&project, &["--trust-file", &policy_arg, "verify-artifacts"]);
+    assert_eq!(output.status.code(), Some(9), "production's policy requires a signature: {}", stderr(&output));
 }

@@ -1,6 +1,7 @@
 //! wasmig's integration tests: the engine against a real PostgreSQL and real SQLite files,
 //! with real components built from `plugins/`. One harness, a module per area.
 
+mod artifacts;
 mod cli;
 mod components;
 mod concurrency;

@@ -12,21 +12,15 @@ use wasmig::{Config, Migrator};
 
 /// Where the tests find a PostgreSQL server they may create databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("WASMIG_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("WASMIG_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_owned()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn cargo() -> Command {
@@ -44,18 +38,12 @@ pub fn component(plugin: &str) -> PathBuf {
             .arg(workspace_root().join("scripts/build-components.sh"))
             .status()
             .map_err(|e| format!("cannot run scripts/build-components.sh: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("scripts/build-components.sh failed: {status}"))
-        }
+        if status.success() { Ok(()) } else { Err(format!("scripts/build-components.sh failed: {status}")) }
     });
     if let Err(reason) = built {
         panic!("the test components could not be built: {reason}");
     }
-    let path = target_dir()
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", plugin.replace('-', "_")));
+    let path = target_dir().join("wasm32-wasip2/release").join(format!("{}.wasm", plugin.replace('-', "_")));
     assert!(path.is_file(), "component {} was not built", path.display());
     path
 }
@@ -68,11 +56,7 @@ pub fn wasmig_binary() -> PathBuf {
             .args(["build", "--quiet", "-p", "wasmig", "--bin", "wasmig"])
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("cargo build -p wasmig failed: {status}"))
-        }
+        if status.success() { Ok(()) } else { Err(format!("cargo build -p wasmig failed: {status}")) }
     });
     if let Err(reason) = built {
         panic!("the wasmig binary could not be built: {reason}");
@@ -99,15 +83,8 @@ pub struct TestDb {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
 }
 
 async fn admin_client(url: &str) -> tokio_postgres::Client {
@@ -136,26 +113,14 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base);
-        TestDb {
-            backend: Backend::Postgres,
-            url: format!("{base}/{name}"),
-            postgres_name: Some(name),
-            _dir: None,
-        }
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        TestDb { backend: Backend::Postgres, url: format!("{base}/{name}"), postgres_name: Some(name), _dir: None }
     }
 
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temporary folder");
         let url = format!("sqlite:{}", dir.path().join("test.db").display());
-        TestDb {
-            backend: Backend::Sqlite,
-            url,
-            postgres_name: None,
-            _dir: Some(dir),
-        }
+        TestDb { backend: Backend::Sqlite, url, postgres_name: None, _dir: Some(dir) }
     }
 
     /// A direct connection for assertions, outside wasmig.
@@ -164,9 +129,7 @@ impl TestDb {
             Backend::Postgres => Inspector::Postgres(admin_client(&self.url).await),
             Backend::Sqlite => {
                 let path = self.url.strip_prefix("sqlite:").expect("sqlite URL");
-                Inspector::Sqlite(
-                    rusqlite::Connection::open(path).expect("open the test SQLite file"),
-                )
+                Inspector::Sqlite(rusqlite::Connection::open(path).expect("open the test SQLite file"))
             }
         }
     }
@@ -180,19 +143,11 @@ impl Drop for TestDb {
         let admin = postgres_admin_url();
         // Drop runs outside any runtime: use a short-lived one on its own thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                    .await
-                    .ok()?;
+                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.ok()?;
                 tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
             })
         })
         .join();
@@ -210,15 +165,12 @@ impl Inspector {
     pub async fn count(&self, sql: &str) -> i64 {
         match self {
             Inspector::Postgres(client) => {
-                let row = client
-                    .query_one(sql, &[])
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let row = client.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                 row.get::<_, i64>(0)
             }
-            Inspector::Sqlite(connection) => connection
-                .query_row(sql, [], |row| row.get(0))
-                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Inspector::Sqlite(connection) => {
+                connection.query_row(sql, [], |row| row.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
         }
     }
 
@@ -228,22 +180,17 @@ impl Inspector {
             Inspector::Postgres(_) => {
                 format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'")
             }
-            Inspector::Sqlite(_) => format!(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
-            ),
+            Inspector::Sqlite(_) => {
+                format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
+            }
         };
         self.count(&sql).await > 0
     }
 
     pub async fn execute(&self, sql: &str) {
         match self {
-            Inspector::Postgres(client) => client
-                .batch_execute(sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}")),
-            Inspector::Sqlite(connection) => connection
-                .execute_batch(sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Inspector::Postgres(client) => client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Inspector::Sqlite(connection) => connection.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
 }
@@ -263,10 +210,7 @@ impl Project {
     pub fn new() -> Project {
         let dir = tempfile::tempdir().expect("temporary folder");
         let project = Project { dir };
-        project.write(
-            "wasmig.toml",
-            "[limits]\nfuel = 2000000000\nmemory_mib = 64\ntimeout_secs = 20\n",
-        );
+        project.write("wasmig.toml", "[limits]\nfuel = 2000000000\nmemory_mib = 64\ntimeout_secs = 20\n");
         project
     }
 
@@ -302,10 +246,7 @@ impl Project {
     pub fn component(&self, folder: &str, plugin: &str, manifest_extra: &str) -> &Self {
         let bytes = std::fs::read(component(plugin)).expect("read the built component");
         self.write_bytes(&format!("{folder}/migration.wasm"), &bytes);
-        self.write(
-            &format!("{folder}/migration.toml"),
-            &format!("kind = \"component\"\n{manifest_extra}"),
-        );
+        self.write(&format!("{folder}/migration.toml"), &format!("kind = \"component\"\n{manifest_extra}"));
         self
     }
 
@@ -318,9 +259,7 @@ impl Project {
     }
 
     pub async fn migrator(&self, db: &TestDb) -> Migrator {
-        Migrator::open(self.config(db))
-            .await
-            .expect("open the migrator")
+        Migrator::open(self.config(db)).await.expect("open the migrator")
     }
 }
 
@@ -331,4 +270,64 @@ pub fn users_migration(count: u32) -> String {
          WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {count})
          INSERT INTO users (id, email) SELECT n, 'user' || n || '@Example.COM' FROM seq;"
     )
+}
+
+/// The statements PostgreSQL logged for one test database, read from the server's log file
+/// (`WASMIG_TEST_POSTGRES_LOG`, else Debian's `/var/log/postgresql/postgresql-*-main.log`).
+pub struct StatementLog {
+    path: PathBuf,
+    offset: u64,
+    database: String,
+}
+
+impl StatementLog {
+    /// Turns on `log_statement = 'all'` for `db`'s future sessions and starts reading there.
+    pub async fn start(db: &TestDb) -> StatementLog {
+        let database = db.postgres_name.clone().expect("a statement log needs a PostgreSQL test database");
+        admin_client(&postgres_admin_url())
+            .await
+            .batch_execute(&format!("ALTER DATABASE {database} SET log_statement = 'all'"))
+            .await
+            .expect("enable statement logging");
+        let path = std::env::var_os("WASMIG_TEST_POSTGRES_LOG").map(PathBuf::from).unwrap_or_else(|| {
+            let mut logs: Vec<PathBuf> = std::fs::read_dir("/var/log/postgresql")
+                .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+            logs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+            logs.pop().unwrap_or_else(|| {
+                panic!(
+                    "no PostgreSQL log in /var/log/postgresql; set WASMIG_TEST_POSTGRES_LOG to the server's log file"
+                )
+            })
+        });
+        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        StatementLog { path, offset, database }
+    }
+
+    /// The statements logged for the database since `start`.
+    pub fn statements(&self) -> Vec<String> {
+        let bytes = std::fs::read(&self.path).unwrap_or_else(|e| panic!("read {}: {e}", self.path.display()));
+        let start = usize::try_from(self.offset).unwrap_or(0).min(bytes.len());
+        let marker = format!("@{} ", self.database);
+        String::from_utf8_lossy(&bytes[start..])
+            .lines()
+            .filter(|line| {
+                line.contains(&marker) && (line.contains("LOG:  statement: ") || line.contains("LOG:  execute "))
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits (up to 5 s) until a statement containing `text` is logged: the positive control
+    /// that shows logging works, so an empty log means something.
+    pub async fn wait_for(&self, text: &str) {
+        for _ in 0..50 {
+            if self.statements().iter().any(|s| s.contains(text)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the statement log at {} never showed {text:?}", self.path.display());
+    }
 }

@@ -48,10 +48,7 @@ pub struct DbError {
 
 impl DbError {
     pub(crate) fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        DbError {
-            code: code.into(),
-            message: message.into(),
-        }
+        DbError { code: code.into(), message: message.into() }
     }
 }
 
@@ -106,11 +103,7 @@ pub trait Database: Send + Sync {
 
     /// Runs one statement once per parameter set, prepared once, in as few round trips as
     /// the backend allows; returns the total number of rows changed.
-    async fn execute_many(
-        &self,
-        statement: &str,
-        param_sets: &[Vec<Value>],
-    ) -> Result<u64, DbError>;
+    async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError>;
 
     async fn begin(&self, access: Access) -> Result<(), DbError>;
     async fn commit(&self) -> Result<(), DbError>;
@@ -149,28 +142,17 @@ pub enum LockError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("could not connect to {url} within {waited:?}: {reason}")]
-    Unreachable {
-        url: String,
-        waited: Duration,
-        reason: String,
-    },
+    Unreachable { url: String, waited: Duration, reason: String },
     #[error("could not open SQLite database {url}: {reason}")]
     Sqlite { url: String, reason: String },
 }
 
 /// Connects to `url`, retrying until `timeout` so that a database that is still starting
 /// (a CI service container, say) is waited for.
-pub async fn connect(
-    url: &DatabaseUrl,
-    timeout: Duration,
-) -> Result<Arc<dyn Database>, ConnectError> {
+pub async fn connect(url: &DatabaseUrl, timeout: Duration) -> Result<Arc<dyn Database>, ConnectError> {
     match url {
-        DatabaseUrl::Postgres(_) => Ok(Arc::new(
-            postgres::PostgresDatabase::connect(url, timeout).await?,
-        )),
-        DatabaseUrl::Sqlite(_) | DatabaseUrl::SqliteMemory => {
-            Ok(Arc::new(sqlite::SqliteDatabase::open(url)?))
-        }
+        DatabaseUrl::Postgres(_) => Ok(Arc::new(postgres::PostgresDatabase::connect(url, timeout).await?)),
+        DatabaseUrl::Sqlite(_) | DatabaseUrl::SqliteMemory => Ok(Arc::new(sqlite::SqliteDatabase::open(url)?)),
     }
 }
 

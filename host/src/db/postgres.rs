@@ -38,19 +38,13 @@ impl PostgresDatabase {
             unreachable!("PostgresDatabase::connect is only called with a postgres URL")
         };
         let redacted_url = url.to_string();
-        let config =
-            tokio_postgres::Config::from_str(raw).map_err(|e| ConnectError::Unreachable {
-                url: redacted_url.clone(),
-                waited: Duration::ZERO,
-                reason: format!("invalid URL: {e}"),
-            })?;
+        let config = tokio_postgres::Config::from_str(raw).map_err(|e| ConnectError::Unreachable {
+            url: redacted_url.clone(),
+            waited: Duration::ZERO,
+            reason: format!("invalid URL: {e}"),
+        })?;
         let client = connect_client(&config, &redacted_url, timeout).await?;
-        Ok(PostgresDatabase {
-            client: Arc::new(client),
-            config,
-            redacted_url,
-            statements: Mutex::new(HashMap::new()),
-        })
+        Ok(PostgresDatabase { client: Arc::new(client), config, redacted_url, statements: Mutex::new(HashMap::new()) })
     }
 
     async fn prepare(&self, statement: &str) -> Result<Statement, DbError> {
@@ -80,8 +74,7 @@ async fn connect_client(
     loop {
         let remaining = timeout.saturating_sub(started.elapsed());
         let mut attempt = config.clone();
-        attempt
-            .connect_timeout(remaining.clamp(Duration::from_millis(100), Duration::from_secs(5)));
+        attempt.connect_timeout(remaining.clamp(Duration::from_millis(100), Duration::from_secs(5)));
         match attempt.connect(NoTls).await {
             Ok((client, connection)) => {
                 tokio::spawn(async move {
@@ -119,10 +112,9 @@ impl Database for PostgresDatabase {
         let mut rows = Vec::new();
         for message in messages {
             match message {
-                SimpleQueryMessage::Row(row) => rows.push(ScriptRow {
-                    statement,
-                    first_column: row.try_get(0).ok().flatten().map(str::to_owned),
-                }),
+                SimpleQueryMessage::Row(row) => {
+                    rows.push(ScriptRow { statement, first_column: row.try_get(0).ok().flatten().map(str::to_owned) })
+                }
                 SimpleQueryMessage::CommandComplete(_) => statement += 1,
                 _ => {}
             }
@@ -132,44 +124,23 @@ impl Database for PostgresDatabase {
 
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
         let prepared = self.prepare(statement).await?;
-        let rows = self
-            .client
-            .query(&prepared, &as_params(params))
-            .await
-            .map_err(db_error)?;
-        let columns = prepared
-            .columns()
-            .iter()
-            .map(|c| c.name().to_owned())
-            .collect();
+        let rows = self.client.query(&prepared, &as_params(params)).await.map_err(db_error)?;
+        let columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
         let values = rows.iter().map(row_values).collect::<Result<Vec<_>, _>>()?;
         Ok(Rows { columns, values })
     }
 
     async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
         let prepared = self.prepare(statement).await?;
-        self.client
-            .execute(&prepared, &as_params(params))
-            .await
-            .map_err(db_error)
+        self.client.execute(&prepared, &as_params(params)).await.map_err(db_error)
     }
 
-    async fn execute_many(
-        &self,
-        statement: &str,
-        param_sets: &[Vec<Value>],
-    ) -> Result<u64, DbError> {
+    async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
         let prepared = self.prepare(statement).await?;
-        let bound: Vec<Vec<&(dyn ToSql + Sync)>> =
-            param_sets.iter().map(|set| as_params(set)).collect();
+        let bound: Vec<Vec<&(dyn ToSql + Sync)>> = param_sets.iter().map(|set| as_params(set)).collect();
         // Polling all executions together lets tokio-postgres pipeline them: one round trip.
-        let counts = try_join_all(
-            bound
-                .iter()
-                .map(|params| self.client.execute(&prepared, params)),
-        )
-        .await
-        .map_err(db_error)?;
+        let counts =
+            try_join_all(bound.iter().map(|params| self.client.execute(&prepared, params))).await.map_err(db_error)?;
         Ok(counts.iter().sum())
     }
 
@@ -186,10 +157,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn rollback(&self) -> Result<(), DbError> {
-        self.client
-            .batch_execute("ROLLBACK")
-            .await
-            .map_err(db_error)
+        self.client.batch_execute("ROLLBACK").await.map_err(db_error)
     }
 
     fn forget_prepared_statements(&self) {
@@ -199,40 +167,28 @@ impl Database for PostgresDatabase {
     }
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
-        let failed = |source| LockError::Failed {
-            name: name.to_owned(),
-            source,
-        };
+        let failed = |source| LockError::Failed { name: name.to_owned(), source };
         let session = connect_client(&self.config, &self.redacted_url, Duration::from_secs(10))
             .await
             .map_err(|e| failed(DbError::new("connection", e.to_string())))?;
         let key = advisory_key(name);
         let started = Instant::now();
         loop {
-            let row = session
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                .await
-                .map_err(|e| failed(db_error(e)))?;
+            let row =
+                session.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(|e| failed(db_error(e)))?;
             let acquired: bool = row.try_get(0).map_err(|e| failed(db_error(e)))?;
             if acquired {
                 return Ok(Box::new(AdvisoryLock { session, key }));
             }
             if started.elapsed() >= timeout {
-                return Err(LockError::Timeout {
-                    name: name.to_owned(),
-                    waited: started.elapsed(),
-                });
+                return Err(LockError::Timeout { name: name.to_owned(), waited: started.elapsed() });
             }
             tokio::time::sleep(LOCK_POLL_INTERVAL).await;
         }
     }
 
     async fn current_user(&self) -> Result<String, DbError> {
-        let row = self
-            .client
-            .query_one("SELECT current_user::text", &[])
-            .await
-            .map_err(db_error)?;
+        let row = self.client.query_one("SELECT current_user::text", &[]).await.map_err(db_error)?;
         row.try_get(0).map_err(db_error)
     }
 }
@@ -246,11 +202,7 @@ struct AdvisoryLock {
 #[async_trait]
 impl HeldLock for AdvisoryLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
-        self.session
-            .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
-            .await
-            .map(|_| ())
-            .map_err(db_error)
+        self.session.execute("SELECT pg_advisory_unlock($1)", &[&self.key]).await.map(|_| ()).map_err(db_error)
     }
 }
 
@@ -293,9 +245,7 @@ fn describe(error: &tokio_postgres::Error) -> String {
 }
 
 fn row_values(row: &Row) -> Result<Vec<Value>, DbError> {
-    (0..row.len())
-        .map(|index| column_value(row, index))
-        .collect()
+    (0..row.len()).map(|index| column_value(row, index)).collect()
 }
 
 fn column_value(row: &Row, index: usize) -> Result<Value, DbError> {
@@ -304,9 +254,7 @@ fn column_value(row: &Row, index: usize) -> Result<Value, DbError> {
     let get_error = |e: tokio_postgres::Error| DbError::new("client", describe(&e));
     macro_rules! get {
         ($t:ty, $wrap:expr) => {
-            row.try_get::<_, Option<$t>>(index)
-                .map_err(get_error)?
-                .map_or(Value::Null, $wrap)
+            row.try_get::<_, Option<$t>>(index).map_err(get_error)?.map_or(Value::Null, $wrap)
         };
     }
     Ok(match *ty {
@@ -322,9 +270,9 @@ fn column_value(row: &Row, index: usize) -> Result<Value, DbError> {
         }
         Type::BYTEA => get!(Vec<u8>, Value::Bytes),
         Type::INT8_ARRAY => get!(Vec<Option<i64>>, Value::IntArray),
-        Type::INT4_ARRAY => get!(Vec<Option<i32>>, |v| Value::IntArray(
-            v.into_iter().map(|x| x.map(i64::from)).collect()
-        )),
+        Type::INT4_ARRAY => {
+            get!(Vec<Option<i32>>, |v| Value::IntArray(v.into_iter().map(|x| x.map(i64::from)).collect()))
+        }
         Type::FLOAT8_ARRAY => get!(Vec<Option<f64>>, Value::FloatArray),
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => get!(Vec<Option<String>>, Value::TextArray),
         _ => {
@@ -349,16 +297,13 @@ impl Value {
         match self {
             Value::Null => false,
             Value::Bool(_) => *ty != Type::BOOL,
-            Value::Int(_) => !matches!(
-                *ty,
-                Type::INT2 | Type::INT4 | Type::INT8 | Type::OID | Type::FLOAT4 | Type::FLOAT8
-            ),
+            Value::Int(_) => {
+                !matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8 | Type::OID | Type::FLOAT4 | Type::FLOAT8)
+            }
             Value::Float(_) => !matches!(*ty, Type::FLOAT4 | Type::FLOAT8),
             Value::Text(_) => !<String as ToSql>::accepts(ty),
             Value::Bytes(_) => false,
-            Value::IntArray(_) => {
-                !matches!(*ty, Type::INT8_ARRAY | Type::INT4_ARRAY | Type::INT2_ARRAY)
-            }
+            Value::IntArray(_) => !matches!(*ty, Type::INT8_ARRAY | Type::INT4_ARRAY | Type::INT2_ARRAY),
             Value::FloatArray(_) => !matches!(*ty, Type::FLOAT8_ARRAY | Type::FLOAT4_ARRAY),
             Value::TextArray(_) => !<Vec<Option<String>> as ToSql>::accepts(ty),
         }
@@ -366,10 +311,7 @@ impl Value {
 
     fn to_text(&self) -> String {
         fn array<T>(items: &[Option<T>], show: impl Fn(&T) -> String) -> String {
-            let inner: Vec<String> = items
-                .iter()
-                .map(|i| i.as_ref().map_or("NULL".into(), &show))
-                .collect();
+            let inner: Vec<String> = items.iter().map(|i| i.as_ref().map_or("NULL".into(), &show)).collect();
             format!("{{{}}}", inner.join(","))
         }
         match self {
@@ -381,9 +323,7 @@ impl Value {
             Value::Bytes(_) => String::new(),
             Value::IntArray(v) => array(v, i64::to_string),
             Value::FloatArray(v) => array(v, f64::to_string),
-            Value::TextArray(v) => array(v, |s| {
-                format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-            }),
+            Value::TextArray(v) => array(v, |s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))),
         }
     }
 }
@@ -431,11 +371,7 @@ impl ToSql for Value {
                 _ => v.to_sql(ty, out),
             },
             Value::FloatArray(v) => match *ty {
-                Type::FLOAT4_ARRAY => v
-                    .iter()
-                    .map(|x| x.map(|f| f as f32))
-                    .collect::<Vec<_>>()
-                    .to_sql(ty, out),
+                Type::FLOAT4_ARRAY => v.iter().map(|x| x.map(|f| f as f32)).collect::<Vec<_>>().to_sql(ty, out),
                 _ => v.to_sql(ty, out),
             },
             Value::TextArray(v) => v.to_sql(ty, out),
@@ -448,11 +384,7 @@ impl ToSql for Value {
     }
 
     fn encode_format(&self, ty: &Type) -> Format {
-        if self.sends_text(ty) {
-            Format::Text
-        } else {
-            Format::Binary
-        }
+        if self.sends_text(ty) { Format::Text } else { Format::Binary }
     }
 
     to_sql_checked!();
@@ -464,14 +396,8 @@ mod tests {
 
     #[test]
     fn advisory_key_is_stable() {
-        assert_eq!(
-            advisory_key("public.wasmig_history"),
-            advisory_key("public.wasmig_history")
-        );
-        assert_ne!(
-            advisory_key("public.wasmig_history"),
-            advisory_key("billing.wasmig_history")
-        );
+        assert_eq!(advisory_key("public.wasmig_history"), advisory_key("public.wasmig_history"));
+        assert_ne!(advisory_key("public.wasmig_history"), advisory_key("billing.wasmig_history"));
     }
 
     #[test]

@@ -30,46 +30,28 @@ pub struct SqliteDatabase {
 
 impl SqliteDatabase {
     pub fn open(url: &DatabaseUrl) -> Result<Self, ConnectError> {
-        let failed = |reason: String| ConnectError::Sqlite {
-            url: url.to_string(),
-            reason,
-        };
+        let failed = |reason: String| ConnectError::Sqlite { url: url.to_string(), reason };
         let (connection, path) = match url {
             DatabaseUrl::Sqlite(path) => {
                 let connection = Connection::open(path).map_err(|e| failed(e.to_string()))?;
                 // WAL lets readers (a `status` in another terminal) run beside a long backfill.
-                connection
-                    .pragma_update(None, "journal_mode", "WAL")
-                    .map_err(|e| failed(e.to_string()))?;
+                connection.pragma_update(None, "journal_mode", "WAL").map_err(|e| failed(e.to_string()))?;
                 (connection, Some(path.clone()))
             }
-            DatabaseUrl::SqliteMemory => (
-                Connection::open_in_memory().map_err(|e| failed(e.to_string()))?,
-                None,
-            ),
+            DatabaseUrl::SqliteMemory => (Connection::open_in_memory().map_err(|e| failed(e.to_string()))?, None),
             DatabaseUrl::Postgres(_) => {
                 unreachable!("SqliteDatabase::open is only called with a sqlite URL")
             }
         };
-        connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| failed(e.to_string()))?;
-        connection
-            .pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(SqliteDatabase {
-            connection: Mutex::new(connection),
-            path,
-        })
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| failed(e.to_string()))?;
+        connection.pragma_update(None, "foreign_keys", "ON").map_err(|e| failed(e.to_string()))?;
+        Ok(SqliteDatabase { connection: Mutex::new(connection), path })
     }
 
     fn connection(&self) -> Result<MutexGuard<'_, Connection>, DbError> {
-        self.connection.lock().map_err(|_| {
-            DbError::new(
-                "internal",
-                "the SQLite connection was poisoned by an earlier panic",
-            )
-        })
+        self.connection
+            .lock()
+            .map_err(|_| DbError::new("internal", "the SQLite connection was poisoned by an earlier panic"))
     }
 }
 
@@ -89,10 +71,7 @@ impl Database for SqliteDatabase {
             let mut results = prepared.raw_query();
             while let Some(row) = results.next().map_err(db_error)? {
                 let first_column = row.get_ref(0).ok().and_then(value_as_text);
-                rows.push(ScriptRow {
-                    statement,
-                    first_column,
-                });
+                rows.push(ScriptRow { statement, first_column });
             }
         }
         Ok(rows)
@@ -121,11 +100,7 @@ impl Database for SqliteDatabase {
         execute_on(&connection, statement, params)
     }
 
-    async fn execute_many(
-        &self,
-        statement: &str,
-        param_sets: &[Vec<Value>],
-    ) -> Result<u64, DbError> {
+    async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
         let connection = self.connection()?;
         let mut total = 0;
         for params in param_sets {
@@ -149,9 +124,7 @@ impl Database for SqliteDatabase {
     }
 
     async fn rollback(&self) -> Result<(), DbError> {
-        self.connection()?
-            .execute_batch("ROLLBACK")
-            .map_err(db_error)
+        self.connection()?.execute_batch("ROLLBACK").map_err(db_error)
     }
 
     fn forget_prepared_statements(&self) {
@@ -184,10 +157,7 @@ impl Database for SqliteDatabase {
                     tokio::time::sleep(LOCK_POLL_INTERVAL).await;
                 }
                 Err(TryLockError::WouldBlock) => {
-                    return Err(LockError::Timeout {
-                        name: name.to_owned(),
-                        waited: started.elapsed(),
-                    });
+                    return Err(LockError::Timeout { name: name.to_owned(), waited: started.elapsed() });
                 }
                 Err(TryLockError::Error(e)) => return Err(failed(e.to_string())),
             }
@@ -207,9 +177,7 @@ struct FileLock {
 #[async_trait]
 impl HeldLock for FileLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
-        self.file
-            .unlock()
-            .map_err(|e| DbError::new("lock-file", e.to_string()))
+        self.file.unlock().map_err(|e| DbError::new("lock-file", e.to_string()))
     }
 }
 
@@ -242,37 +210,23 @@ fn bind(statement: &mut Statement<'_>, params: &[Value]) -> Result<(), DbError> 
                 next_positional += 1;
                 next_positional
             }
-            Some(name) => name
-                .strip_prefix(['$', '?'])
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    DbError::new(
-                        "invalid-parameter",
-                        format!("parameter {name} is not numbered; use $1, $2, … or ?"),
-                    )
-                })?,
+            Some(name) => name.strip_prefix(['$', '?']).and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| {
+                DbError::new("invalid-parameter", format!("parameter {name} is not numbered; use $1, $2, … or ?"))
+            })?,
         };
         highest_used = highest_used.max(value_index);
         let value = params.get(value_index.wrapping_sub(1)).ok_or_else(|| {
             DbError::new(
                 "invalid-parameter",
-                format!(
-                    "the statement uses parameter {value_index} but {} were given",
-                    params.len()
-                ),
+                format!("the statement uses parameter {value_index} but {} were given", params.len()),
             )
         })?;
-        statement
-            .raw_bind_parameter(index, value)
-            .map_err(db_error)?;
+        statement.raw_bind_parameter(index, value).map_err(db_error)?;
     }
     if highest_used != params.len() {
         return Err(DbError::new(
             "invalid-parameter",
-            format!(
-                "the statement uses {highest_used} parameters but {} were given",
-                params.len()
-            ),
+            format!("the statement uses {highest_used} parameters but {} were given", params.len()),
         ));
     }
     Ok(())
@@ -305,12 +259,10 @@ fn column_value(value: ValueRef<'_>) -> Result<Value, DbError> {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(v) => Value::Int(v),
         ValueRef::Real(v) => Value::Float(v),
-        ValueRef::Text(bytes) => Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| {
-            DbError::new(
-                "invalid-text",
-                "a text column holds bytes that are not UTF-8",
-            )
-        })?),
+        ValueRef::Text(bytes) => Value::Text(
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| DbError::new("invalid-text", "a text column holds bytes that are not UTF-8"))?,
+        ),
         ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
     })
 }
@@ -326,14 +278,12 @@ fn value_as_text(value: ValueRef<'_>) -> Option<String> {
 
 fn db_error(error: rusqlite::Error) -> DbError {
     match &error {
-        rusqlite::Error::SqliteFailure(failure, message) => DbError::new(
-            format!("{:?}", failure.code),
-            message.clone().unwrap_or_else(|| failure.to_string()),
-        ),
-        rusqlite::Error::MultipleStatement => DbError::new(
-            "multiple-statements",
-            "one call runs one statement; split the text into several calls",
-        ),
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            DbError::new(format!("{:?}", failure.code), message.clone().unwrap_or_else(|| failure.to_string()))
+        }
+        rusqlite::Error::MultipleStatement => {
+            DbError::new("multiple-statements", "one call runs one statement; split the text into several calls")
+        }
         other => DbError::new("sqlite", other.to_string()),
     }
 }
@@ -349,26 +299,15 @@ mod tests {
     #[tokio::test]
     async fn numbered_parameters_bind_by_number_not_by_position() {
         let db = memory();
-        let rows = db
-            .query(
-                "SELECT $2 AS second, $1 AS first",
-                &[Value::Int(1), Value::Text("two".into())],
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            rows.values,
-            vec![vec![Value::Text("two".into()), Value::Int(1)]]
-        );
+        let rows =
+            db.query("SELECT $2 AS second, $1 AS first", &[Value::Int(1), Value::Text("two".into())]).await.unwrap();
+        assert_eq!(rows.values, vec![vec![Value::Text("two".into()), Value::Int(1)]]);
     }
 
     #[tokio::test]
     async fn too_many_parameters_is_an_error() {
         let db = memory();
-        let error = db
-            .query("SELECT $1", &[Value::Int(1), Value::Int(2)])
-            .await
-            .unwrap_err();
+        let error = db.query("SELECT $1", &[Value::Int(1), Value::Int(2)]).await.unwrap_err();
         assert_eq!(error.code, "invalid-parameter");
     }
 
@@ -376,10 +315,7 @@ mod tests {
     async fn arrays_arrive_as_json_for_json_each() {
         let db = memory();
         let rows = db
-            .query(
-                "SELECT sum(value) FROM json_each($1)",
-                &[Value::IntArray(vec![Some(2), None, Some(5)])],
-            )
+            .query("SELECT sum(value) FROM json_each($1)", &[Value::IntArray(vec![Some(2), None, Some(5)])])
             .await
             .unwrap();
         assert_eq!(rows.values, vec![vec![Value::Int(7)]]);
@@ -395,21 +331,12 @@ mod tests {
     #[tokio::test]
     async fn script_reports_first_column_per_statement() {
         let db = memory();
-        let rows = db
-            .run_script("CREATE TABLE t (x); SELECT 1 = 1; SELECT 0")
-            .await
-            .unwrap();
+        let rows = db.run_script("CREATE TABLE t (x); SELECT 1 = 1; SELECT 0").await.unwrap();
         assert_eq!(
             rows,
             vec![
-                ScriptRow {
-                    statement: 2,
-                    first_column: Some("1".into())
-                },
-                ScriptRow {
-                    statement: 3,
-                    first_column: Some("0".into())
-                },
+                ScriptRow { statement: 2, first_column: Some("1".into()) },
+                ScriptRow { statement: 3, first_column: Some("0".into()) },
             ]
         );
     }

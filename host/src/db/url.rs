@@ -16,9 +16,7 @@ pub enum DatabaseUrl {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unsupported database URL {redacted:?}: expected postgres://…, postgresql://…, sqlite:PATH or sqlite::memory:"
-)]
+#[error("unsupported database URL {redacted:?}: expected postgres://…, postgresql://…, sqlite:PATH or sqlite::memory:")]
 pub struct UnsupportedUrl {
     pub redacted: String,
 }
@@ -36,15 +34,11 @@ impl DatabaseUrl {
             }
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
-                return Err(UnsupportedUrl {
-                    redacted: redact(text),
-                });
+                return Err(UnsupportedUrl { redacted: redact(text) });
             }
             return Ok(DatabaseUrl::Sqlite(base.join(path)));
         }
-        Err(UnsupportedUrl {
-            redacted: redact(text),
-        })
+        Err(UnsupportedUrl { redacted: redact(text) })
     }
 }
 
@@ -82,9 +76,7 @@ pub fn redact(url: &str) -> String {
     };
     if let Some(start) = out.find("password=") {
         let value_start = start + "password=".len();
-        let value_end = out[value_start..]
-            .find('&')
-            .map_or(out.len(), |i| value_start + i);
+        let value_end = out[value_start..].find('&').map_or(out.len(), |i| value_start + i);
         out.replace_range(value_start..value_end, "***");
     }
     out
@@ -96,10 +88,7 @@ mod tests {
 
     #[test]
     fn redacts_userinfo_password() {
-        assert_eq!(
-            redact("postgres://alice:s3cret@db.example:5432/app"),
-            "postgres://alice:***@db.example:5432/app"
-        );
+        assert_eq!(redact("postgres://alice:s3cret@db.example:5432/app"), "postgres://alice:***@db.example:5432/app");
     }
 
     #[test]
@@ -124,10 +113,7 @@ mod tests {
     #[test]
     fn resolves_relative_sqlite_path_against_base() {
         let url = DatabaseUrl::parse("sqlite:demo.db", Path::new("/srv/project")).unwrap();
-        assert_eq!(
-            url,
-            DatabaseUrl::Sqlite(PathBuf::from("/srv/project/demo.db"))
-        );
+        assert_eq!(url, DatabaseUrl::Sqlite(PathBuf::from("/srv/project/demo.db")));
         let url = DatabaseUrl::parse("sqlite:///abs/demo.db", Path::new("/srv")).unwrap();
         assert_eq!(url, DatabaseUrl::Sqlite(PathBuf::from("/abs/demo.db")));
     }

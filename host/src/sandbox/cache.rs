@@ -36,16 +36,11 @@ impl ComponentCache {
 
     fn entry(&self, bytes: &[u8]) -> PathBuf {
         let artifact = blake3::hash(bytes).to_hex();
-        self.dir
-            .join(format!("{artifact}-{}.cwasm", self.engine_hash))
+        self.dir.join(format!("{artifact}-{}.cwasm", self.engine_hash))
     }
 
     /// Loads a precompiled entry, or compiles `bytes` and stores the result.
-    pub fn load(
-        &self,
-        engine: &Engine,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
         let entry = self.entry(bytes);
         if entry.is_file() {
             // SAFETY: the entry was written by `store` below from `Engine::precompile_component`

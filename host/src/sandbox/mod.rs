@@ -44,10 +44,7 @@ pub enum Call {
     Up,
     Down,
     Verify,
-    Backfill {
-        cursor: Option<String>,
-        batch_size: u32,
-    },
+    Backfill { cursor: Option<String>, batch_size: u32 },
 }
 
 impl std::fmt::Display for Call {
@@ -56,18 +53,9 @@ impl std::fmt::Display for Call {
             Call::Up => f.write_str("up"),
             Call::Down => f.write_str("down"),
             Call::Verify => f.write_str("verify"),
-            Call::Backfill {
-                cursor: None,
-                batch_size,
-            } => write!(f, "backfill (first batch of {batch_size})"),
-            Call::Backfill {
-                cursor: Some(cursor),
-                batch_size,
-            } => {
-                write!(
-                    f,
-                    "backfill (batch of {batch_size} after cursor {cursor:?})"
-                )
+            Call::Backfill { cursor: None, batch_size } => write!(f, "backfill (first batch of {batch_size})"),
+            Call::Backfill { cursor: Some(cursor), batch_size } => {
+                write!(f, "backfill (batch of {batch_size} after cursor {cursor:?})")
             }
         }
     }
@@ -77,10 +65,7 @@ impl std::fmt::Display for Call {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
-    Batch {
-        next_cursor: Option<String>,
-        rows: u64,
-    },
+    Batch { next_cursor: Option<String>, rows: u64 },
 }
 
 /// A completed call and the fuel it used.
@@ -96,40 +81,22 @@ pub enum SandboxError {
     Engine(String),
     #[error("{path}: not a WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
-    #[error(
-        "{path}: imports {import}, which migrations may not use (allowed: wasmig:migration and inert WASI)"
-    )]
+    #[error("{path}: imports {import}, which migrations may not use (allowed: wasmig:migration and inert WASI)")]
     ImportRefused { path: PathBuf, import: String },
     #[error("{path}: does not implement the wasmig:migration/migration world: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
     #[error("migration {migration}: {call} trapped{}: {message}{}", limit_suffix(.limit), output_suffix(.guest_output))]
-    Trap {
-        migration: String,
-        call: String,
-        limit: Option<Limit>,
-        message: String,
-        guest_output: String,
-    },
+    Trap { migration: String, call: String, limit: Option<Limit>, message: String, guest_output: String },
     #[error("migration {migration}: {call} failed: {message}")]
-    Guest {
-        migration: String,
-        call: String,
-        message: String,
-    },
+    Guest { migration: String, call: String, message: String },
 }
 
 fn limit_suffix(limit: &Option<Limit>) -> String {
-    limit
-        .map(|limit| format!(" on its {limit}"))
-        .unwrap_or_default()
+    limit.map(|limit| format!(" on its {limit}")).unwrap_or_default()
 }
 
 fn output_suffix(output: &str) -> String {
-    if output.trim().is_empty() {
-        String::new()
-    } else {
-        format!("\nguest output:\n{}", output.trim_end())
-    }
+    if output.trim().is_empty() { String::new() } else { format!("\nguest output:\n{}", output.trim_end()) }
 }
 
 /// Per-call store data: WASI's empty context, the resource table holding the SQL handle,
@@ -143,10 +110,7 @@ pub struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -158,23 +122,13 @@ struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_memory_bytes;
         self.refused |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -200,9 +154,7 @@ impl EpochTicker {
             .unwrap_or_else(|error| {
                 // Without a ticker deadlines cannot fire; fuel still bounds every call.
                 tracing::warn!(%error, "could not start the epoch ticker; time limits are off");
-                EpochTicker {
-                    stop: Arc::new(AtomicBool::new(true)),
-                }
+                EpochTicker { stop: Arc::new(AtomicBool::new(true)) }
             })
     }
 }
@@ -231,62 +183,32 @@ impl Sandbox {
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
-        MigrationWorld::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state)
-            .map_err(engine_error)?;
+        MigrationWorld::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state).map_err(engine_error)?;
         let cache = cache_dir.map(|dir| ComponentCache::new(dir, &engine));
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Sandbox {
-            engine,
-            linker,
-            cache,
-            _ticker: ticker,
-        })
+        Ok(Sandbox { engine, linker, cache, _ticker: ticker })
     }
 
     /// Compiles (or loads precompiled) a component and checks its imports and exports.
     /// Call only with bytes already checked against the catalog's digest (invariant 2).
-    pub fn load(
-        &self,
-        migration: &str,
-        path: &Path,
-        bytes: &[u8],
-    ) -> Result<LoadedComponent, SandboxError> {
+    pub fn load(&self, migration: &str, path: &Path, bytes: &[u8]) -> Result<LoadedComponent, SandboxError> {
         let started = Instant::now();
-        let not_a_component = |e: wasmtime::Error| SandboxError::NotAComponent {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
+        let not_a_component =
+            |e: wasmtime::Error| SandboxError::NotAComponent { path: path.to_owned(), reason: e.to_string() };
         let (component, cache) = match &self.cache {
             Some(cache) => cache.load(&self.engine, bytes).map_err(not_a_component)?,
-            None => (
-                Component::new(&self.engine, bytes).map_err(not_a_component)?,
-                CacheOutcome::Disabled,
-            ),
+            None => (Component::new(&self.engine, bytes).map_err(not_a_component)?, CacheOutcome::Disabled),
         };
         if let Some(import) = imports::refused_import(&self.engine, &component) {
-            return Err(SandboxError::ImportRefused {
-                path: path.to_owned(),
-                import,
-            });
+            return Err(SandboxError::ImportRefused { path: path.to_owned(), import });
         }
-        let wrong_world = |e: wasmtime::Error| SandboxError::WrongWorld {
-            path: path.to_owned(),
-            reason: format!("{e:#}"),
-        };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(wrong_world)?;
+        let wrong_world =
+            |e: wasmtime::Error| SandboxError::WrongWorld { path: path.to_owned(), reason: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = MigrationPre::new(instance_pre).map_err(wrong_world)?;
         let load_time = started.elapsed();
         tracing::debug!(migration, ?cache, ?load_time, "component loaded");
-        Ok(LoadedComponent {
-            pre,
-            migration: migration.to_owned(),
-            engine: self.engine.clone(),
-            cache,
-            load_time,
-        })
+        Ok(LoadedComponent { pre, migration: migration.to_owned(), engine: self.engine.clone(), cache, load_time })
     }
 }
 
@@ -302,18 +224,10 @@ pub struct LoadedComponent {
 impl LoadedComponent {
     /// Calls one export in a fresh store, with `db` as the component's SQL handle. The
     /// caller owns the transaction around it.
-    pub async fn call(
-        &self,
-        call: Call,
-        db: Arc<dyn Database>,
-        limits: &Limits,
-    ) -> Result<CallReport, SandboxError> {
+    pub async fn call(&self, call: Call, db: Arc<dyn Database>, limits: &Limits) -> Result<CallReport, SandboxError> {
         let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = StoreState {
             table: ResourceTable::new(),
             wasi,
@@ -325,9 +239,7 @@ impl LoadedComponent {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        let trap = |e: wasmtime::Error, store: &Store<StoreState>| {
-            self.trap(&call, e, store, limits, &stdout, &stderr)
-        };
+        let trap = |e: wasmtime::Error, store: &Store<StoreState>| self.trap(&call, e, store, limits, &stdout, &stderr);
         store.set_fuel(limits.fuel).map_err(|e| trap(e, &store))?;
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
@@ -339,11 +251,9 @@ impl LoadedComponent {
         log_output(&self.migration, &stdout, &stderr);
         match result {
             Err(error) => Err(trap(error, &store)),
-            Ok(Err(message)) => Err(SandboxError::Guest {
-                migration: self.migration.clone(),
-                call: call.to_string(),
-                message,
-            }),
+            Ok(Err(message)) => {
+                Err(SandboxError::Guest { migration: self.migration.clone(), call: call.to_string(), message })
+            }
             Ok(Ok(outcome)) => Ok(CallReport { outcome, fuel_used }),
         }
     }
@@ -365,12 +275,7 @@ impl LoadedComponent {
             Call::Backfill { cursor, batch_size } => instance
                 .call_backfill(&mut *store, borrowed, cursor.as_deref(), *batch_size)
                 .await
-                .map(|r| {
-                    r.map(|batch| Outcome::Batch {
-                        next_cursor: batch.next_cursor,
-                        rows: batch.rows,
-                    })
-                }),
+                .map(|r| r.map(|batch| Outcome::Batch { next_cursor: batch.next_cursor, rows: batch.rows })),
         };
         // The handle lives only for this call; the store is dropped after it anyway.
         let _ = store.data_mut().table.delete(handle);

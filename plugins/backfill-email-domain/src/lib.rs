@@ -9,9 +9,7 @@ use wasmig_sdk::{Batch, Db, Error, Migration, Result, Value, params};
 struct BackfillEmailDomain;
 
 fn domain_of(email: &str) -> Option<String> {
-    email
-        .rsplit_once('@')
-        .map(|(_, domain)| domain.to_lowercase())
+    email.rsplit_once('@').map(|(_, domain)| domain.to_lowercase())
 }
 
 impl Migration for BackfillEmailDomain {
@@ -26,39 +24,27 @@ impl Migration for BackfillEmailDomain {
     }
 
     fn verify(db: &Db) -> Result<()> {
-        let rows = db.query(
-            "SELECT count(*) FROM users WHERE email_domain IS NULL AND email LIKE '%@%'",
-            params![],
-        )?;
+        let rows = db.query("SELECT count(*) FROM users WHERE email_domain IS NULL AND email LIKE '%@%'", params![])?;
         let missing: i64 = rows.first()?.get(0)?;
         if missing > 0 {
-            return Err(Error::msg(format!(
-                "{missing} users still have no email_domain"
-            )));
+            return Err(Error::msg(format!("{missing} users still have no email_domain")));
         }
         Ok(())
     }
 
     fn backfill(db: &Db, cursor: Option<String>, batch_size: u32) -> Result<Batch> {
         let after: i64 = match cursor {
-            Some(cursor) => cursor
-                .parse()
-                .map_err(|_| Error::msg(format!("bad cursor {cursor:?}")))?,
+            Some(cursor) => cursor.parse().map_err(|_| Error::msg(format!("bad cursor {cursor:?}")))?,
             None => i64::MIN,
         };
-        let rows = db.query(
-            "SELECT id, email FROM users WHERE id > $1 ORDER BY id LIMIT $2",
-            params![after, batch_size],
-        )?;
+        let rows =
+            db.query("SELECT id, email FROM users WHERE id > $1 ORDER BY id LIMIT $2", params![after, batch_size])?;
         let mut updates = Vec::with_capacity(rows.len());
         let mut last_id = after;
         for row in &rows {
             let id: i64 = row.get(0)?;
             let email: Option<String> = row.get(1)?;
-            updates.push(vec![
-                Value::from(email.as_deref().and_then(domain_of)),
-                Value::from(id),
-            ]);
+            updates.push(vec![Value::from(email.as_deref().and_then(domain_of)), Value::from(id)]);
             last_id = id;
         }
         if !updates.is_empty() {

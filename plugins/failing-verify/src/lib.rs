@@ -13,9 +13,7 @@ impl Migration for FailingVerify {
     fn verify(db: &Db) -> Result<()> {
         let rows = db.query("SELECT count(*) FROM verify_marker", params![])?;
         let count: i64 = rows.first()?.get(0)?;
-        Err(Error::msg(format!(
-            "verify_marker must hold at least one row, found {count}"
-        )))
+        Err(Error::msg(format!("verify_marker must hold at least one row, found {count}")))
     }
 }
 

@@ -7,8 +7,8 @@ struct OpenSocket;
 
 impl Migration for OpenSocket {
     fn up(_db: &Db) -> Result<()> {
-        let stream = std::net::TcpStream::connect("127.0.0.1:5432")
-            .map_err(|e| Error::msg(format!("connect failed: {e}")))?;
+        let stream =
+            std::net::TcpStream::connect("127.0.0.1:5432").map_err(|e| Error::msg(format!("connect failed: {e}")))?;
         drop(stream);
         Ok(())
     }

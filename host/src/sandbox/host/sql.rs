@@ -49,10 +49,7 @@ fn to_wit(value: db::Value) -> Value {
 fn sql_error(error: DbError) -> SqlError {
     match error.code.as_str() {
         "multiple-statements" | "invalid-parameter" => SqlError::Invalid(error.message),
-        _ => SqlError::Database(types::DbError {
-            code: error.code,
-            message: error.message,
-        }),
+        _ => SqlError::Database(types::DbError { code: error.code, message: error.message }),
     }
 }
 
@@ -71,18 +68,10 @@ impl HostConnection for StoreState {
     ) -> wasmtime::Result<Result<types::Rows, SqlError>> {
         let db = self.connection(&handle)?;
         let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
-        Ok(db
-            .query(&statement, &params)
-            .await
-            .map_err(sql_error)
-            .map(|rows| types::Rows {
-                columns: rows.columns,
-                values: rows
-                    .values
-                    .into_iter()
-                    .map(|row| row.into_iter().map(to_wit).collect())
-                    .collect(),
-            }))
+        Ok(db.query(&statement, &params).await.map_err(sql_error).map(|rows| types::Rows {
+            columns: rows.columns,
+            values: rows.values.into_iter().map(|row| row.into_iter().map(to_wit).collect()).collect(),
+        }))
     }
 
     async fn execute(
@@ -103,14 +92,9 @@ impl HostConnection for StoreState {
         param_sets: Vec<Vec<Value>>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let db = self.connection(&handle)?;
-        let param_sets: Vec<Vec<db::Value>> = param_sets
-            .into_iter()
-            .map(|set| set.into_iter().map(to_db).collect())
-            .collect();
-        Ok(db
-            .execute_many(&statement, &param_sets)
-            .await
-            .map_err(sql_error))
+        let param_sets: Vec<Vec<db::Value>> =
+            param_sets.into_iter().map(|set| set.into_iter().map(to_db).collect()).collect();
+        Ok(db.execute_many(&statement, &param_sets).await.map_err(sql_error))
     }
 
     async fn drop(&mut self, handle: Resource<SqlConnection>) -> wasmtime::Result<()> {

@@ -1,0 +1,102 @@
+//! What the CLI prints: reports, status, history and the artifact verification.
+
+use wasmig::history::{AppliedMigration, Repair};
+use wasmig::trust::TrustReport;
+use wasmig::{Report, State, StatusEntry};
+
+pub fn report(report: &Report, when_empty: &str) {
+    if report.steps.is_empty() {
+        println!("{when_empty}");
+    } else {
+        print!("{report}");
+    }
+}
+
+pub fn status(entries: &[StatusEntry]) {
+    if entries.is_empty() {
+        println!("the project has no migrations yet");
+        return;
+    }
+    println!("{:<8} {:<34} {:<10} STATE", "VERSION", "MIGRATION", "KIND");
+    for entry in entries {
+        let state = match &entry.state {
+            State::Pending => "pending".to_owned(),
+            State::Applied { applied_at } => format!("applied {applied_at}"),
+            State::Changed { recorded, found } => {
+                format!("CHANGED since applied (recorded {recorded}, files {found})")
+            }
+            State::Missing => "applied, but its folder is MISSING".to_owned(),
+        };
+        let backfill = match &entry.backfill {
+            Some(b) if b.done => format!("; backfill done ({} rows in {} batches)", b.rows, b.batches),
+            Some(b) => format!("; backfill running ({} rows in {} batches so far)", b.rows, b.batches),
+            None => String::new(),
+        };
+        println!("{:<8} {:<34} {:<10} {state}{backfill}", entry.version.to_string(), entry.folder, entry.kind);
+    }
+}
+
+pub fn history(applied: &[AppliedMigration], repairs: &[Repair]) {
+    if applied.is_empty() {
+        println!("no migration has been applied");
+        return;
+    }
+    println!(
+        "{:<8} {:<28} {:<10} {:<26} {:<20} {:>7}  {:<72} SIGNERS",
+        "VERSION", "NAME", "KIND", "APPLIED AT", "APPLIED BY", "MS", "DIGEST"
+    );
+    for row in applied {
+        println!(
+            "{:<8} {:<28} {:<10} {:<26} {:<20} {:>7}  {:<72} {}",
+            row.version.to_string(),
+            row.name,
+            row.kind,
+            row.applied_at,
+            row.applied_by,
+            row.duration_ms,
+            row.digest,
+            if row.signers.is_empty() { "-" } else { &row.signers }
+        );
+    }
+    if !repairs.is_empty() {
+        println!("\nrepairs:");
+        for repair in repairs {
+            println!(
+                "  {} at {} by {}: {} -> {} ({})",
+                repair.version,
+                repair.repaired_at,
+                repair.repaired_by,
+                repair.old_digest,
+                repair.new_digest,
+                repair.reason
+            );
+        }
+    }
+}
+
+pub fn trust_report(report: &TrustReport) {
+    println!(
+        "wasmig.sum: {}{}",
+        report.sum_file,
+        report.total.as_deref().map(|t| format!(" (total {t})")).unwrap_or_default()
+    );
+    for migration in &report.migrations {
+        println!("  {:<11} {} {}", migration.state, migration.folder, migration.digest);
+    }
+    for signature in &report.signatures {
+        println!(
+            "  signature {:<9} {} key {}{}{}",
+            signature.state,
+            signature.file,
+            signature.key_id.as_deref().unwrap_or("?"),
+            signature.signer.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
+            signature.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+        );
+    }
+    if report.require_signatures {
+        println!("signatures required: {} of the trusted keys; valid: {}", report.threshold, report.signers.len());
+    }
+    if report.problems.is_empty() {
+        println!("artifacts verified");
+    }
+}

@@ -1,0 +1,443 @@
+//! Trust: whether the project on disk is exactly what was hashed into `wasmig.sum` and signed
+//! by enough trusted keys.
+//!
+//! Invariant 2: `up`, `down` and `verify` call [`TrustReport::ensure`] before taking the lock
+//! or sending any statement, and components are compiled only after it passes. Signatures are
+//! minisign signatures of `wasmig.sum` (its LF-normalised bytes), one detached file per signer:
+//! `wasmig.sum.<KEYID>.minisig`, which `minisign -Vm wasmig.sum -x <file> -p <key.pub>` checks
+//! without wasmig.
+
+use std::io::Cursor;
+
+use minisign::{PublicKey, SignatureBox};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::digest::Digest;
+use crate::sumfile::{SUM_FILE, SumFile, SumFileError, signed_bytes};
+
+pub const SIGNATURE_SUFFIX: &str = ".minisig";
+
+/// `[trust]` in `wasmig.toml`, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    #[serde(default)]
+    pub require_signatures: bool,
+    /// How many distinct trusted keys must sign (default 1).
+    pub threshold: Option<usize>,
+    #[serde(default)]
+    pub keys: Vec<KeySection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    /// Who holds the key, for messages and the history.
+    pub name: String,
+    /// The minisign public key: the base64 line of a `.pub` file.
+    pub public_key: String,
+    /// The last day (UTC, `YYYY-MM-DD`) a signature by this key counts.
+    pub expires: Option<String>,
+}
+
+/// A key whose signatures count.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub name: String,
+    pub key_id: String,
+    public_key: PublicKey,
+    pub expires: Option<Date>,
+}
+
+/// The validated trust policy.
+#[derive(Debug, Clone, Default)]
+pub struct TrustPolicy {
+    pub require_signatures: bool,
+    pub threshold: usize,
+    pub keys: Vec<TrustedKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustConfigError {
+    #[error("[[trust.keys]] {name:?}: public_key is not a minisign public key: {reason}")]
+    BadKey { name: String, reason: String },
+    #[error("[[trust.keys]] {name:?}: expires {text:?} is not a date (YYYY-MM-DD)")]
+    BadExpiry { name: String, text: String },
+    #[error("[trust] threshold {threshold} needs at least that many keys, but {keys} are listed")]
+    ThresholdTooHigh { threshold: usize, keys: usize },
+    #[error("[trust] threshold must be at least 1")]
+    ZeroThreshold,
+}
+
+/// The key id minisign shows for a key or signature: its 8-byte id as hex, little-endian.
+pub fn key_id(keynum: &[u8]) -> String {
+    let mut bytes = [0u8; 8];
+    let len = keynum.len().min(8);
+    bytes[..len].copy_from_slice(&keynum[..len]);
+    format!("{:016X}", u64::from_le_bytes(bytes))
+}
+
+impl TrustPolicy {
+    pub fn from_section(section: &TrustSection) -> Result<TrustPolicy, TrustConfigError> {
+        let keys = section
+            .keys
+            .iter()
+            .map(|key| {
+                let public_key = PublicKey::from_base64(key.public_key.trim())
+                    .map_err(|e| TrustConfigError::BadKey { name: key.name.clone(), reason: e.to_string() })?;
+                let expires = key
+                    .expires
+                    .as_deref()
+                    .map(|text| {
+                        Date::parse(text).ok_or_else(|| TrustConfigError::BadExpiry {
+                            name: key.name.clone(),
+                            text: text.to_owned(),
+                        })
+                    })
+                    .transpose()?;
+                Ok(TrustedKey { name: key.name.clone(), key_id: key_id(public_key.keynum()), public_key, expires })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let threshold = section.threshold.unwrap_or(1);
+        if threshold == 0 {
+            return Err(TrustConfigError::ZeroThreshold);
+        }
+        if section.require_signatures && threshold > keys.len() {
+            return Err(TrustConfigError::ThresholdTooHigh { threshold, keys: keys.len() });
+        }
+        Ok(TrustPolicy { require_signatures: section.require_signatures, threshold, keys })
+    }
+}
+
+/// A calendar day (UTC), for key expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Date {
+    year: i32,
+    month: u32,
+    day: u32,
+}
+
+impl Date {
+    pub fn parse(text: &str) -> Option<Date> {
+        let mut parts = text.trim().splitn(3, '-');
+        let year = parts.next()?.parse().ok()?;
+        let month = parts.next()?.parse().ok()?;
+        let day = parts.next()?.parse().ok()?;
+        ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some(Date { year, month, day })
+    }
+
+    /// Today in UTC.
+    pub fn today() -> Date {
+        let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Date::from_days_since_epoch(i64::try_from(seconds / 86_400).unwrap_or(0))
+    }
+
+    /// Howard Hinnant's civil-from-days algorithm.
+    fn from_days_since_epoch(days: i64) -> Date {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+        Date { year, month, day }
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// One migration checked against the sum file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigrationCheck {
+    pub folder: String,
+    pub digest: String,
+    /// `match`, `mismatch` or `not-in-sum`.
+    pub state: &'static str,
+    /// The digest the sum file records, when it differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sum_digest: Option<String>,
+}
+
+/// One signature file checked against the policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignatureCheck {
+    pub file: String,
+    pub key_id: Option<String>,
+    /// `valid`, `expired`, `untrusted` (no trusted key has its id) or `invalid`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Something that makes the project untrustworthy; each names what it is about.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "problem", rename_all = "kebab-case")]
+pub enum TrustProblem {
+    #[error(
+        "{SUM_FILE} is missing; the trust policy requires signatures over it (run `wasmig hash`, then `wasmig sign`)"
+    )]
+    SumMissing,
+    #[error("{SUM_FILE} is malformed: {message}")]
+    SumMalformed { message: String },
+    #[error("migration {folder}: its files hash to {files}, but {SUM_FILE} records {sum}")]
+    DigestMismatch { folder: String, sum: String, files: String },
+    #[error("migration {folder} is not in {SUM_FILE} (run `wasmig hash` and sign again)")]
+    NotInSum { folder: String },
+    #[error("{SUM_FILE} lists {folder}, but that migration's folder is missing")]
+    MissingFolder { folder: String },
+    #[error("signature {file} does not verify: {detail}")]
+    BadSignature { file: String, detail: String },
+    #[error(
+        "{SUM_FILE} has {have} valid signature(s) by trusted, unexpired keys{}, {need} required{}",
+        list(" (", .signers, ")"),
+        list("; not counted: ", .not_counted, "")
+    )]
+    NotEnoughSignatures { have: usize, need: usize, signers: Vec<String>, not_counted: Vec<String> },
+}
+
+fn list(prefix: &str, items: &[String], suffix: &str) -> String {
+    if items.is_empty() { String::new() } else { format!("{prefix}{}{suffix}", items.join(", ")) }
+}
+
+/// Why a run was refused before it started.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("artifacts failed verification, nothing was run: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct TrustError {
+    pub problems: Vec<TrustProblem>,
+}
+
+/// Everything known about the project's artifacts: what `verify-artifacts` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrustReport {
+    pub sum_file: &'static str,
+    pub total: Option<String>,
+    pub migrations: Vec<MigrationCheck>,
+    pub signatures: Vec<SignatureCheck>,
+    pub require_signatures: bool,
+    pub threshold: usize,
+    /// Names of the trusted, unexpired keys whose signatures verified.
+    pub signers: Vec<String>,
+    pub problems: Vec<TrustProblem>,
+}
+
+impl TrustReport {
+    pub fn ensure(&self) -> Result<(), TrustError> {
+        if self.problems.is_empty() { Ok(()) } else { Err(TrustError { problems: self.problems.clone() }) }
+    }
+
+    /// The key ids of the signers, for the history.
+    pub fn signer_key_ids(&self) -> Vec<String> {
+        self.signatures.iter().filter(|s| s.state == "valid").filter_map(|s| s.key_id.clone()).collect()
+    }
+}
+
+/// Checks the catalog against its sum file and signatures under `policy`, as of `today`.
+pub fn check(catalog: &Catalog, policy: &TrustPolicy, today: Date) -> TrustReport {
+    let mut problems = Vec::new();
+    let sum = match &catalog.sum_file {
+        None => {
+            if policy.require_signatures {
+                problems.push(TrustProblem::SumMissing);
+            }
+            None
+        }
+        Some(bytes) => match SumFile::parse(bytes) {
+            Ok(sum) => Some(sum),
+            Err(SumFileError { line, problem }) => {
+                problems.push(TrustProblem::SumMalformed { message: format!("line {line}: {problem}") });
+                None
+            }
+        },
+    };
+    let migrations = check_digests(catalog, sum.as_ref(), &mut problems);
+    let signatures = match &catalog.sum_file {
+        Some(bytes) => check_signatures(catalog, bytes, policy, today, &mut problems),
+        None => Vec::new(),
+    };
+    let signers: Vec<String> =
+        signatures.iter().filter(|s| s.state == "valid").filter_map(|s| s.signer.clone()).collect();
+    if policy.require_signatures && sum.is_some() && signers.len() < policy.threshold {
+        let not_counted = signatures
+            .iter()
+            .filter(|s| s.state != "valid")
+            .map(|s| format!("{} ({})", s.key_id.as_deref().unwrap_or(&s.file), s.detail.as_deref().unwrap_or(s.state)))
+            .collect();
+        problems.push(TrustProblem::NotEnoughSignatures {
+            have: signers.len(),
+            need: policy.threshold,
+            signers: signers.clone(),
+            not_counted,
+        });
+    }
+    TrustReport {
+        sum_file: match (&catalog.sum_file, &sum) {
+            (None, _) => "missing",
+            (Some(_), Some(_)) => "valid",
+            (Some(_), None) => "malformed",
+        },
+        total: sum.as_ref().map(|s| s.total.to_string()),
+        migrations,
+        signatures,
+        require_signatures: policy.require_signatures,
+        threshold: policy.threshold,
+        signers,
+        problems,
+    }
+}
+
+fn check_digests(catalog: &Catalog, sum: Option<&SumFile>, problems: &mut Vec<TrustProblem>) -> Vec<MigrationCheck> {
+    let Some(sum) = sum else {
+        return catalog
+            .migrations
+            .iter()
+            .map(|m| MigrationCheck {
+                folder: m.folder.clone(),
+                digest: m.digest.to_string(),
+                state: "not-in-sum",
+                sum_digest: None,
+            })
+            .collect();
+    };
+    let recorded = |folder: &str| -> Option<&Digest> { sum.entries.iter().find(|(f, _)| f == folder).map(|(_, d)| d) };
+    let checks = catalog
+        .migrations
+        .iter()
+        .map(|migration| {
+            let (state, sum_digest) = match recorded(&migration.folder) {
+                Some(digest) if *digest == migration.digest => ("match", None),
+                Some(digest) => {
+                    problems.push(TrustProblem::DigestMismatch {
+                        folder: migration.folder.clone(),
+                        sum: digest.to_string(),
+                        files: migration.digest.to_string(),
+                    });
+                    ("mismatch", Some(digest.to_string()))
+                }
+                None => {
+                    problems.push(TrustProblem::NotInSum { folder: migration.folder.clone() });
+                    ("not-in-sum", None)
+                }
+            };
+            MigrationCheck { folder: migration.folder.clone(), digest: migration.digest.to_string(), state, sum_digest }
+        })
+        .collect();
+    for (folder, _) in &sum.entries {
+        if !catalog.migrations.iter().any(|m| &m.folder == folder) {
+            problems.push(TrustProblem::MissingFolder { folder: folder.clone() });
+        }
+    }
+    checks
+}
+
+fn check_signatures(
+    catalog: &Catalog,
+    sum_bytes: &[u8],
+    policy: &TrustPolicy,
+    today: Date,
+    problems: &mut Vec<TrustProblem>,
+) -> Vec<SignatureCheck> {
+    let signed = signed_bytes(sum_bytes);
+    let mut counted_keys: Vec<String> = Vec::new();
+    let mut checks = Vec::new();
+    for (file, bytes) in &catalog.signatures {
+        let signature = std::str::from_utf8(bytes)
+            .map_err(|_| "not text".to_owned())
+            .and_then(|text| SignatureBox::from_string(text).map_err(|e| e.to_string()));
+        let signature = match signature {
+            Ok(signature) => signature,
+            Err(detail) => {
+                problems.push(TrustProblem::BadSignature { file: file.clone(), detail: detail.clone() });
+                checks.push(SignatureCheck {
+                    file: file.clone(),
+                    key_id: None,
+                    state: "invalid",
+                    signer: None,
+                    detail: Some(detail),
+                });
+                continue;
+            }
+        };
+        let id = key_id(signature.keynum());
+        let check = |state, signer: Option<&TrustedKey>, detail: Option<String>| SignatureCheck {
+            file: file.clone(),
+            key_id: Some(id.clone()),
+            state,
+            signer: signer.map(|k| k.name.clone()),
+            detail,
+        };
+        let Some(key) = policy.keys.iter().find(|k| k.key_id == id) else {
+            checks.push(check("untrusted", None, Some("no trusted key has this id".into())));
+            continue;
+        };
+        if let Err(error) = minisign::verify(&key.public_key, &signature, Cursor::new(&signed), true, false, false) {
+            problems.push(TrustProblem::BadSignature {
+                file: file.clone(),
+                detail: format!("key {} ({}): {error}", key.name, id),
+            });
+            checks.push(check("invalid", Some(key), Some(error.to_string())));
+            continue;
+        }
+        match key.expires {
+            Some(expires) if expires < today => {
+                checks.push(check("expired", Some(key), Some(format!("key {} expired on {expires}", key.name))))
+            }
+            _ if counted_keys.contains(&id) => {
+                checks.push(check("valid", Some(key), Some("duplicate signer, counted once".into())))
+            }
+            _ => {
+                counted_keys.push(id.clone());
+                checks.push(check("valid", Some(key), None));
+            }
+        }
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_and_order() {
+        assert!(Date::parse("2026-11-21").unwrap() < Date::parse("2027-01-01").unwrap());
+        assert_eq!(Date::parse("2026-13-01"), None);
+        assert_eq!(Date::parse("yesterday"), None);
+    }
+
+    #[test]
+    fn civil_from_days_matches_known_dates() {
+        assert_eq!(Date::from_days_since_epoch(0).to_string(), "1970-01-01");
+        assert_eq!(Date::from_days_since_epoch(20_513).to_string(), "2026-03-01");
+        assert_eq!(Date::from_days_since_epoch(11_016).to_string(), "2000-02-29");
+    }
+
+    #[test]
+    fn threshold_above_key_count_is_refused() {
+        let section = TrustSection { require_signatures: true, threshold: Some(2), keys: vec![] };
+        assert_eq!(
+            TrustPolicy::from_section(&section).unwrap_err(),
+            TrustConfigError::ThresholdTooHigh { threshold: 2, keys: 0 }
+        );
+    }
+
+    #[test]
+    fn malformed_public_key_is_named() {
+        let section = TrustSection {
+            require_signatures: false,
+            threshold: None,
+            keys: vec![KeySection { name: "ops".into(), public_key: "not-a-key".into(), expires: None }],
+        };
+        let error = TrustPolicy::from_section(&section).unwrap_err();
+        assert!(matches!(error, TrustConfigError::BadKey { ref name, .. } if name == "ops"), "{error}");
+    }
+}
