@@ -5,6 +5,7 @@
 # from a fresh database file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/ensure-build-deps.sh
 scripts/build-components.sh
 cp target/wasm32-wasip2/release/add_email_domain.wasm migrations/0002_add_email_domain/migration.wasm
 cp target/wasm32-wasip2/release/backfill_email_domain.wasm migrations/0003_backfill_email_domain/migration.wasm

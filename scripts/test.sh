@@ -4,6 +4,7 @@
 # test binary's results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/ensure-build-deps.sh
 scripts/ensure-postgres.sh
 scripts/build-components.sh
 cargo build --quiet -p wasmig --bin wasmig

@@ -60,7 +60,7 @@ pub struct Migration {
 #[derive(Debug, Clone)]
 pub enum Body {
     Sql(SqlScripts),
-    Component(ComponentMigration),
+    Component(Box<ComponentMigration>),
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +73,8 @@ pub struct SqlScripts {
 #[derive(Debug, Clone)]
 pub struct ComponentMigration {
     pub manifest: Manifest,
+    /// What the manifest grants the component.
+    pub grants: crate::guard::Grants,
     /// The component's path, for messages.
     pub path: PathBuf,
     pub bytes: Arc<[u8]>,
@@ -309,7 +311,12 @@ fn component_body(mut files: FolderFiles, path: &Path, manifest: Manifest) -> Re
             expected: "migration.toml and the component it names",
         });
     }
-    Ok(Body::Component(ComponentMigration { manifest, path: path.join(file), bytes: bytes.into() }))
+    Ok(Body::Component(Box::new(ComponentMigration {
+        grants: manifest.grants(),
+        manifest,
+        path: path.join(file),
+        bytes: bytes.into(),
+    })))
 }
 
 #[cfg(test)]

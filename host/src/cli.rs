@@ -89,6 +89,8 @@ enum Command {
     },
     /// Run every applied migration's verify again, read-only.
     Verify,
+    /// Show what each component migration may touch (its grants) and its limits.
+    Grants,
     /// Write wasmig.sum: the blake3 digest of every migration and of the whole list.
     Hash,
     /// Generate a minisign key pair for signing wasmig.sum.
@@ -154,7 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             println!("\ntrust it in wasmig.toml:\n\n[[trust.keys]]\nname = \"…\"\npublic_key = \"{}\"", key.public_key);
             Ok(())
         }
-        command @ (Command::Hash | Command::Sign { .. } | Command::VerifyArtifacts { .. }) => {
+        command @ (Command::Hash | Command::Sign { .. } | Command::VerifyArtifacts { .. } | Command::Grants) => {
             let config = load_config(&project, &args.database, &args.trust_file)?;
             let catalog = Catalog::load(&project).map_err(wasmig::Error::from)?;
             artifacts(&config, &catalog, command)
@@ -231,6 +233,10 @@ fn artifacts(config: &Config, catalog: &Catalog, command: Command) -> anyhow::Re
                 Format::Human => print::trust_report(&report),
             }
             report.ensure()?;
+            Ok(())
+        }
+        Command::Grants => {
+            print::grants(catalog, &config.limits);
             Ok(())
         }
         _ => unreachable!("only artifact commands reach here"),

@@ -33,6 +33,16 @@ pub struct ProjectFile {
     pub cache: CacheSection,
     #[serde(default)]
     pub trust: TrustSection,
+    #[serde(default)]
+    pub guard: GuardSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSection {
+    /// PostgreSQL: a least-privilege role the component's statements run as (SET LOCAL ROLE);
+    /// the database's own wall behind the guard.
+    pub postgres_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,6 +89,8 @@ pub struct Config {
     /// Where precompiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     pub trust: TrustPolicy,
+    /// PostgreSQL role for component statements, validated as an identifier.
+    pub postgres_role: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +107,8 @@ pub enum ConfigError {
     History { path: PathBuf, source: IdentifierError },
     #[error("{path}: {source}")]
     Trust { path: PathBuf, source: TrustConfigError },
+    #[error("{path}: [guard] postgres_role: {source}")]
+    GuardRole { path: PathBuf, source: IdentifierError },
 }
 
 /// The folder `wasmig` uses when none is given: the current folder if it holds a
@@ -134,6 +148,13 @@ impl Config {
         };
         let trust = TrustPolicy::from_section(&file.trust)
             .map_err(|source| ConfigError::Trust { path: path.to_owned(), source })?;
+        let postgres_role = file
+            .guard
+            .postgres_role
+            .as_deref()
+            .map(|role| crate::history::Identifier::new(role).map(|_| role.to_owned()))
+            .transpose()
+            .map_err(|source| ConfigError::GuardRole { path: path.to_owned(), source })?;
         let history = HistoryTable::new(file.history.schema.as_deref(), file.history.table.as_deref())
             .map_err(|source| ConfigError::History { path: path.to_owned(), source })?;
         Ok(Config {
@@ -148,6 +169,7 @@ impl Config {
                 None => default_cache_dir(),
             }),
             trust,
+            postgres_role,
         })
     }
 

@@ -207,12 +207,11 @@ impl Migrator {
         loaded: &LoadedComponent,
         call: Call,
     ) -> Result<Outcome, Error> {
-        let limits = match &migration.body {
-            Body::Component(component) => self.config.limits.with(&component.manifest.limits),
-            Body::Sql(_) => self.config.limits,
-        };
+        let Body::Component(component) = &migration.body else { unreachable!("only component migrations are called") };
+        let limits = self.config.limits.with(&component.manifest.limits);
         let name = call.to_string();
-        let report = loaded.call(call, self.db.clone(), &limits).await?;
+        let role = self.config.postgres_role.as_deref();
+        let report = loaded.call(call, self.db.clone(), &limits, &component.grants, role).await?;
         tracing::debug!(migration = %migration, call = name, fuel_used = report.fuel_used, "component call returned");
         Ok(report.outcome)
     }

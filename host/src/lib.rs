@@ -24,6 +24,7 @@ pub mod db;
 pub mod digest;
 mod error;
 mod executor;
+pub mod guard;
 pub mod history;
 pub mod limits;
 pub mod manifest;

@@ -17,6 +17,14 @@ pub struct Limits {
     pub timeout: Duration,
     /// Cap on the bytes a guest may pass to the host in one call.
     pub hostcall_bytes: u64,
+    /// PostgreSQL `statement_timeout` for each of the component's statements.
+    pub statement_timeout: Duration,
+    /// PostgreSQL `lock_timeout` for each of the component's statements.
+    pub lock_timeout: Duration,
+    /// Cap on the rows one query may return to the component.
+    pub result_rows: u64,
+    /// Cap on the bytes one query may return to the component.
+    pub result_bytes: u64,
 }
 
 impl Default for Limits {
@@ -26,6 +34,10 @@ impl Default for Limits {
             memory_bytes: 256 * 1024 * 1024,
             timeout: Duration::from_secs(300),
             hostcall_bytes: 64 * 1024 * 1024,
+            statement_timeout: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(10),
+            result_rows: 100_000,
+            result_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -38,6 +50,10 @@ pub struct LimitOverrides {
     pub memory_mib: Option<u64>,
     pub timeout_secs: Option<u64>,
     pub hostcall_mib: Option<u64>,
+    pub statement_timeout_secs: Option<u64>,
+    pub lock_timeout_secs: Option<u64>,
+    pub result_rows: Option<u64>,
+    pub result_mib: Option<u64>,
 }
 
 impl Limits {
@@ -48,6 +64,10 @@ impl Limits {
             memory_bytes: overrides.memory_mib.map_or(self.memory_bytes, |m| m.saturating_mul(MIB)),
             timeout: overrides.timeout_secs.map_or(self.timeout, Duration::from_secs),
             hostcall_bytes: overrides.hostcall_mib.map_or(self.hostcall_bytes, |m| m.saturating_mul(MIB)),
+            statement_timeout: overrides.statement_timeout_secs.map_or(self.statement_timeout, Duration::from_secs),
+            lock_timeout: overrides.lock_timeout_secs.map_or(self.lock_timeout, Duration::from_secs),
+            result_rows: overrides.result_rows.unwrap_or(self.result_rows),
+            result_bytes: overrides.result_mib.map_or(self.result_bytes, |m| m.saturating_mul(MIB)),
         }
     }
 }

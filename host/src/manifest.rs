@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::guard::{Grants, GrantsSection};
 use crate::limits::LimitOverrides;
 
 pub const MANIFEST_FILE: &str = "migration.toml";
@@ -27,6 +28,9 @@ pub struct Manifest {
     pub backfill: Option<BackfillSettings>,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// What the component may touch; the default grants nothing.
+    #[serde(default)]
+    pub grants: GrantsSection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -58,6 +62,8 @@ pub enum ManifestError {
     ComponentOutsideFolder(String),
     #[error("backfill.batch_size must be at least 1")]
     ZeroBatchSize,
+    #[error("{0}")]
+    BadGrant(#[from] crate::guard::BadGrant),
 }
 
 impl Manifest {
@@ -69,7 +75,10 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), ManifestError> {
         if self.kind == Kind::Sql
-            && (self.component.is_some() || self.backfill.is_some() || self.limits != LimitOverrides::default())
+            && (self.component.is_some()
+                || self.backfill.is_some()
+                || self.limits != LimitOverrides::default()
+                || self.grants != GrantsSection::default())
         {
             return Err(ManifestError::SqlWithComponentSettings);
         }
@@ -81,7 +90,13 @@ impl Manifest {
         if self.backfill.as_ref().is_some_and(|b| b.batch_size == 0) {
             return Err(ManifestError::ZeroBatchSize);
         }
+        Grants::from_section(&self.grants)?;
         Ok(())
+    }
+
+    /// The validated grants (checked when the manifest was parsed).
+    pub fn grants(&self) -> Grants {
+        Grants::from_section(&self.grants).unwrap_or_default()
     }
 
     pub fn component_file(&self) -> &str {
@@ -113,6 +128,16 @@ mod tests {
     fn unknown_keys_are_refused() {
         let error = Manifest::parse("kind = \"component\"\nfule = 5\n").unwrap_err();
         assert!(error.to_string().contains("fule"), "{error}");
+    }
+
+    #[test]
+    fn grants_parse_and_bad_names_are_refused() {
+        let manifest =
+            Manifest::parse("kind = \"component\"\n[grants]\nread = [\"users\"]\nupdate = [\"users\"]\n").unwrap();
+        assert_eq!(manifest.grants.update, vec!["users".to_owned()]);
+        let error = Manifest::parse("kind = \"component\"\n[grants]\nread = [\"users; --\"]\n").unwrap_err();
+        assert!(error.to_string().contains("grants.read"), "{error}");
+        assert!(Manifest::parse("kind = \"component\"\n[grants]\nselect = [\"users\"]\n").is_err());
     }
 
     #[test]

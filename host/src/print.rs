@@ -1,8 +1,34 @@
 //! What the CLI prints: reports, status, history and the artifact verification.
 
+use wasmig::catalog::Body;
 use wasmig::history::{AppliedMigration, Repair};
+use wasmig::limits::Limits;
 use wasmig::trust::TrustReport;
-use wasmig::{Report, State, StatusEntry};
+use wasmig::{Catalog, Report, State, StatusEntry};
+
+pub fn grants(catalog: &Catalog, defaults: &Limits) {
+    for migration in &catalog.migrations {
+        match &migration.body {
+            Body::Sql(_) => println!("{}: plain SQL (runs as written; review the files)", migration.folder),
+            Body::Component(component) => {
+                println!("{}: component {}", migration.folder, component.path.display());
+                for (key, tables) in component.grants.describe() {
+                    let tables = if tables.is_empty() { "nothing".to_owned() } else { tables.join(", ") };
+                    println!("  {key:<7} {tables}");
+                }
+                let limits = defaults.with(&component.manifest.limits);
+                println!(
+                    "  limits  fuel {} per call, memory {} MiB, {}s per call, statements {}s, {} rows per result",
+                    limits.fuel,
+                    limits.memory_bytes / (1024 * 1024),
+                    limits.timeout.as_secs(),
+                    limits.statement_timeout.as_secs(),
+                    limits.result_rows
+                );
+            }
+        }
+    }
+}
 
 pub fn report(report: &Report, when_empty: &str) {
     if report.steps.is_empty() {

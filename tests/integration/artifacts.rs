@@ -42,7 +42,7 @@ fn signed_project(trust: &str, signers: &[&Key]) -> Project {
     project.sql("0001_users", &users_migration(5), Some("DROP TABLE users;"), None).component(
         "0002_add_email_domain",
         "add-email-domain",
-        "# reviewed by the data team\n",
+        "# reviewed by the data team\n[grants]\nddl = [\"users\"]\nread = [\"users\"]\n",
     );
     hash_and_sign(project.path(), signers);
     project

@@ -89,7 +89,7 @@ fn up_status_history_and_integrity_exit_codes() {
 fn trapping_component_exits_8_and_failing_migration_exits_7() {
     let db = TestDb::sqlite();
     let project = Project::new();
-    project.component("0001_loop", "hostile-loop", "[limits]\nfuel = 20000000\n");
+    project.component("0001_loop", "hostile-loop", "[limits]\nfuel = 20000000\n[grants]\nddl = [\"loop_marker\"]\n");
     let output = wasmig(&project, &["--database", &db.url, "up"]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(8), "{text}");

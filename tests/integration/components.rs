@@ -12,11 +12,11 @@ fn demo_project(users: u32, batch_size: u32) -> Project {
     let project = Project::new();
     project
         .sql("0001_users", &users_migration(users), Some("DROP TABLE users;"), None)
-        .component("0002_add_email_domain", "add-email-domain", "")
+        .component("0002_add_email_domain", "add-email-domain", "[grants]\nddl = [\"users\"]\nread = [\"users\"]\n")
         .component(
             "0003_backfill_email_domain",
             "backfill-email-domain",
-            &format!("[backfill]\nbatch_size = {batch_size}\n"),
+            &format!("[backfill]\nbatch_size = {batch_size}\n[grants]\nread = [\"users\"]\nupdate = [\"users\"]\n"),
         );
     project
 }
@@ -71,7 +71,8 @@ on_both_backends!(backfill_resume, interrupted_backfill_resumes_where_it_stopped
 async fn expect_refused(backend: Backend, plugin: &str, marker: &str, manifest_extra: &str) -> Error {
     let db = TestDb::new(backend).await;
     let project = Project::new();
-    project.sql("0001_users", &users_migration(2), None, None).component("0002_hostile", plugin, manifest_extra);
+    let manifest = format!("{manifest_extra}\n[grants]\nddl = [\"{marker}\"]\nread = [\"{marker}\"]\n");
+    project.sql("0001_users", &users_migration(2), None, None).component("0002_hostile", plugin, &manifest);
     let failure = project.migrator(&db).await.up(None).await.expect_err("the hostile component must fail");
     assert_eq!(failure.done.steps.len(), 1, "0001 committed, 0002 did not: {failure}");
     let inspect = db.inspect().await;

@@ -5,6 +5,7 @@ mod artifacts;
 mod cli;
 mod components;
 mod concurrency;
+mod guard;
 mod sql_migrations;
 
 /// Runs the same test body against both backends: `backends!(name, |backend| async { … })`.

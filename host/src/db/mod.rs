@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::guard::GuardSettings;
+
 pub use self::url::{DatabaseUrl, UnsupportedUrl, redact};
 
 /// A SQL value crossing the backend boundary (parameters and result columns).
@@ -111,6 +113,14 @@ pub trait Database: Send + Sync {
 
     /// Forgets prepared statements, which a schema change may have made stale.
     fn forget_prepared_statements(&self);
+
+    /// Raises the database's own walls for a component call, inside the current transaction:
+    /// PostgreSQL pins `search_path` and sets `statement_timeout`, `lock_timeout` and the
+    /// configured role with `SET LOCAL`; SQLite turns its authorizer on with the policy.
+    async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError>;
+
+    /// Lowers them again, so the engine's own statements (the history row) run as before.
+    async fn leave_guarded(&self) -> Result<(), DbError>;
 
     /// Takes the migration lock named `name`, polling until `timeout`. The lock is held by a
     /// session of its own (PostgreSQL: an advisory lock on a dedicated connection, which a

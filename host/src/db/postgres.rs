@@ -17,6 +17,8 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 
+use crate::guard::GuardSettings;
+
 use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
 use super::{Rows, ScriptRow, Value};
 
@@ -164,6 +166,31 @@ impl Database for PostgresDatabase {
         if let Ok(mut cache) = self.statements.lock() {
             cache.clear();
         }
+    }
+
+    async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
+        let mut script = format!(
+            "SET LOCAL search_path TO {}, pg_temp; SET LOCAL standard_conforming_strings = on; \
+             SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {};",
+            crate::guard::postgres::DEFAULT_SCHEMA,
+            guard.statement_timeout.as_millis(),
+            guard.lock_timeout.as_millis()
+        );
+        if let Some(role) = &guard.postgres_role {
+            // The role name was validated as an identifier when the config was read.
+            script.push_str(&format!(" SET LOCAL ROLE \"{role}\";"));
+        }
+        self.client.batch_execute(&script).await.map_err(db_error)
+    }
+
+    async fn leave_guarded(&self) -> Result<(), DbError> {
+        self.client
+            .batch_execute(
+                "RESET ROLE; RESET search_path; RESET standard_conforming_strings; \
+                 RESET statement_timeout; RESET lock_timeout;",
+            )
+            .await
+            .map_err(db_error)
     }
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {

@@ -7,13 +7,16 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::hooks::{AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement};
+
+use crate::guard::{GuardSettings, Policy};
 
 use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
 use super::{Rows, ScriptRow, Value};
@@ -26,6 +29,41 @@ pub struct SqliteDatabase {
     connection: Mutex<Connection>,
     /// `None` for an in-memory database, which no other process can reach.
     path: Option<PathBuf>,
+    /// The policy the authorizer enforces while a component call runs, and its first refusal.
+    guard: Arc<Mutex<GuardState>>,
+}
+
+#[derive(Default)]
+struct GuardState {
+    policy: Option<Policy>,
+    refusal: Option<String>,
+}
+
+/// A statement from the cache, or (while a component call runs) freshly prepared: the
+/// authorizer runs at prepare time, so a cached statement would skip it.
+enum Prepared<'c> {
+    Cached(rusqlite::CachedStatement<'c>),
+    Fresh(Statement<'c>),
+}
+
+impl<'c> std::ops::Deref for Prepared<'c> {
+    type Target = Statement<'c>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Prepared::Cached(statement) => statement,
+            Prepared::Fresh(statement) => statement,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Prepared<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Prepared::Cached(statement) => statement,
+            Prepared::Fresh(statement) => statement,
+        }
+    }
 }
 
 impl SqliteDatabase {
@@ -45,7 +83,51 @@ impl SqliteDatabase {
         };
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| failed(e.to_string()))?;
         connection.pragma_update(None, "foreign_keys", "ON").map_err(|e| failed(e.to_string()))?;
-        Ok(SqliteDatabase { connection: Mutex::new(connection), path })
+        let guard = Arc::new(Mutex::new(GuardState::default()));
+        let mut connection = connection;
+        let state = guard.clone();
+        connection
+            .authorizer(Some(move |context: AuthContext<'_>| {
+                let Ok(mut state) = state.lock() else { return Authorization::Deny };
+                let Some(policy) = &state.policy else { return Authorization::Allow };
+                match crate::guard::sqlite::authorize(policy, &context) {
+                    Ok(()) => Authorization::Allow,
+                    Err(refusal) => {
+                        state.refusal.get_or_insert_with(|| refusal.to_string());
+                        Authorization::Deny
+                    }
+                }
+            }))
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(SqliteDatabase { connection: Mutex::new(connection), path, guard })
+    }
+
+    fn guarded(&self) -> bool {
+        self.guard.lock().map(|state| state.policy.is_some()).unwrap_or(true)
+    }
+
+    fn prepare<'c>(&self, connection: &'c Connection, statement: &str) -> Result<Prepared<'c>, DbError> {
+        if !self.guarded() {
+            return connection.prepare_cached(statement).map(Prepared::Cached).map_err(db_error);
+        }
+        if let Ok(mut state) = self.guard.lock() {
+            state.refusal = None;
+        }
+        connection.prepare(statement).map(Prepared::Fresh).map_err(|error| {
+            match self.guard.lock().ok().and_then(|mut state| state.refusal.take()) {
+                Some(refusal) => DbError::new("denied", refusal),
+                None => db_error(error),
+            }
+        })
+    }
+
+    fn execute_on(&self, connection: &Connection, statement: &str, params: &[Value]) -> Result<u64, DbError> {
+        let mut prepared = self.prepare(connection, statement)?;
+        bind(&mut prepared, params)?;
+        // Stepping through any rows (INSERT … RETURNING) runs the statement to completion.
+        let mut results = prepared.raw_query();
+        while results.next().map_err(db_error)?.is_some() {}
+        Ok(connection.changes())
     }
 
     fn connection(&self) -> Result<MutexGuard<'_, Connection>, DbError> {
@@ -79,7 +161,7 @@ impl Database for SqliteDatabase {
 
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
         let connection = self.connection()?;
-        let mut prepared = connection.prepare_cached(statement).map_err(db_error)?;
+        let mut prepared = self.prepare(&connection, statement)?;
         bind(&mut prepared, params)?;
         let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
         let width = columns.len();
@@ -97,14 +179,14 @@ impl Database for SqliteDatabase {
 
     async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
         let connection = self.connection()?;
-        execute_on(&connection, statement, params)
+        self.execute_on(&connection, statement, params)
     }
 
     async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
         let connection = self.connection()?;
         let mut total = 0;
         for params in param_sets {
-            total += execute_on(&connection, statement, params)?;
+            total += self.execute_on(&connection, statement, params)?;
         }
         Ok(total)
     }
@@ -131,6 +213,19 @@ impl Database for SqliteDatabase {
         if let Ok(connection) = self.connection.lock() {
             connection.flush_prepared_statement_cache();
         }
+    }
+
+    async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
+        let mut state = self.guard.lock().map_err(|_| DbError::new("internal", "the guard state was poisoned"))?;
+        state.policy = Some(guard.policy.clone());
+        state.refusal = None;
+        Ok(())
+    }
+
+    async fn leave_guarded(&self) -> Result<(), DbError> {
+        let mut state = self.guard.lock().map_err(|_| DbError::new("internal", "the guard state was poisoned"))?;
+        state.policy = None;
+        Ok(())
     }
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
@@ -188,15 +283,6 @@ impl HeldLock for NoLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
         Ok(())
     }
-}
-
-fn execute_on(connection: &Connection, statement: &str, params: &[Value]) -> Result<u64, DbError> {
-    let mut prepared = connection.prepare_cached(statement).map_err(db_error)?;
-    bind(&mut prepared, params)?;
-    // Stepping through any rows (INSERT … RETURNING) runs the statement to completion.
-    let mut results = prepared.raw_query();
-    while results.next().map_err(db_error)?.is_some() {}
-    Ok(connection.changes())
 }
 
 /// Binds `params` by number: `$N`/`?N` take value N, a bare `?` the next one.
@@ -319,6 +405,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows.values, vec![vec![Value::Int(7)]]);
+    }
+
+    #[tokio::test]
+    async fn granted_schema_changes_pass_the_authorizer() {
+        use crate::guard::{Grants, GrantsSection, Phase, Policy};
+        let db = memory();
+        db.run_script("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, email_domain TEXT)").await.unwrap();
+        let grants = Grants::from_section(&GrantsSection { ddl: vec!["users".into()], ..Default::default() }).unwrap();
+        let guard = GuardSettings {
+            policy: Policy { grants, phase: Phase::Schema },
+            postgres_role: None,
+            statement_timeout: Duration::from_secs(1),
+            lock_timeout: Duration::from_secs(1),
+        };
+        db.enter_guarded(&guard).await.unwrap();
+        db.execute("ALTER TABLE users ADD COLUMN nickname TEXT", &[]).await.unwrap();
+        db.execute("ALTER TABLE users DROP COLUMN email_domain", &[]).await.unwrap();
+        db.execute("CREATE INDEX users_email ON users (email)", &[]).await.unwrap();
+        let refused = db.execute("CREATE TABLE other (id INTEGER)", &[]).await.unwrap_err();
+        assert_eq!(refused.code, "denied", "{refused}");
+        db.leave_guarded().await.unwrap();
+        db.execute("CREATE TABLE other (id INTEGER)", &[]).await.unwrap();
     }
 
     #[tokio::test]

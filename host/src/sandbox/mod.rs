@@ -29,6 +29,8 @@ pub use self::cache::CacheOutcome;
 use self::cache::ComponentCache;
 use self::host::sql::SqlConnection;
 use crate::db::Database;
+use crate::guard::postgres::AnalysisCache;
+use crate::guard::{Grants, GuardSettings, Phase, Policy};
 use crate::limits::{Limit, Limits};
 
 /// How often the epoch advances; the granularity of the wall-clock deadline.
@@ -89,6 +91,8 @@ pub enum SandboxError {
     Trap { migration: String, call: String, limit: Option<Limit>, message: String, guest_output: String },
     #[error("migration {migration}: {call} failed: {message}")]
     Guest { migration: String, call: String, message: String },
+    #[error("migration {migration}: could not raise the database's own walls for the call: {source}")]
+    Walls { migration: String, source: crate::db::DbError },
 }
 
 fn limit_suffix(limit: &Option<Limit>) -> String {
@@ -208,13 +212,22 @@ impl Sandbox {
         let pre = MigrationPre::new(instance_pre).map_err(wrong_world)?;
         let load_time = started.elapsed();
         tracing::debug!(migration, ?cache, ?load_time, "component loaded");
-        Ok(LoadedComponent { pre, migration: migration.to_owned(), engine: self.engine.clone(), cache, load_time })
+        Ok(LoadedComponent {
+            pre,
+            analyses: Arc::default(),
+            migration: migration.to_owned(),
+            engine: self.engine.clone(),
+            cache,
+            load_time,
+        })
     }
 }
 
 /// A checked, pre-instantiated component, ready to be called.
 pub struct LoadedComponent {
     pre: MigrationPre<StoreState>,
+    /// PostgreSQL statement analyses by text, shared by all calls (a backfill's batches).
+    analyses: Arc<AnalysisCache>,
     migration: String,
     engine: Engine,
     pub cache: CacheOutcome,
@@ -224,7 +237,41 @@ pub struct LoadedComponent {
 impl LoadedComponent {
     /// Calls one export in a fresh store, with `db` as the component's SQL handle. The
     /// caller owns the transaction around it.
-    pub async fn call(&self, call: Call, db: Arc<dyn Database>, limits: &Limits) -> Result<CallReport, SandboxError> {
+    pub async fn call(
+        &self,
+        call: Call,
+        db: Arc<dyn Database>,
+        limits: &Limits,
+        grants: &Grants,
+        postgres_role: Option<&str>,
+    ) -> Result<CallReport, SandboxError> {
+        let phase = match call {
+            Call::Up | Call::Down => Phase::Schema,
+            Call::Backfill { .. } => Phase::Data,
+            Call::Verify => Phase::ReadOnly,
+        };
+        let guard = GuardSettings {
+            policy: Policy { grants: grants.clone(), phase },
+            postgres_role: postgres_role.map(str::to_owned),
+            statement_timeout: limits.statement_timeout,
+            lock_timeout: limits.lock_timeout,
+        };
+        let walls = |source| SandboxError::Walls { migration: self.migration.clone(), source };
+        db.enter_guarded(&guard).await.map_err(walls)?;
+        let result = self.call_guarded(call, db.clone(), limits, guard.policy).await;
+        let left = db.leave_guarded().await;
+        let report = result?;
+        left.map_err(walls)?;
+        Ok(report)
+    }
+
+    async fn call_guarded(
+        &self,
+        call: Call,
+        db: Arc<dyn Database>,
+        limits: &Limits,
+        policy: Policy,
+    ) -> Result<CallReport, SandboxError> {
         let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
@@ -246,7 +293,15 @@ impl LoadedComponent {
         store.epoch_deadline_trap();
         store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
 
-        let result = self.invoke(&call, db, &mut store).await;
+        let connection = SqlConnection {
+            db,
+            policy,
+            analyses: self.analyses.clone(),
+            migration: self.migration.clone(),
+            result_rows: limits.result_rows,
+            result_bytes: limits.result_bytes,
+        };
+        let result = self.invoke(&call, connection, &mut store).await;
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         log_output(&self.migration, &stdout, &stderr);
         match result {
@@ -261,11 +316,11 @@ impl LoadedComponent {
     async fn invoke(
         &self,
         call: &Call,
-        db: Arc<dyn Database>,
+        connection: SqlConnection,
         store: &mut Store<StoreState>,
     ) -> wasmtime::Result<Result<Outcome, String>> {
         let instance = self.pre.instantiate_async(&mut *store).await?;
-        let handle = store.data_mut().table.push(SqlConnection { db })?;
+        let handle = store.data_mut().table.push(connection)?;
         let borrowed = wasmtime::component::Resource::<SqlConnection>::new_borrow(handle.rep());
         let done = |r: Result<(), String>| r.map(|()| Outcome::Done);
         let result = match call {

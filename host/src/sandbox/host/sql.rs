@@ -8,14 +8,81 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use crate::db::{self, Database, DbError};
+use crate::db::{self, Backend, Database, DbError};
+use crate::guard::Policy;
+use crate::guard::postgres::{self, AnalysisCache, Rejection};
 use crate::sandbox::StoreState;
 use crate::sandbox::bindings::wasmig::migration::sql::{Host, HostConnection};
 use crate::sandbox::bindings::wasmig::migration::types::{self, SqlError, Value};
 
-/// The host side of a component's `connection`.
+/// The host side of a component's `connection`: the database, and what the guard enforces.
 pub struct SqlConnection {
     pub db: Arc<dyn Database>,
+    pub policy: Policy,
+    pub analyses: Arc<AnalysisCache>,
+    pub migration: String,
+    pub result_rows: u64,
+    pub result_bytes: u64,
+}
+
+impl SqlConnection {
+    /// The guard's verdict on a statement before it is sent. On PostgreSQL the statement is
+    /// parsed here; on SQLite the authorizer decides while the statement is prepared.
+    fn screen(&self, statement: &str) -> Result<(), SqlError> {
+        if self.db.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let verdict = match self.analyses.analyze(statement) {
+            Ok(analysis) => postgres::check(&analysis, &self.policy),
+            Err(Rejection::Refused(refusal)) => Err(refusal),
+            Err(Rejection::Invalid(message)) => return Err(SqlError::Invalid(message)),
+        };
+        verdict.map_err(|refusal| self.denied(refusal.to_string()))
+    }
+
+    fn denied(&self, refusal: String) -> SqlError {
+        tracing::warn!(migration = self.migration, "refused: {refusal}");
+        SqlError::Denied(refusal)
+    }
+
+    fn sql_error(&self, error: DbError) -> SqlError {
+        match error.code.as_str() {
+            "denied" => self.denied(error.message),
+            "multiple-statements" | "invalid-parameter" => SqlError::Invalid(error.message),
+            _ => SqlError::Database(types::DbError { code: error.code, message: error.message }),
+        }
+    }
+
+    fn check_result(&self, rows: &db::Rows) -> Result<(), SqlError> {
+        let count = rows.values.len() as u64;
+        if count > self.result_rows {
+            return Err(SqlError::Limit(format!(
+                "the query returned {count} rows; limits.result_rows is {}",
+                self.result_rows
+            )));
+        }
+        let bytes: u64 = rows.values.iter().flatten().map(value_bytes).sum();
+        if bytes > self.result_bytes {
+            return Err(SqlError::Limit(format!(
+                "the query returned {bytes} bytes; limits.result_mib is {}",
+                self.result_bytes / (1024 * 1024)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Roughly what a value costs once copied into the guest.
+fn value_bytes(value: &db::Value) -> u64 {
+    let len = |n: usize| n as u64;
+    match value {
+        db::Value::Text(s) => len(s.len()),
+        db::Value::Bytes(b) => len(b.len()),
+        db::Value::IntArray(a) => len(a.len() * 9),
+        db::Value::FloatArray(a) => len(a.len() * 9),
+        db::Value::TextArray(a) => a.iter().map(|s| 1 + s.as_ref().map_or(0, |s| len(s.len()))).sum(),
+        _ => 9,
+    }
 }
 
 fn to_db(value: Value) -> db::Value {
@@ -46,19 +113,6 @@ fn to_wit(value: db::Value) -> Value {
     }
 }
 
-fn sql_error(error: DbError) -> SqlError {
-    match error.code.as_str() {
-        "multiple-statements" | "invalid-parameter" => SqlError::Invalid(error.message),
-        _ => SqlError::Database(types::DbError { code: error.code, message: error.message }),
-    }
-}
-
-impl StoreState {
-    fn connection(&self, handle: &Resource<SqlConnection>) -> wasmtime::Result<Arc<dyn Database>> {
-        Ok(self.table.get(handle)?.db.clone())
-    }
-}
-
 impl HostConnection for StoreState {
     async fn query(
         &mut self,
@@ -66,9 +120,19 @@ impl HostConnection for StoreState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<types::Rows, SqlError>> {
-        let db = self.connection(&handle)?;
+        let connection = self.table.get(&handle)?;
+        if let Err(refusal) = connection.screen(&statement) {
+            return Ok(Err(refusal));
+        }
         let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
-        Ok(db.query(&statement, &params).await.map_err(sql_error).map(|rows| types::Rows {
+        let rows = match connection.db.query(&statement, &params).await {
+            Ok(rows) => rows,
+            Err(error) => return Ok(Err(connection.sql_error(error))),
+        };
+        if let Err(limit) = connection.check_result(&rows) {
+            return Ok(Err(limit));
+        }
+        Ok(Ok(types::Rows {
             columns: rows.columns,
             values: rows.values.into_iter().map(|row| row.into_iter().map(to_wit).collect()).collect(),
         }))
@@ -80,9 +144,12 @@ impl HostConnection for StoreState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
-        let db = self.connection(&handle)?;
+        let connection = self.table.get(&handle)?;
+        if let Err(refusal) = connection.screen(&statement) {
+            return Ok(Err(refusal));
+        }
         let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
-        Ok(db.execute(&statement, &params).await.map_err(sql_error))
+        Ok(connection.db.execute(&statement, &params).await.map_err(|e| connection.sql_error(e)))
     }
 
     async fn execute_many(
@@ -91,10 +158,13 @@ impl HostConnection for StoreState {
         statement: String,
         param_sets: Vec<Vec<Value>>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
-        let db = self.connection(&handle)?;
+        let connection = self.table.get(&handle)?;
+        if let Err(refusal) = connection.screen(&statement) {
+            return Ok(Err(refusal));
+        }
         let param_sets: Vec<Vec<db::Value>> =
             param_sets.into_iter().map(|set| set.into_iter().map(to_db).collect()).collect();
-        Ok(db.execute_many(&statement, &param_sets).await.map_err(sql_error))
+        Ok(connection.db.execute_many(&statement, &param_sets).await.map_err(|e| connection.sql_error(e)))
     }
 
     async fn drop(&mut self, handle: Resource<SqlConnection>) -> wasmtime::Result<()> {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what building wasmig needs beyond a Rust toolchain: libclang, which the pg_query
+# crate's build uses to bind PostgreSQL's own parser (libpg_query). Debian's libclang-dev,
+# installed with apt-get (sudo when not root) when no libclang is found.
+set -euo pipefail
+if [[ -n "${LIBCLANG_PATH:-}" ]] || ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
+    || ldconfig -p 2>/dev/null | grep -q 'libclang'; then
+    exit 0
+fi
+echo "installing libclang-dev (needed to build PostgreSQL's parser)" >&2
+sudo_cmd=""
+[[ "$(id -u)" == 0 ]] || sudo_cmd="sudo"
+$sudo_cmd apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q libclang-dev
