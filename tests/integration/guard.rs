@@ -124,3 +124,107 @@ async fn hostile_statements_are_refused(backend: Backend) {
     assert!(!inspect.table_exists("stolen").await);
 }
 on_both_backends!(hostile_sql, hostile_statements_are_refused);
+
+/// The database's own wall behind the guard: with `[guard] postgres_role`, component
+/// statements run as that role, so PostgreSQL refuses what the role may not do even where the
+/// manifest (wrongly) grants it, and the engine's own history writes still run as before.
+#[tokio::test]
+async fn postgres_role_is_the_wall_behind_the_guard() {
+    let db = TestDb::postgres().await;
+    let role = format!("wasmig_component_{}", std::process::id());
+    let admin = RoleGuard::create(&db, &role).await;
+
+    let inspect = db.inspect().await;
+    inspect.execute(&format!("{TABLES}\nALTER TABLE users ADD COLUMN email_domain TEXT;")).await;
+    admin.grant("GRANT SELECT, UPDATE ON users TO {role}").await;
+
+    let project = Project::new();
+    project.write("wasmig.toml", &format!("[guard]\npostgres_role = \"{role}\"\n"));
+    project.component(
+        "0001_backfill",
+        "backfill-email-domain",
+        "[backfill]\nbatch_size = 2\n[grants]\nread = [\"users\"]\nupdate = [\"users\"]\n",
+    );
+    project.migrator(&db).await.up(None).await.expect("the role may do what the backfill needs");
+    assert_eq!(inspect.count("SELECT count(*) FROM users WHERE email_domain IS NOT NULL").await, 3);
+
+    // A manifest that grants more than the role has: PostgreSQL refuses what the guard let by.
+    let overgranted = Project::new();
+    overgranted
+        .write("wasmig.toml", &format!("[history]\ntable = \"other_history\"\n[guard]\npostgres_role = \"{role}\"\n"));
+    overgranted.component("0001_hostile_sql", "hostile-sql", "[grants]\nread = [\"users\", \"orders\", \"secrets\"]\n");
+    let failure = overgranted.migrator(&db).await.up(None).await.expect_err("the component reports and fails");
+    let Error::Sandbox(SandboxError::Guest { message, .. }) = &failure.error else {
+        panic!("expected the component's report, got {failure}");
+    };
+    let outcome = message.lines().find_map(|line| line.strip_prefix("SELECT * FROM secrets\t")).expect("outcome");
+    assert!(outcome.starts_with("database: 42501"), "PostgreSQL itself refused the role: {outcome}");
+    drop(admin);
+}
+
+/// Creates a role for one test and drops it (roles are cluster-wide) when dropped.
+struct RoleGuard {
+    role: String,
+    database: String,
+}
+
+impl RoleGuard {
+    async fn create(db: &TestDb, role: &str) -> RoleGuard {
+        let database = db.url.rsplit('/').next().expect("database name").to_owned();
+        let guard = RoleGuard { role: role.to_owned(), database };
+        guard.admin_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} NOLOGIN")).await;
+        guard
+    }
+
+    async fn grant(&self, template: &str) {
+        let sql = template.replace("{role}", &self.role);
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client.batch_execute(&format!("GRANT USAGE ON SCHEMA public TO {}; {sql}", self.role)).await.expect("grant");
+    }
+
+    fn database_url(&self) -> String {
+        let admin = wasmig_tests::postgres_admin_url();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+        format!("{base}/{}", self.database)
+    }
+
+    async fn admin_execute(&self, sql: &str) {
+        let (client, connection) =
+            tokio_postgres::connect(&wasmig_tests::postgres_admin_url(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+impl Drop for RoleGuard {
+    fn drop(&mut self) {
+        let (url, role) = (self.database_url(), self.role.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}")).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+async fn oversized_results_are_a_limit_error(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = Project::new();
+    project.sql("0001_tables", &format!("{TABLES}\nALTER TABLE users ADD COLUMN email_domain TEXT;"), None, None).component(
+        "0002_backfill",
+        "backfill-email-domain",
+        "[backfill]\nbatch_size = 3\n[grants]\nread = [\"users\"]\nupdate = [\"users\"]\n[limits]\nresult_rows = 2\n",
+    );
+    let failure = project.migrator(&db).await.up(None).await.expect_err("three rows exceed result_rows = 2");
+    let message = failure.to_string();
+    assert!(message.contains("limit reached") && message.contains("limits.result_rows is 2"), "{message}");
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT count(*) FROM users WHERE email_domain IS NOT NULL").await, 0);
+}
+on_both_backends!(result_limit, oversized_results_are_a_limit_error);
