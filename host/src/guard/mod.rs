@@ -496,3 +496,24 @@ pub struct GuardSettings {
     pub statement_timeout: std::time::Duration,
     pub lock_timeout: std::time::Duration,
 }
+
+/// The guard's off switch, compiled only into the benchmark that measures its cost.
+///
+/// # Warning
+///
+/// With the guard off, a component's PostgreSQL statements are sent unchecked: invariant 3 no
+/// longer holds. The `unguarded-bench` feature exists for `benches/backfill.rs` alone.
+#[cfg(feature = "unguarded-bench")]
+pub mod benchmark {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static OFF: AtomicBool = AtomicBool::new(false);
+
+    pub fn set_guard_off(off: bool) {
+        OFF.store(off, Ordering::SeqCst);
+    }
+
+    pub fn guard_off() -> bool {
+        OFF.load(Ordering::SeqCst)
+    }
+}

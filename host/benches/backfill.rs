@@ -1,0 +1,175 @@
+//! Benchmark: a backfill of `users.email_lower = lower(email)` on PostgreSQL, side by side in
+//! one run:
+//!
+//! - plain SQL: `UPDATE … WHERE id > $1 AND id <= $2` by key range, one transaction per batch;
+//! - wasmig running plugins/lower-email-backfill with the statement guard on;
+//! - the same with the guard off (this benchmark's build only), to measure the guard's cost.
+//!
+//! Each run starts from a fresh copy of the table; the order rotates between rounds.
+//! `cargo bench -p wasmig --features unguarded-bench --bench backfill`, with
+//! WASMIG_BENCH_POSTGRES (an admin URL), ROWS (default 1,000,000), BATCH (1000), ROUNDS (2).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+use wasmig::{Config, Migrator};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    PlainSql,
+    Guarded,
+    Unguarded,
+}
+
+/// The error with the server's message, which tokio-postgres keeps out of its `Display`.
+fn describe(error: impl std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn env_number(name: &str, default: i64) -> i64 {
+    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+}
+
+async fn connect(url: &str) -> Result<Client, String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| format!("{url}: {e}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn reset_table(db: &Client) -> Result<(), String> {
+    db.batch_execute(
+        "DROP TABLE IF EXISTS users, wasmig_history, wasmig_history_backfill, wasmig_history_repairs;
+         CREATE TABLE users AS SELECT * FROM users_seed;
+         ALTER TABLE users ADD PRIMARY KEY (id);",
+    )
+    .await
+    .map_err(describe)?;
+    // On its own: VACUUM cannot run inside a batch's implicit transaction.
+    db.batch_execute("VACUUM ANALYZE users").await.map_err(describe)
+}
+
+async fn plain_sql(db: &Client, rows: i64, batch: i64) -> Result<(), String> {
+    let update =
+        db.prepare("UPDATE users SET email_lower = lower(email) WHERE id > $1 AND id <= $2").await.map_err(describe)?;
+    let mut after = 0;
+    while after < rows {
+        db.batch_execute("BEGIN").await.map_err(describe)?;
+        db.execute(&update, &[&after, &(after + batch)]).await.map_err(describe)?;
+        db.batch_execute("COMMIT").await.map_err(describe)?;
+        after += batch;
+    }
+    Ok(())
+}
+
+fn project(dir: &Path, component: &Path, batch: i64) -> Result<(), String> {
+    let folder = dir.join("0001_lower_email");
+    std::fs::create_dir_all(&folder).map_err(describe)?;
+    std::fs::write(dir.join("wasmig.toml"), "[limits]\nfuel = 10000000000\n").map_err(describe)?;
+    std::fs::write(
+        folder.join("migration.toml"),
+        format!("kind = \"component\"\n[backfill]\nbatch_size = {batch}\n[grants]\nread = [\"users\"]\nupdate = [\"users\"]\n"),
+    )
+    .map_err(describe)?;
+    std::fs::copy(component, folder.join("migration.wasm")).map_err(|e| format!("{}: {e}", component.display()))?;
+    Ok(())
+}
+
+async fn wasmig_backfill(dir: &Path, cache: &Path, url: &str) -> Result<(), String> {
+    let mut config = Config::load(dir, Some(url)).map_err(describe)?;
+    config.cache_dir = Some(cache.to_owned());
+    let migrator = Migrator::open(config).await.map_err(describe)?;
+    migrator.up(None).await.map_err(describe)?;
+    Ok(())
+}
+
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib / 1024)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let admin_url =
+        std::env::var("WASMIG_BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (rows, batch, rounds) = (env_number("ROWS", 1_000_000), env_number("BATCH", 1000), env_number("ROUNDS", 2));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let component: PathBuf = root.join("target/wasm32-wasip2/release/lower_email_backfill.wasm");
+    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
+    let url = format!("{base}/wasmig_bench");
+
+    let admin = connect(&admin_url).await?;
+    // Separate calls: CREATE DATABASE cannot run inside the implicit transaction of a batch.
+    admin.batch_execute("DROP DATABASE IF EXISTS wasmig_bench WITH (FORCE)").await.map_err(describe)?;
+    admin.batch_execute("CREATE DATABASE wasmig_bench").await.map_err(describe)?;
+    let db = connect(&url).await?;
+    db.batch_execute(&format!(
+        "CREATE TABLE users_seed AS SELECT i::bigint AS id, 'User' || i || '@Example.COM' AS email, NULL::text AS email_lower
+         FROM generate_series(1, {rows}) AS i"
+    ))
+    .await
+    .map_err(describe)?;
+
+    let work = tempfile::tempdir().map_err(describe)?;
+    let cache_dir = tempfile::tempdir().map_err(describe)?;
+    let cache = cache_dir.path().to_owned();
+    project(work.path(), &component, batch)?;
+    // Compile once up front: the runs below measure the backfill, not Cranelift.
+    let bytes = std::fs::read(&component).map_err(describe)?;
+    wasmig::sandbox::Sandbox::new(Some(cache.clone()))
+        .and_then(|s| s.load("warm-up", &component, &bytes).map(|_| ()))
+        .map_err(describe)?;
+
+    let modes = [Mode::PlainSql, Mode::Guarded, Mode::Unguarded];
+    let mut times: Vec<(Mode, Vec<Duration>)> = modes.iter().map(|m| (*m, Vec::new())).collect();
+    for round in 0..rounds {
+        for offset in 0..modes.len() {
+            let mode = modes[(offset + round as usize) % modes.len()];
+            reset_table(&db).await?;
+            wasmig::guard::benchmark::set_guard_off(mode == Mode::Unguarded);
+            let started = Instant::now();
+            match mode {
+                Mode::PlainSql => plain_sql(&db, rows, batch).await?,
+                Mode::Guarded | Mode::Unguarded => wasmig_backfill(work.path(), &cache, &url).await?,
+            }
+            let elapsed = started.elapsed();
+            wasmig::guard::benchmark::set_guard_off(false);
+            let wrong = db
+                .query_one("SELECT count(*) FROM users WHERE email_lower IS DISTINCT FROM lower(email)", &[])
+                .await
+                .map_err(describe)?
+                .get::<_, i64>(0);
+            if wrong != 0 {
+                return Err(format!("{mode:?} left {wrong} rows wrong"));
+            }
+            println!("round {round} {mode:?}: {:.2?} ({:.0} rows/s)", elapsed, rows as f64 / elapsed.as_secs_f64());
+            if let Some((_, list)) = times.iter_mut().find(|(m, _)| *m == mode) {
+                list.push(elapsed);
+            }
+        }
+    }
+    let median = |mode: Mode| -> f64 {
+        let mut list = times.iter().find(|(m, _)| *m == mode).map(|(_, l)| l.clone()).unwrap_or_default();
+        list.sort();
+        list.get(list.len() / 2).map_or(f64::NAN, |d| rows as f64 / d.as_secs_f64())
+    };
+    let (plain, guarded, unguarded) = (median(Mode::PlainSql), median(Mode::Guarded), median(Mode::Unguarded));
+    println!("\n{rows} rows, batches of {batch}, median of {rounds} rounds:");
+    println!("  plain SQL by key range   {plain:>10.0} rows/s");
+    println!("  wasmig, guard on         {guarded:>10.0} rows/s  ({:.2}x plain SQL)", guarded / plain);
+    println!("  wasmig, guard off        {unguarded:>10.0} rows/s  ({:.2}x plain SQL)", unguarded / plain);
+    println!("  guard cost: {:.1}% of throughput", (1.0 - guarded / unguarded) * 100.0);
+    if let Some(rss) = peak_rss_mib() {
+        println!("  peak RSS of this process (host and benchmark driver): {rss} MiB");
+    }
+    admin.batch_execute("DROP DATABASE IF EXISTS wasmig_bench WITH (FORCE)").await.map_err(describe)?;
+    Ok(())
+}
