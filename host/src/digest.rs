@@ -99,7 +99,8 @@ pub fn migration_digest(files: &[DigestInput<'_>]) -> Digest {
     Digest(*hasher.finalize().as_bytes())
 }
 
-fn normalize_text(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+/// Text as every digest and signature sees it: a leading BOM dropped, CRLF and lone CR as LF.
+pub fn normalize_text(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if !bytes.contains(&b'\r') {
         return std::borrow::Cow::Borrowed(bytes);

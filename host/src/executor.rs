@@ -24,6 +24,15 @@ impl Migrator {
         Ok(self.sandbox()?.load(&migration.folder, &component.path, &component.bytes)?)
     }
 
+    /// The migration's component, loaded and checked before any transaction opens; `None` for
+    /// a SQL migration.
+    fn load_if_component(&self, migration: &Migration) -> Result<Option<LoadedComponent>, Error> {
+        match &migration.body {
+            Body::Component(component) => self.load_component(migration, component).map(Some),
+            Body::Sql(_) => Ok(None),
+        }
+    }
+
     /// Runs `work` in a transaction; commits on success, rolls back on any error.
     pub(crate) async fn in_transaction<T>(
         &self,
@@ -51,10 +60,7 @@ impl Migrator {
     pub(crate) async fn apply(&self, migration: &Migration, report: &mut Report) -> Result<(), RunError> {
         let started = Instant::now();
         let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
-        let loaded = match &migration.body {
-            Body::Component(component) => Some(self.load_component(migration, component).map_err(|e| done(e, report))?),
-            Body::Sql(_) => None,
-        };
+        let loaded = self.load_if_component(migration).map_err(|e| done(e, report))?;
         let applied_by = self.applied_by().await;
         self.in_transaction(migration, Access::ReadWrite, async || {
             match (&migration.body, &loaded) {
@@ -109,10 +115,7 @@ impl Migrator {
     pub(crate) async fn revert(&self, migration: &Migration, report: &mut Report) -> Result<(), RunError> {
         let started = Instant::now();
         let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
-        let loaded = match &migration.body {
-            Body::Component(component) => Some(self.load_component(migration, component).map_err(|e| done(e, report))?),
-            Body::Sql(_) => None,
-        };
+        let loaded = self.load_if_component(migration).map_err(|e| done(e, report))?;
         self.in_transaction(migration, Access::ReadWrite, async || {
             match (&migration.body, &loaded) {
                 (Body::Sql(scripts), _) => {
@@ -147,10 +150,7 @@ impl Migrator {
     pub(crate) async fn verify_applied(&self, migration: &Migration, report: &mut Report) -> Result<(), RunError> {
         let started = Instant::now();
         let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
-        let loaded = match &migration.body {
-            Body::Component(component) => Some(self.load_component(migration, component).map_err(|e| done(e, report))?),
-            Body::Sql(_) => None,
-        };
+        let loaded = self.load_if_component(migration).map_err(|e| done(e, report))?;
         self.in_transaction(migration, Access::ReadOnly, async || match (&migration.body, &loaded) {
             (Body::Sql(scripts), _) => match &scripts.verify {
                 Some(verify) => self.run_verify_sql(migration, verify).await,

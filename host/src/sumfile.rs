@@ -103,21 +103,10 @@ impl SumFile {
     }
 }
 
-/// The bytes a signature covers: the file with line endings normalised to LF.
+/// The bytes a signature covers: the file as [`crate::digest::normalize_text`] sees it, so a
+/// checkout that converts line endings keeps its signatures.
 pub fn signed_bytes(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut iter = bytes.iter().peekable();
-    while let Some(&byte) = iter.next() {
-        if byte == b'\r' {
-            if iter.peek() == Some(&&b'\n') {
-                iter.next();
-            }
-            out.push(b'\n');
-        } else {
-            out.push(byte);
-        }
-    }
-    out
+    crate::digest::normalize_text(bytes).into_owned()
 }
 
 #[cfg(test)]
