@@ -24,6 +24,8 @@ const GRANTS: &str = "[grants]
 read = [\"users\", \"orders\"]
 update = [\"users\", \"orders\"]
 insert = [\"orders\"]
+[limits]
+hostcall_mib = 1
 ";
 
 /// Statements whose refusal must come from wasmig's guard on both backends, with the text the
@@ -99,7 +101,7 @@ async fn hostile_statements_are_refused(backend: Backend) {
     assert!(outcomes.len() > 40, "the report covers every statement: {message}");
 
     for (statement, outcome) in &outcomes {
-        if !LEGITIMATE.contains(statement) {
+        if !LEGITIMATE.contains(statement) && *statement != "OVERSIZED_STATEMENT" {
             assert!(!outcome.starts_with("ok"), "{backend:?} allowed {statement:?}: {outcome}");
         }
     }
@@ -115,6 +117,11 @@ async fn hostile_statements_are_refused(backend: Backend) {
         let outcome = outcomes.get(statement).unwrap_or_else(|| panic!("no outcome for {statement:?}"));
         assert!(outcome.starts_with("ok"), "{backend:?} refused the legitimate {statement:?}: {outcome}");
     }
+    let oversized = outcomes.get("OVERSIZED_STATEMENT").expect("the oversized statement's outcome");
+    assert!(
+        oversized.starts_with("limit: ") && oversized.contains("limits.hostcall_mib is 1"),
+        "{backend:?}: {oversized}"
+    );
 
     let inspect = db.inspect().await;
     assert_eq!(inspect.count("SELECT count(*) FROM secrets WHERE token = 's3cret'").await, 1);

@@ -291,7 +291,9 @@ impl LoadedComponent {
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
-        store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
+        // The guard returns a `limit` error above limits.hostcall_bytes; wasmtime's own cap, at
+        // four times that, keeps a larger transfer from ever being copied into the host.
+        store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes.saturating_mul(4)).unwrap_or(usize::MAX));
 
         let connection = SqlConnection {
             db,
@@ -300,6 +302,7 @@ impl LoadedComponent {
             migration: self.migration.clone(),
             result_rows: limits.result_rows,
             result_bytes: limits.result_bytes,
+            hostcall_bytes: limits.hostcall_bytes,
         };
         let result = self.invoke(&call, connection, &mut store).await;
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));

@@ -1,7 +1,8 @@
 //! Test guest: sends statements that reach beyond its grants (read users and orders, update
 //! users, insert and update orders), then legitimate ones, and reports every outcome as its
 //! error message, one `statement<TAB>outcome` line each. It always fails, so whatever it did
-//! is rolled back; the test asserts each outcome and that the database is unchanged.
+//! is rolled back; the test asserts each outcome and that the database is unchanged. Last, a
+//! 2 MiB statement tests the per-call byte limit.
 
 use wasmig_sdk::{Db, Error, Migration, Result, SqlError};
 
@@ -76,6 +77,9 @@ impl Migration for HostileSql {
         for statement in ATTACKS.iter().chain(LEGITIMATE) {
             report.push_str(&format!("{statement}\t{}\n", outcome(db, statement)));
         }
+        // A 2 MiB statement, reported under a label so the report itself stays small.
+        let oversized = format!("SELECT '{}'", "x".repeat(2 * 1024 * 1024));
+        report.push_str(&format!("OVERSIZED_STATEMENT\t{}\n", outcome(db, &oversized)));
         Err(Error::msg(report))
     }
 }

@@ -23,6 +23,7 @@ pub struct SqlConnection {
     pub migration: String,
     pub result_rows: u64,
     pub result_bytes: u64,
+    pub hostcall_bytes: u64,
 }
 
 impl SqlConnection {
@@ -55,6 +56,22 @@ impl SqlConnection {
             "multiple-statements" | "invalid-parameter" => SqlError::Invalid(error.message),
             _ => SqlError::Database(types::DbError { code: error.code, message: error.message }),
         }
+    }
+
+    /// The per-call cap on what a guest sends; wasmtime's own cap, set higher, is the backstop.
+    fn check_call_size<'a>(
+        &self,
+        statement: &str,
+        values: impl Iterator<Item = &'a db::Value>,
+    ) -> Result<(), SqlError> {
+        let bytes = statement.len() as u64 + values.map(value_bytes).sum::<u64>();
+        if bytes > self.hostcall_bytes {
+            return Err(SqlError::Limit(format!(
+                "the call sent {bytes} bytes; limits.hostcall_mib is {}",
+                self.hostcall_bytes / (1024 * 1024)
+            )));
+        }
+        Ok(())
     }
 
     fn check_result(&self, rows: &db::Rows) -> Result<(), SqlError> {
@@ -125,10 +142,13 @@ impl HostConnection for StoreState {
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<types::Rows, SqlError>> {
         let connection = self.table.get(&handle)?;
+        let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
+        if let Err(limit) = connection.check_call_size(&statement, params.iter()) {
+            return Ok(Err(limit));
+        }
         if let Err(refusal) = connection.screen(&statement) {
             return Ok(Err(refusal));
         }
-        let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
         let rows = match connection.db.query(&statement, &params).await {
             Ok(rows) => rows,
             Err(error) => return Ok(Err(connection.sql_error(error))),
@@ -149,10 +169,13 @@ impl HostConnection for StoreState {
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let connection = self.table.get(&handle)?;
+        let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
+        if let Err(limit) = connection.check_call_size(&statement, params.iter()) {
+            return Ok(Err(limit));
+        }
         if let Err(refusal) = connection.screen(&statement) {
             return Ok(Err(refusal));
         }
-        let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
         Ok(connection.db.execute(&statement, &params).await.map_err(|e| connection.sql_error(e)))
     }
 
@@ -163,11 +186,14 @@ impl HostConnection for StoreState {
         param_sets: Vec<Vec<Value>>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let connection = self.table.get(&handle)?;
+        let param_sets: Vec<Vec<db::Value>> =
+            param_sets.into_iter().map(|set| set.into_iter().map(to_db).collect()).collect();
+        if let Err(limit) = connection.check_call_size(&statement, param_sets.iter().flatten()) {
+            return Ok(Err(limit));
+        }
         if let Err(refusal) = connection.screen(&statement) {
             return Ok(Err(refusal));
         }
-        let param_sets: Vec<Vec<db::Value>> =
-            param_sets.into_iter().map(|set| set.into_iter().map(to_db).collect()).collect();
         Ok(connection.db.execute_many(&statement, &param_sets).await.map_err(|e| connection.sql_error(e)))
     }
 
