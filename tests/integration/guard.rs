@@ -207,16 +207,8 @@ impl RoleGuard {
 
 impl Drop for RoleGuard {
     fn drop(&mut self) {
-        let (url, role) = (self.database_url(), self.role.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.ok()?;
-                tokio::spawn(connection);
-                client.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}")).await.ok()
-            })
-        })
-        .join();
+        let role = &self.role;
+        wasmig_tests::cleanup(self.database_url(), format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"));
     }
 }
 

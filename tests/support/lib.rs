@@ -140,18 +140,22 @@ impl Drop for TestDb {
         let Some(name) = self.postgres_name.take() else {
             return;
         };
-        let admin = postgres_admin_url();
-        // Drop runs outside any runtime: use a short-lived one on its own thread.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.ok()?;
-                tokio::spawn(connection);
-                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
-            })
-        })
-        .join();
+        cleanup(postgres_admin_url(), format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
+}
+
+/// Runs cleanup SQL from a `Drop`, which runs outside any runtime: on a short-lived runtime of
+/// its own thread. Failures are ignored; there is nobody left to tell.
+pub fn cleanup(url: String, sql: String) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.ok()?;
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.ok()
+        })
+    })
+    .join();
 }
 
 /// A plain connection to a test database, for asserting what wasmig did.
