@@ -24,14 +24,7 @@ enum Mode {
 
 /// The error with the server's message, which tokio-postgres keeps out of its `Display`.
 fn describe(error: impl std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    wasmig::report::error_chain(&error)
 }
 
 fn env_number(name: &str, default: i64) -> i64 {

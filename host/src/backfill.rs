@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::catalog::{ComponentMigration, Migration};
+use crate::catalog::Migration;
 use crate::db::Access;
 use crate::error::Error;
 use crate::history::BackfillProgress;
@@ -21,13 +21,12 @@ impl Migrator {
     pub(crate) async fn backfill(
         &self,
         migration: &Migration,
-        component: &ComponentMigration,
+        loaded: &LoadedComponent,
         settings: &BackfillSettings,
         report: &mut Report,
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
-        let loaded = self.load_component(migration, component).map_err(|e| done(e, report))?;
         let saved = self.history().backfills().await.map_err(|e| done(e.into(), report))?;
         let mut progress = saved.into_iter().find(|p| p.version == migration.version).unwrap_or(BackfillProgress {
             version: migration.version,
@@ -40,7 +39,7 @@ impl Migrator {
         while !progress.done {
             progress = self
                 .in_transaction(migration, Access::ReadWrite, async || {
-                    self.run_batch(migration, &loaded, settings, &progress).await
+                    self.run_batch(migration, loaded, settings, &progress).await
                 })
                 .await
                 .map_err(|e| done(e, report))?;

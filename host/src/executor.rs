@@ -48,8 +48,6 @@ impl Migrator {
             (Ok(_), Access::ReadWrite) => self.db.commit().await.map_err(|e| transaction_error("commit", e)),
             _ => self.db.rollback().await.map_err(|e| transaction_error("roll back", e)),
         };
-        // A schema change can make prepared statements stale; drop them at step boundaries.
-        self.db.forget_prepared_statements();
         match (result, finished) {
             (Err(error), _) => Err(error),
             (Ok(_), Err(error)) => Err(error),
@@ -98,6 +96,8 @@ impl Migrator {
         })
         .await
         .map_err(|e| done(e, report))?;
+        // The step may have changed the schema, which can make prepared statements stale.
+        self.db.forget_prepared_statements();
         report.steps.push(StepReport {
             version: migration.version,
             folder: migration.folder.clone(),
@@ -106,8 +106,8 @@ impl Migrator {
             backfill: None,
         });
         tracing::info!(migration = %migration, "applied");
-        if let (Body::Component(component), Some(settings)) = (&migration.body, migration_backfill(migration)) {
-            self.backfill(migration, component, settings, report).await?;
+        if let (Some(loaded), Some(settings)) = (&loaded, migration_backfill(migration)) {
+            self.backfill(migration, loaded, settings, report).await?;
         }
         Ok(())
     }
@@ -135,6 +135,8 @@ impl Migrator {
         })
         .await
         .map_err(|e| done(e, report))?;
+        // The step may have changed the schema, which can make prepared statements stale.
+        self.db.forget_prepared_statements();
         report.steps.push(StepReport {
             version: migration.version,
             folder: migration.folder.clone(),

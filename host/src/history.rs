@@ -137,6 +137,12 @@ pub enum HistoryError {
     Corrupt { table: String, problem: String },
 }
 
+/// Whether an error says a table (or its schema) does not exist yet: PostgreSQL's
+/// undefined_table and invalid_schema_name, SQLite's "no such table".
+fn is_missing_table(error: &DbError) -> bool {
+    error.code == "42P01" || error.code == "3F000" || error.message.contains("no such table")
+}
+
 /// The history table of one database.
 pub struct History<'a> {
     db: &'a dyn Database,
@@ -210,8 +216,7 @@ impl<'a> History<'a> {
         let probe = format!("SELECT count(*) FROM {} WHERE 1 = 0", self.table);
         match self.db.query(&probe, &[]).await {
             Ok(_) => Ok(true),
-            // PostgreSQL: undefined_table / invalid_schema_name. SQLite: "no such table".
-            Err(e) if e.code == "42P01" || e.code == "3F000" || e.message.contains("no such table") => Ok(false),
+            Err(e) if is_missing_table(&e) => Ok(false),
             Err(e) => Err(self.failed(e)),
         }
     }
@@ -300,7 +305,7 @@ impl<'a> History<'a> {
         );
         let rows = match self.db.query(&select, &[]).await {
             Ok(rows) => rows,
-            Err(e) if e.code == "42P01" || e.message.contains("no such table") => return Ok(Vec::new()),
+            Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
             Err(e) => return Err(self.failed(e)),
         };
         let corrupt = || HistoryError::Corrupt { table: self.table.repairs().to_string(), problem: "bad row".into() };

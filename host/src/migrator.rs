@@ -27,6 +27,8 @@ pub struct Migrator {
     pub(crate) trust: TrustReport,
     pub(crate) db: Arc<dyn Database>,
     sandbox: OnceLock<Sandbox>,
+    /// Who applies migrations, asked of the database once per run.
+    applied_by: tokio::sync::OnceCell<String>,
 }
 
 /// Where a migration stands, for `status`.
@@ -60,7 +62,7 @@ impl Migrator {
         let catalog = Catalog::load(&config.project_dir)?;
         let trust = trust::check(&catalog, &config.trust, Date::today());
         let db = db::connect(config.database()?, config.connect_timeout).await?;
-        Ok(Migrator { config, catalog, trust, db, sandbox: OnceLock::new() })
+        Ok(Migrator { config, catalog, trust, db, sandbox: OnceLock::new(), applied_by: tokio::sync::OnceCell::new() })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -86,11 +88,16 @@ impl Migrator {
 
     /// Who applies migrations, for the history: the OS account, and on PostgreSQL the role.
     pub(crate) async fn applied_by(&self) -> String {
-        let user = crate::report::os_user();
-        match (self.db.backend(), self.db.current_user().await) {
-            (Backend::Postgres, Ok(role)) => format!("{user} as {role}"),
-            _ => user,
-        }
+        self.applied_by
+            .get_or_init(|| async {
+                let user = crate::report::os_user();
+                match (self.db.backend(), self.db.current_user().await) {
+                    (Backend::Postgres, Ok(role)) => format!("{user} as {role}"),
+                    _ => user,
+                }
+            })
+            .await
+            .clone()
     }
 
     /// Runs `work` holding the migration lock, with the history tables in place; releases
@@ -267,7 +274,10 @@ impl Migrator {
             let finished = progress.iter().any(|p| p.version == row.version && p.done);
             if !finished {
                 tracing::info!(migration = %migration, "resuming an unfinished backfill");
-                self.backfill(migration, component, settings, report).await?;
+                let loaded = self
+                    .load_component(migration, component)
+                    .map_err(|e| RunError { error: e, done: report.clone() })?;
+                self.backfill(migration, &loaded, settings, report).await?;
             }
         }
         Ok(())

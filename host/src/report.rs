@@ -114,6 +114,19 @@ run_error_from!(
     crate::error::RepairError
 );
 
+/// An error followed by each of its causes, `: `-separated (some drivers keep the useful
+/// part, such as the server's message, in a cause rather than in their own `Display`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The operating-system account running wasmig, for the history's `applied_by`: the login
 /// variables, else (CI containers often set none) the process's uid looked up in /etc/passwd.
 pub fn os_user() -> String {

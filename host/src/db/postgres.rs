@@ -261,14 +261,7 @@ fn db_error(error: tokio_postgres::Error) -> DbError {
 
 /// The error with its causes, which tokio-postgres keeps out of its own `Display`.
 fn describe(error: &tokio_postgres::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::report::error_chain(error)
 }
 
 fn row_values(row: &Row) -> Result<Vec<Value>, DbError> {
