@@ -18,5 +18,6 @@ set -x
 "$wasmig" --project migrations status
 "$wasmig" --project migrations up
 "$wasmig" --project migrations verify
+"$wasmig" --project migrations backfill status
 "$wasmig" --project migrations status
 "$wasmig" --project migrations history

@@ -21,7 +21,8 @@ use crate::sumfile::SUM_FILE;
 use crate::trust::SIGNATURE_SUFFIX;
 
 /// A migration's version: the number its folder name starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(transparent)]
 pub struct Version(pub u64);
 
 impl Version {
@@ -55,6 +56,8 @@ pub struct Migration {
     pub folder: String,
     pub digest: Digest,
     pub body: Body,
+    /// Expand/contract: earlier migrations whose backfills must finish before this one applies.
+    pub needs_backfills: Vec<Version>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +88,14 @@ impl Migration {
         match self.body {
             Body::Sql(_) => "sql",
             Body::Component(_) => "component",
+        }
+    }
+
+    /// The backfill settings of a component migration that has a backfill.
+    pub fn backfill(&self) -> Option<&crate::manifest::BackfillSettings> {
+        match &self.body {
+            Body::Component(component) => component.manifest.backfill.as_ref(),
+            Body::Sql(_) => None,
         }
     }
 
@@ -142,6 +153,8 @@ pub enum CatalogError {
     Manifest { path: PathBuf, message: String },
     #[error("{path}: not UTF-8 text")]
     NotUtf8 { path: PathBuf },
+    #[error("{path}: needs_backfills names {version}, which {problem}")]
+    BadNeededBackfill { path: PathBuf, version: Version, problem: &'static str },
     #[error("version {version} is used by both {first} and {second}")]
     DuplicateVersion { version: Version, first: String, second: String },
 }
@@ -189,7 +202,27 @@ impl Catalog {
                 });
             }
         }
+        catalog.check_needed_backfills(project_dir)?;
         Ok(catalog)
+    }
+
+    /// Every `needs_backfills` entry must name an earlier migration that has a backfill.
+    fn check_needed_backfills(&self, project_dir: &Path) -> Result<(), CatalogError> {
+        for migration in &self.migrations {
+            for &version in &migration.needs_backfills {
+                let problem = match self.get(version) {
+                    None => Some("is not a migration of this project"),
+                    Some(needed) if needed.version >= migration.version => Some("does not come before it"),
+                    Some(needed) if needed.backfill().is_none() => Some("has no [backfill]"),
+                    Some(_) => None,
+                };
+                if let Some(problem) = problem {
+                    let path = project_dir.join(&migration.folder).join(MANIFEST_FILE);
+                    return Err(CatalogError::BadNeededBackfill { path, version, problem });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn get(&self, version: Version) -> Option<&Migration> {
@@ -277,11 +310,12 @@ fn load_migration(
         }
         None => None,
     };
+    let needs_backfills = manifest.as_ref().map(|m| m.needs_backfills.clone()).unwrap_or_default();
     let body = match manifest {
         Some(manifest) if manifest.kind == Kind::Component => component_body(files, path, manifest)?,
         _ => sql_body(files, path)?,
     };
-    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body })
+    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills })
 }
 
 fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {

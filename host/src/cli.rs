@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use wasmig::backfill::settings::ThrottleOverrides;
 use wasmig::digest::Digest;
 use wasmig::scaffold::{self, Template};
 use wasmig::trust::{self, Date};
 use wasmig::{Catalog, Config, DownTarget, Migrator, Version, signing};
 
 use crate::print;
+use crate::progress::{CliObserver, Style};
 
 #[derive(Debug, Parser)]
 #[command(name = "wasmig", version, about = "Database migrations as plain SQL or sandboxed WebAssembly components")]
@@ -77,6 +79,16 @@ enum Command {
         /// Print the plan without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// How to show backfill progress: a bar or log lines (human), or JSON events on stdout.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        #[command(flatten)]
+        throttle: ThrottleArgs,
+    },
+    /// Watch and steer backfills: status, run (one more worker), pause, resume.
+    Backfill {
+        #[command(subcommand)]
+        action: BackfillAction,
     },
     /// Revert applied migrations, newest first (default: the latest one).
     Down {
@@ -126,6 +138,54 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum BackfillAction {
+    /// Every backfill's progress: state, rows done of the estimate, chunks, rate and ETA.
+    Status {
+        /// Only this migration's backfill.
+        version: Option<Version>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Work on an applied migration's backfill until it is done or paused. Run it on several
+    /// machines at once to share a chunked backfill.
+    Run {
+        version: Version,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        #[command(flatten)]
+        throttle: ThrottleArgs,
+    },
+    /// Pause a backfill: its workers stop after their current batch; `up` leaves it alone.
+    Pause { version: Version },
+    /// Let a paused backfill go on (then `wasmig backfill run` or `wasmig up` continues it).
+    Resume { version: Version },
+}
+
+/// Throttling for this run; beats wasmig.toml and the migration's manifest.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct ThrottleArgs {
+    /// Pause after every committed batch, in milliseconds.
+    #[arg(long)]
+    pause_ms: Option<u64>,
+    /// At most this many rows per second (per worker).
+    #[arg(long)]
+    max_rows_per_second: Option<u64>,
+    /// PostgreSQL: wait before each batch while a standby replays further behind than this.
+    #[arg(long)]
+    max_replication_lag_ms: Option<u64>,
+}
+
+impl From<ThrottleArgs> for ThrottleOverrides {
+    fn from(args: ThrottleArgs) -> Self {
+        ThrottleOverrides {
+            pause_ms: args.pause_ms,
+            max_rows_per_second: args.max_rows_per_second,
+            max_replication_lag_ms: args.max_replication_lag_ms,
+        }
+    }
+}
+
 pub fn init_logging(verbose: bool, quiet: bool) {
     let default = if verbose {
         "wasmig=debug,info"
@@ -162,9 +222,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             artifacts(&config, &catalog, command)
         }
         command => {
-            let config = load_config(&project, &args.database, &args.trust_file)?;
+            let mut config = load_config(&project, &args.database, &args.trust_file)?;
+            let (format, throttle) = match &command {
+                Command::Up { format, throttle, .. }
+                | Command::Backfill { action: BackfillAction::Run { format, throttle, .. } } => {
+                    (*format, Some(*throttle))
+                }
+                _ => (Format::Human, None),
+            };
+            if let Some(throttle) = throttle {
+                config.backfill_overrides = throttle.into();
+            }
             let url = config.database().map(ToString::to_string).unwrap_or_default();
-            let migrator = Migrator::open(config).await?;
+            let observer = CliObserver::new(Style::pick(format == Format::Json, args.quiet));
+            let migrator = Migrator::open(config).await?.with_observer(std::sync::Arc::new(observer));
             tracing::debug!(database = url, backend = %migrator.backend(), "connected");
             against_database(&migrator, command).await
         }
@@ -247,7 +318,7 @@ async fn against_database(migrator: &Migrator, command: Command) -> anyhow::Resu
     match command {
         Command::Status => print::status(&migrator.status().await?),
         Command::History => print::history(&migrator.applied().await?, &migrator.repairs().await?),
-        Command::Up { to, dry_run: true } => {
+        Command::Up { to, dry_run: true, .. } => {
             migrator.trust().ensure()?;
             let steps = migrator.plan_up(to).await?;
             if steps.is_empty() {
@@ -257,7 +328,7 @@ async fn against_database(migrator: &Migrator, command: Command) -> anyhow::Resu
                 println!("would apply {migration} ({})", migration.kind());
             }
         }
-        Command::Up { to, dry_run: false } => {
+        Command::Up { to, dry_run: false, .. } => {
             let report = migrator.up(to).await.context("wasmig up failed")?;
             print::report(&report, "nothing to apply: the database is up to date");
         }
@@ -281,7 +352,50 @@ async fn against_database(migrator: &Migrator, command: Command) -> anyhow::Resu
                 repair.version, repair.new_digest, repair.old_digest, repair.repaired_by, repair.reason
             );
         }
+        Command::Backfill { action } => backfill(migrator, action).await?,
         _ => unreachable!("commands without a database are handled before connecting"),
+    }
+    Ok(())
+}
+
+async fn backfill(migrator: &Migrator, action: BackfillAction) -> anyhow::Result<()> {
+    match action {
+        BackfillAction::Status { version, format } => {
+            let mut statuses = migrator.backfill_status().await?;
+            if let Some(version) = version {
+                statuses.retain(|s| s.version == version);
+                if statuses.is_empty() {
+                    anyhow::bail!("migration {version} has no backfill in progress or finished");
+                }
+            }
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
+                Format::Human => print::backfills(migrator.catalog(), &statuses),
+            }
+        }
+        BackfillAction::Run { version, format, .. } => {
+            let report = migrator.backfill_run(version).await.context("wasmig backfill run failed")?;
+            if format == Format::Human {
+                print::report(&report, "nothing to do");
+            }
+            let paused = report.steps.iter().any(|s| s.action == wasmig::report::Action::BackfillPaused);
+            if paused {
+                return Err(wasmig::Error::BackfillPaused {
+                    migration: version.to_string(),
+                    version,
+                    state: "paused".into(),
+                }
+                .into());
+            }
+        }
+        BackfillAction::Pause { version } => {
+            migrator.backfill_pause(version).await?;
+            println!("backfill of {version} paused; its workers stop after their current batch");
+        }
+        BackfillAction::Resume { version } => {
+            migrator.backfill_resume(version).await?;
+            println!("backfill of {version} resumed; `wasmig backfill run {version}` or `wasmig up` continues it");
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backfill::settings::{ProjectBackfillSection, ThrottleOverrides};
 use crate::db::DatabaseUrl;
 use crate::db::UnsupportedUrl;
 use crate::history::{HistoryTable, IdentifierError};
@@ -35,6 +36,8 @@ pub struct ProjectFile {
     pub trust: TrustSection,
     #[serde(default)]
     pub guard: GuardSection,
+    #[serde(default)]
+    pub backfill: ProjectBackfillSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,6 +94,10 @@ pub struct Config {
     pub trust: TrustPolicy,
     /// PostgreSQL role for component statements, validated as an identifier.
     pub postgres_role: Option<String>,
+    /// The project's backfill defaults (`[backfill]` in `wasmig.toml`).
+    pub backfill: ProjectBackfillSection,
+    /// Throttling given for this run (the command line); beats every file.
+    pub backfill_overrides: ThrottleOverrides,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +177,8 @@ impl Config {
             }),
             trust,
             postgres_role,
+            backfill: file.backfill,
+            backfill_overrides: ThrottleOverrides::default(),
         })
     }
 

@@ -8,6 +8,7 @@ use crate::config::ConfigError;
 use crate::db::{ConnectError, DbError, LockError};
 use crate::digest::Digest;
 use crate::history::HistoryError;
+use crate::limits::Limit;
 use crate::plan::PlanError;
 use crate::sandbox::SandboxError;
 use crate::trust::TrustError;
@@ -48,6 +49,37 @@ pub enum Error {
     CursorStuck { migration: String, cursor: String },
     #[error("migration {migration}: {call} returned {found} where {expected} was expected")]
     UnexpectedOutcome { migration: String, call: String, expected: &'static str, found: String },
+    #[error("migration {migration} has no [backfill] in its migration.toml")]
+    NoBackfill { migration: String },
+    #[error("migration {migration} is not applied yet; `wasmig up` applies it and starts its backfill")]
+    BackfillNotApplied { migration: String },
+    #[error("migration {migration}: its backfill's progress is gone (was the migration reverted?)")]
+    BackfillGone { migration: String },
+    #[error("migration {migration}: chunk {chunk}'s lease passed to another worker; the batch was rolled back")]
+    BackfillLeaseLost { migration: String, chunk: i64 },
+    #[error(
+        "migration {migration}: backfill batch {batch} of chunk {chunk} ({}) hit its {limit} even at the \
+         floor of {size} rows (backfill.min_batch_size); {} — raise the limit in migration.toml or lower the floor",
+        .cursor.as_deref().map_or("from the chunk's start".to_owned(), |c| format!("after cursor {c:?}")),
+        if *.fuel_spent > 0 { format!("the halved attempts burnt {} fuel without finishing", .fuel_spent) }
+        else { "each attempt was rolled back".to_owned() }
+    )]
+    BackfillAtFloor {
+        migration: String,
+        limit: Limit,
+        chunk: i64,
+        batch: u64,
+        cursor: Option<String>,
+        size: u32,
+        fuel_spent: u64,
+    },
+    #[error("migration {migration}'s backfill is {state}; `wasmig backfill resume {version}` lets it go on")]
+    BackfillPaused { migration: String, version: Version, state: String },
+    #[error(
+        "migration {migration} needs the backfill of {needs} finished first (it is {state}); \
+         `wasmig backfill status` shows it, `wasmig backfill run` finishes it"
+    )]
+    BackfillUnfinished { migration: String, needs: String, state: String },
 }
 
 /// Why `repair` refused.
@@ -82,6 +114,8 @@ pub enum ErrorKind {
     Sandbox,
     /// The artifacts do not match `wasmig.sum`, or its signatures do not satisfy the policy.
     Trust,
+    /// A backfill is paused or unfinished where it must be done (expand/contract).
+    BackfillUnfinished,
 }
 
 impl Error {
@@ -101,7 +135,12 @@ impl Error {
             | Error::VerifyFailed { .. }
             | Error::Transaction { .. }
             | Error::CursorStuck { .. }
+            | Error::BackfillGone { .. }
+            | Error::BackfillLeaseLost { .. }
             | Error::UnexpectedOutcome { .. } => ErrorKind::MigrationFailed,
+            Error::BackfillAtFloor { .. } => ErrorKind::Sandbox,
+            Error::NoBackfill { .. } | Error::BackfillNotApplied { .. } => ErrorKind::Project,
+            Error::BackfillPaused { .. } | Error::BackfillUnfinished { .. } => ErrorKind::BackfillUnfinished,
         }
     }
 }

@@ -106,8 +106,8 @@ impl Migrator {
             backfill: None,
         });
         tracing::info!(migration = %migration, "applied");
-        if let (Some(loaded), Some(settings)) = (&loaded, migration_backfill(migration)) {
-            self.backfill(migration, loaded, settings, report).await?;
+        if let (Some(loaded), Some(_)) = (&loaded, migration.backfill()) {
+            self.run_backfill(migration, loaded, report).await?;
         }
         Ok(())
     }
@@ -201,6 +201,14 @@ impl Migrator {
         }
     }
 
+    /// The limits a migration's component calls run under: the project's, then its manifest's.
+    fn call_limits(&self, migration: &Migration) -> crate::limits::Limits {
+        match &migration.body {
+            Body::Component(component) => self.config.limits.with(&component.manifest.limits),
+            Body::Sql(_) => self.config.limits,
+        }
+    }
+
     /// Calls a component export in the current transaction; `up`, `down` and `verify`
     /// must return nothing.
     pub(crate) async fn call(
@@ -210,18 +218,11 @@ impl Migrator {
         call: Call,
     ) -> Result<Outcome, Error> {
         let Body::Component(component) = &migration.body else { unreachable!("only component migrations are called") };
-        let limits = self.config.limits.with(&component.manifest.limits);
+        let limits = self.call_limits(migration);
         let name = call.to_string();
         let role = self.config.postgres_role.as_deref();
         let report = loaded.call(call, self.db.clone(), &limits, &component.grants, role).await?;
         tracing::debug!(migration = %migration, call = name, fuel_used = report.fuel_used, "component call returned");
         Ok(report.outcome)
-    }
-}
-
-fn migration_backfill(migration: &Migration) -> Option<&crate::manifest::BackfillSettings> {
-    match &migration.body {
-        Body::Component(component) => component.manifest.backfill.as_ref(),
-        Body::Sql(_) => None,
     }
 }

@@ -1,5 +1,5 @@
-//! The history table: which migrations are applied, with their digests, and the progress of
-//! their backfills.
+//! The history table: which migrations are applied, with their digests, and its companion
+//! tables (repairs here; backfill progress in [`crate::backfill::store`]).
 //!
 //! Its name (and PostgreSQL schema) are configurable so that several services can share a
 //! database. Identifiers are validated once into [`Identifier`] and quoted only in
@@ -13,21 +13,25 @@ use crate::digest::Digest;
 
 pub const DEFAULT_TABLE: &str = "wasmig_history";
 
-/// A SQL identifier wasmig will create: letters, digits and `_`, not starting with a digit,
-/// at most 54 bytes (PostgreSQL's 63, less the longest suffix wasmig adds, `_backfill`).
+/// A SQL identifier: letters, digits and `_`, not starting with a digit, at most 47 bytes
+/// (PostgreSQL's 63, less the longest suffix wasmig adds, `_backfill_chunks`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identifier(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name:?} is not a usable identifier: use 1 to 54 letters, digits or _, not starting with a digit")]
+#[error("{name:?} is not a usable identifier: use 1 to 47 letters, digits or _, not starting with a digit")]
 pub struct IdentifierError {
     pub name: String,
 }
 
 impl Identifier {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn new(name: &str) -> Result<Self, IdentifierError> {
         let valid = !name.is_empty()
-            && name.len() <= 54
+            && name.len() <= 47
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if valid { Ok(Identifier(name.to_owned())) } else { Err(IdentifierError { name: name.to_owned() }) }
@@ -50,13 +54,8 @@ impl HistoryTable {
     }
 
     /// A table beside the history table: `<history>_<suffix>`.
-    fn beside(&self, suffix: &str) -> HistoryTable {
+    pub(crate) fn beside(&self, suffix: &str) -> HistoryTable {
         HistoryTable { schema: self.schema.clone(), table: Identifier(format!("{}_{suffix}", self.table.0)) }
-    }
-
-    /// The table holding backfill progress.
-    fn progress(&self) -> HistoryTable {
-        self.beside("backfill")
     }
 
     /// The table recording explicit repairs of applied migrations' digests.
@@ -119,16 +118,6 @@ pub struct Repair {
     pub repaired_at: String,
 }
 
-/// How far a backfill has got.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackfillProgress {
-    pub version: Version,
-    pub cursor: Option<String>,
-    pub rows: i64,
-    pub batches: i64,
-    pub done: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("history table {table}: {source}")]
@@ -139,7 +128,7 @@ pub enum HistoryError {
 
 /// Whether an error says a table (or its schema) does not exist yet: PostgreSQL's
 /// undefined_table and invalid_schema_name, SQLite's "no such table".
-fn is_missing_table(error: &DbError) -> bool {
+pub(crate) fn is_missing_table(error: &DbError) -> bool {
     error.code == "42P01" || error.code == "3F000" || error.message.contains("no such table")
 }
 
@@ -188,16 +177,9 @@ impl<'a> History<'a> {
                 repaired_by TEXT NOT NULL,
                 repaired_at {timestamp} NOT NULL DEFAULT {default_now}
             );
-            CREATE TABLE IF NOT EXISTS {progress} (
-                version BIGINT PRIMARY KEY,
-                cursor TEXT,
-                rows_done BIGINT NOT NULL,
-                batches BIGINT NOT NULL,
-                done BOOLEAN NOT NULL,
-                updated_at {timestamp} NOT NULL DEFAULT {default_now}
-            );",
+            {backfill_tables}",
             table = self.table,
-            progress = self.table.progress(),
+            backfill_tables = crate::backfill::store::create_tables(self.table, self.db.backend()),
             repairs = self.table.repairs(),
         ));
         self.db.begin(crate::db::Access::ReadWrite).await.map_err(|e| self.failed(e))?;
@@ -337,56 +319,13 @@ impl<'a> History<'a> {
     /// Removes a reverted migration's row and its backfill progress, inside the revert's
     /// transaction.
     pub async fn forget(&self, version: Version) -> Result<(), HistoryError> {
-        for table in [self.table.clone(), self.table.progress()] {
+        let mut tables = vec![self.table.clone()];
+        tables.extend(crate::backfill::store::tables(self.table));
+        for table in tables {
             let delete = format!("DELETE FROM {table} WHERE version = $1");
             self.db.execute(&delete, &[Value::Int(version.as_i64())]).await.map_err(|e| self.failed(e))?;
         }
         Ok(())
-    }
-
-    pub async fn backfills(&self) -> Result<Vec<BackfillProgress>, HistoryError> {
-        let select =
-            format!("SELECT version, cursor, rows_done, batches, done FROM {} ORDER BY version", self.table.progress());
-        let rows = self.db.query(&select, &[]).await.map_err(|e| self.failed(e))?;
-        let corrupt = || HistoryError::Corrupt { table: self.table.progress().to_string(), problem: "bad row".into() };
-        rows.values
-            .into_iter()
-            .map(|row| match <[Value; 5]>::try_from(row) {
-                Ok([Value::Int(version), cursor, Value::Int(rows), Value::Int(batches), done]) => {
-                    Ok(BackfillProgress {
-                        version: Version(u64::try_from(version).map_err(|_| corrupt())?),
-                        cursor: match cursor {
-                            Value::Text(c) => Some(c),
-                            _ => None,
-                        },
-                        rows,
-                        batches,
-                        // SQLite stores booleans as 0 and 1.
-                        done: matches!(done, Value::Bool(true) | Value::Int(1)),
-                    })
-                }
-                _ => Err(corrupt()),
-            })
-            .collect()
-    }
-
-    /// Saves a backfill's progress after a batch, inside that batch's transaction
-    /// (invariant 4: the batch's writes and its cursor commit together).
-    pub async fn save_progress(&self, progress: &BackfillProgress) -> Result<(), HistoryError> {
-        let upsert = format!(
-            "INSERT INTO {} (version, cursor, rows_done, batches, done) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (version) DO UPDATE SET cursor = excluded.cursor, rows_done = excluded.rows_done, \
-             batches = excluded.batches, done = excluded.done",
-            self.table.progress()
-        );
-        let params = [
-            Value::Int(progress.version.as_i64()),
-            progress.cursor.clone().map_or(Value::Null, Value::Text),
-            Value::Int(progress.rows),
-            Value::Int(progress.batches),
-            Value::Bool(progress.done),
-        ];
-        self.db.execute(&upsert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 }
 
@@ -397,7 +336,7 @@ mod tests {
     #[test]
     fn identifiers_refuse_anything_that_needs_quoting_tricks() {
         assert!(Identifier::new("wasmig_history").is_ok());
-        for bad in ["", "1abc", "a-b", "a\"b", "a b", "t; DROP TABLE x", &"x".repeat(55)] {
+        for bad in ["", "1abc", "a-b", "a\"b", "a b", "t; DROP TABLE x", &"x".repeat(48)] {
             assert!(Identifier::new(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -406,7 +345,7 @@ mod tests {
     fn qualified_name_is_quoted() {
         let table = HistoryTable::new(Some("billing"), Some("history")).unwrap();
         assert_eq!(table.to_string(), "\"billing\".\"history\"");
-        assert_eq!(table.progress().to_string(), "\"billing\".\"history_backfill\"");
+        assert_eq!(table.beside("backfill").to_string(), "\"billing\".\"history_backfill\"");
         assert_eq!(table.repairs().to_string(), "\"billing\".\"history_repairs\"");
         assert_eq!(table.lock_name(), "billing.history");
     }

@@ -17,7 +17,7 @@
 //! # }
 //! ```
 
-mod backfill;
+pub mod backfill;
 pub mod catalog;
 pub mod config;
 pub mod db;
@@ -37,6 +37,8 @@ pub mod signing;
 pub mod sumfile;
 pub mod trust;
 
+pub use backfill::events::{BackfillEvent, BackfillObserver};
+pub use backfill::store::{BackfillState, BackfillStatus};
 pub use catalog::{Catalog, Migration, Version};
 pub use config::Config;
 pub use error::{Error, ErrorKind, RepairError};

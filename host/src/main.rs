@@ -3,6 +3,7 @@
 
 mod cli;
 mod print;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ mod exit {
     pub const MIGRATION_FAILED: u8 = 7;
     pub const SANDBOX: u8 = 8;
     pub const TRUST: u8 = 9;
+    pub const BACKFILL_UNFINISHED: u8 = 10;
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
@@ -38,6 +40,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(ErrorKind::MigrationFailed) => exit::MIGRATION_FAILED,
         Some(ErrorKind::Sandbox) => exit::SANDBOX,
         Some(ErrorKind::Trust) => exit::TRUST,
+        Some(ErrorKind::BackfillUnfinished) => exit::BACKFILL_UNFINISHED,
         None => exit::UNEXPECTED,
     }
 }

@@ -6,12 +6,13 @@
 
 use serde::Deserialize;
 
+pub use crate::backfill::settings::{BackfillSettings, BackfillSettingsError, DEFAULT_BATCH_SIZE};
+use crate::catalog::Version;
 use crate::guard::{Grants, GrantsSection};
 use crate::limits::LimitOverrides;
 
 pub const MANIFEST_FILE: &str = "migration.toml";
 pub const DEFAULT_COMPONENT_FILE: &str = "migration.wasm";
-pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,10 @@ pub struct Manifest {
     /// Present when the component's `backfill` export should run after `up`.
     #[serde(default)]
     pub backfill: Option<BackfillSettings>,
+    /// Expand/contract: earlier migrations whose backfills must be finished before this one
+    /// is applied (`up` stops before it until they are).
+    #[serde(default)]
+    pub needs_backfills: Vec<Version>,
     #[serde(default)]
     pub limits: LimitOverrides,
     /// What the component may touch; the default grants nothing.
@@ -40,28 +45,17 @@ pub enum Kind {
     Component,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackfillSettings {
-    #[serde(default = "default_batch_size")]
-    pub batch_size: u32,
-}
-
-fn default_batch_size() -> u32 {
-    DEFAULT_BATCH_SIZE
-}
-
 /// Why a manifest was refused; the caller adds the file's path.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ManifestError {
     #[error("{0}")]
     Syntax(String),
-    #[error("kind = \"sql\" takes no component, backfill or limits; those are for components")]
+    #[error("kind = \"sql\" takes no component, backfill, limits or grants; those are for components")]
     SqlWithComponentSettings,
     #[error("component file {0:?} must be a plain file name inside the migration's folder")]
     ComponentOutsideFolder(String),
-    #[error("backfill.batch_size must be at least 1")]
-    ZeroBatchSize,
+    #[error("{0}")]
+    Backfill(#[from] BackfillSettingsError),
     #[error("{0}")]
     BadGrant(#[from] crate::guard::BadGrant),
 }
@@ -87,10 +81,10 @@ impl Manifest {
         {
             return Err(ManifestError::ComponentOutsideFolder(file.clone()));
         }
-        if self.backfill.as_ref().is_some_and(|b| b.batch_size == 0) {
-            return Err(ManifestError::ZeroBatchSize);
+        let grants = Grants::from_section(&self.grants)?;
+        if let Some(backfill) = &self.backfill {
+            backfill.validate(&grants)?;
         }
-        Grants::from_section(&self.grants)?;
         Ok(())
     }
 
@@ -113,7 +107,7 @@ mod tests {
         let manifest =
             Manifest::parse("kind = \"component\"\n[backfill]\nbatch_size = 500\n[limits]\nfuel = 1000\n").unwrap();
         assert_eq!(manifest.kind, Kind::Component);
-        assert_eq!(manifest.backfill, Some(BackfillSettings { batch_size: 500 }));
+        assert_eq!(manifest.backfill.as_ref().map(|b| b.batch_size), Some(500));
         assert_eq!(manifest.limits.fuel, Some(1000));
         assert_eq!(manifest.component_file(), "migration.wasm");
     }
@@ -121,7 +115,7 @@ mod tests {
     #[test]
     fn default_batch_size_applies() {
         let manifest = Manifest::parse("kind = \"component\"\n[backfill]\n").unwrap();
-        assert_eq!(manifest.backfill, Some(BackfillSettings { batch_size: DEFAULT_BATCH_SIZE }));
+        assert_eq!(manifest.backfill.map(|b| b.batch_size), Some(DEFAULT_BATCH_SIZE));
     }
 
     #[test]

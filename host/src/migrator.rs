@@ -7,6 +7,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::backfill::events::{BackfillObserver, LogObserver};
+use crate::backfill::store::{BackfillState, BackfillStatus};
 use crate::catalog::{Body, Catalog, Migration, Version};
 use crate::config::Config;
 use crate::db::Access;
@@ -14,7 +16,7 @@ use crate::db::{self, Backend, Database, HeldLock};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::error::RepairError;
-use crate::history::{AppliedMigration, BackfillProgress, History, Repair};
+use crate::history::{AppliedMigration, History, Repair};
 use crate::plan::{self, DownTarget};
 use crate::report::{Report, RunError};
 use crate::sandbox::Sandbox;
@@ -29,6 +31,8 @@ pub struct Migrator {
     sandbox: OnceLock<Sandbox>,
     /// Who applies migrations, asked of the database once per run.
     applied_by: tokio::sync::OnceCell<String>,
+    /// Where backfill progress goes.
+    pub(crate) observer: Arc<dyn BackfillObserver>,
 }
 
 /// Where a migration stands, for `status`.
@@ -53,7 +57,7 @@ pub struct StatusEntry {
     pub folder: String,
     pub kind: String,
     pub state: State,
-    pub backfill: Option<BackfillProgress>,
+    pub backfill: Option<BackfillStatus>,
 }
 
 impl Migrator {
@@ -62,7 +66,21 @@ impl Migrator {
         let catalog = Catalog::load(&config.project_dir)?;
         let trust = trust::check(&catalog, &config.trust, Date::today());
         let db = db::connect(config.database()?, config.connect_timeout).await?;
-        Ok(Migrator { config, catalog, trust, db, sandbox: OnceLock::new(), applied_by: tokio::sync::OnceCell::new() })
+        Ok(Migrator {
+            config,
+            catalog,
+            trust,
+            db,
+            sandbox: OnceLock::new(),
+            applied_by: tokio::sync::OnceCell::new(),
+            observer: Arc::new(LogObserver),
+        })
+    }
+
+    /// Sends backfill progress to `observer` instead of the log.
+    pub fn with_observer(mut self, observer: Arc<dyn BackfillObserver>) -> Migrator {
+        self.observer = observer;
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -126,7 +144,8 @@ impl Migrator {
     }
 
     /// Applies pending migrations up to `target` (all when `None`), after finishing any
-    /// backfill an earlier run left unfinished.
+    /// backfill an earlier run left unfinished. A paused backfill is left paused; `up` stops
+    /// before a migration that needs it finished (expand/contract).
     pub async fn up(&self, target: Option<Version>) -> Result<Report, RunError> {
         self.trust.ensure().map_err(Error::from)?;
         self.locked(async || {
@@ -135,11 +154,95 @@ impl Migrator {
             let mut report = Report::default();
             self.resume_backfills(&applied, &mut report).await?;
             for migration in steps {
+                self.check_needed_backfills(migration)
+                    .await
+                    .map_err(|e| RunError { error: e, done: report.clone() })?;
                 self.apply(migration, &mut report).await?;
             }
             Ok(report)
         })
         .await
+    }
+
+    /// Refuses `migration` while a backfill it declares it needs is not done.
+    async fn check_needed_backfills(&self, migration: &Migration) -> Result<(), Error> {
+        for &needed in &migration.needs_backfills {
+            let state = self.backfill_store().state(needed).await?;
+            if state != Some(BackfillState::Done) {
+                let needs = self.catalog.get(needed).map_or_else(|| needed.to_string(), |m| m.folder.clone());
+                return Err(Error::BackfillUnfinished {
+                    migration: migration.folder.clone(),
+                    needs,
+                    state: state.map_or("not started".to_owned(), |s| s.to_string()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every backfill's progress (empty before any started).
+    pub async fn backfill_status(&self) -> Result<Vec<BackfillStatus>, Error> {
+        Ok(self.backfill_store().statuses().await?)
+    }
+
+    /// Runs (or joins, as one more worker) the backfill of applied migration `version` until
+    /// it is done or paused. Takes no migration lock: any number of workers may share it.
+    pub async fn backfill_run(&self, version: Version) -> Result<Report, RunError> {
+        self.trust.ensure().map_err(Error::from)?;
+        let migration = self.backfill_migration(version).await?;
+        let Body::Component(component) = &migration.body else {
+            return Err(Error::NoBackfill { migration: migration.folder.clone() }.into());
+        };
+        let loaded = self.load_component(migration, component)?;
+        let mut report = Report::default();
+        let end = self.run_backfill(migration, &loaded, &mut report).await?;
+        if end == crate::backfill::WorkerEnd::Paused {
+            tracing::info!(migration = %migration, "backfill paused");
+        }
+        Ok(report)
+    }
+
+    /// Pauses a running backfill: its workers stop after their current batch, and `up` leaves
+    /// it alone until it is resumed.
+    pub async fn backfill_pause(&self, version: Version) -> Result<(), Error> {
+        self.backfill_transition(version, BackfillState::Running, BackfillState::Paused).await
+    }
+
+    /// Lets a paused backfill go on (`wasmig backfill run` or `up` then continue it).
+    pub async fn backfill_resume(&self, version: Version) -> Result<(), Error> {
+        self.backfill_transition(version, BackfillState::Paused, BackfillState::Running).await
+    }
+
+    async fn backfill_transition(&self, version: Version, from: BackfillState, to: BackfillState) -> Result<(), Error> {
+        let migration = self.backfill_migration(version).await?;
+        let store = self.backfill_store();
+        if store.transition(version, from, to).await? {
+            tracing::info!(migration = %migration, %from, %to, "backfill state changed");
+            return Ok(());
+        }
+        match store.state(version).await? {
+            Some(state) if state == to => Ok(()),
+            Some(state) => Err(Error::BackfillPaused {
+                migration: migration.folder.clone(),
+                version,
+                state: format!("{state}, not {from}"),
+            }),
+            None => Err(Error::BackfillNotApplied { migration: migration.folder.clone() }),
+        }
+    }
+
+    /// The applied migration `version`, which must have a backfill and unchanged files.
+    async fn backfill_migration(&self, version: Version) -> Result<&Migration, Error> {
+        let migration = self.catalog.get(version).ok_or(plan::PlanError::UnknownTarget(version))?;
+        if migration.backfill().is_none() {
+            return Err(Error::NoBackfill { migration: migration.folder.clone() });
+        }
+        let applied = self.applied_if_any().await?;
+        plan::check_applied(&self.catalog, &applied)?;
+        if !applied.iter().any(|row| row.version == version) {
+            return Err(Error::BackfillNotApplied { migration: migration.folder.clone() });
+        }
+        Ok(migration)
     }
 
     /// Reverts applied migrations, newest first.
@@ -223,7 +326,7 @@ impl Migrator {
         let history = self.history();
         let exists = history.exists().await?;
         let applied = if exists { history.applied().await? } else { Vec::new() };
-        let backfills = if exists { history.backfills().await? } else { Vec::new() };
+        let backfills = if exists { self.backfill_status().await? } else { Vec::new() };
         let backfill_of = |version| backfills.iter().find(|b| b.version == version).cloned();
         let mut entries: Vec<StatusEntry> = self
             .catalog
@@ -259,8 +362,10 @@ impl Migrator {
         Ok(entries)
     }
 
+    /// Finishes (as one worker) every applied migration's backfill that is not done, oldest
+    /// first; a paused one is left paused.
     async fn resume_backfills(&self, applied: &[AppliedMigration], report: &mut Report) -> Result<(), RunError> {
-        let progress = self.history().backfills().await?;
+        let statuses = self.backfill_store().statuses().await?;
         for row in applied {
             let Some(migration) = self.catalog.get(row.version) else {
                 continue;
@@ -268,16 +373,21 @@ impl Migrator {
             let Body::Component(component) = &migration.body else {
                 continue;
             };
-            let Some(settings) = &component.manifest.backfill else {
+            if component.manifest.backfill.is_none() {
                 continue;
-            };
-            let finished = progress.iter().any(|p| p.version == row.version && p.done);
-            if !finished {
-                tracing::info!(migration = %migration, "resuming an unfinished backfill");
-                let loaded = self
-                    .load_component(migration, component)
-                    .map_err(|e| RunError { error: e, done: report.clone() })?;
-                self.backfill(migration, &loaded, settings, report).await?;
+            }
+            match statuses.iter().find(|s| s.version == row.version).map(|s| s.state) {
+                Some(BackfillState::Done) => {}
+                Some(BackfillState::Paused) => {
+                    tracing::warn!(migration = %migration, "backfill is paused; `wasmig backfill resume` lets it go on");
+                }
+                Some(BackfillState::Running) | None => {
+                    tracing::info!(migration = %migration, "resuming an unfinished backfill");
+                    let loaded = self
+                        .load_component(migration, component)
+                        .map_err(|e| RunError { error: e, done: report.clone() })?;
+                    self.run_backfill(migration, &loaded, report).await?;
+                }
             }
         }
         Ok(())

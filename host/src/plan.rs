@@ -138,6 +138,7 @@ mod tests {
             folder: format!("{version:04}_m{version}"),
             digest: migration_digest(&[DigestInput { name: "up.sql", content: Content::Text, bytes: up.as_bytes() }]),
             body: Body::Sql(SqlScripts { up, down: down.then(String::new), verify: None }),
+            needs_backfills: Vec::new(),
         }
     }
 

@@ -4,7 +4,9 @@ use wasmig::catalog::Body;
 use wasmig::history::{AppliedMigration, Repair};
 use wasmig::limits::Limits;
 use wasmig::trust::TrustReport;
-use wasmig::{Catalog, Report, State, StatusEntry};
+use wasmig::{BackfillState, BackfillStatus, Catalog, Report, State, StatusEntry};
+
+use crate::progress::{duration, thousands};
 
 pub fn grants(catalog: &Catalog, defaults: &Limits) {
     for migration in &catalog.migrations {
@@ -53,12 +55,44 @@ pub fn status(entries: &[StatusEntry]) {
             }
             State::Missing => "applied, but its folder is MISSING".to_owned(),
         };
-        let backfill = match &entry.backfill {
-            Some(b) if b.done => format!("; backfill done ({} rows in {} batches)", b.rows, b.batches),
-            Some(b) => format!("; backfill running ({} rows in {} batches so far)", b.rows, b.batches),
-            None => String::new(),
-        };
+        let backfill = entry.backfill.as_ref().map(|b| format!("; {}", backfill_summary(b))).unwrap_or_default();
         println!("{:<8} {:<34} {:<10} {state}{backfill}", entry.version.to_string(), entry.folder, entry.kind);
+    }
+}
+
+/// "backfill 45% (450,000 of ~1,000,000 rows, 12,000 rows/s, ETA 46s)", or done, or paused.
+pub fn backfill_summary(status: &BackfillStatus) -> String {
+    if status.state == BackfillState::Done {
+        return format!("backfill done ({} rows in {} batches)", thousands(status.rows_done), status.batches);
+    }
+    let mut parts = Vec::new();
+    match status.rows_estimate {
+        Some(estimate) => parts.push(format!("{} of ~{} rows", thousands(status.rows_done), thousands(estimate))),
+        None => parts.push(format!("{} rows", thousands(status.rows_done))),
+    }
+    if let Some(rate) = status.rows_per_second {
+        parts.push(format!("{} rows/s", thousands(rate as i64)));
+    }
+    if let Some(eta) = status.eta() {
+        parts.push(format!("ETA {}", duration(eta.as_secs_f64())));
+    }
+    let percent = status.percent().map(|p| format!(" {p:.0}%")).unwrap_or_default();
+    let state = if status.state == BackfillState::Paused { "backfill PAUSED at" } else { "backfill" };
+    format!("{state}{percent} ({})", parts.join(", "))
+}
+
+pub fn backfills(catalog: &Catalog, statuses: &[BackfillStatus]) {
+    if statuses.is_empty() {
+        println!("no backfill has started");
+        return;
+    }
+    for status in statuses {
+        let folder = catalog.get(status.version).map_or_else(|| status.version.to_string(), |m| m.folder.clone());
+        println!("{folder}: {}", backfill_summary(status));
+        println!(
+            "  state {}, chunks {} done of {} ({} leased by a live worker), {} batches",
+            status.state, status.chunks_done, status.chunks, status.chunks_leased, status.batches
+        );
     }
 }
 

@@ -13,6 +13,8 @@ pub enum Action {
     Reverted,
     Verified,
     Backfilled,
+    /// The backfill was paused; this run stopped working on it.
+    BackfillPaused,
 }
 
 impl fmt::Display for Action {
@@ -22,6 +24,7 @@ impl fmt::Display for Action {
             Action::Reverted => "reverted",
             Action::Verified => "verified",
             Action::Backfilled => "backfilled",
+            Action::BackfillPaused => "backfill paused",
         })
     }
 }

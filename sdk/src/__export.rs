@@ -2,7 +2,7 @@
 //! [`crate::export_migration!`]. Not public API.
 
 use crate::__bindings::{self, wasmig::migration::sql::Connection};
-use crate::{Db, Migration};
+use crate::{BatchRequest, Db, Migration};
 
 pub fn up<M: Migration>(connection: &Connection) -> Result<(), String> {
     M::up(&Db::new(connection)).map_err(|error| error.to_string())
@@ -18,9 +18,9 @@ pub fn verify<M: Migration>(connection: &Connection) -> Result<(), String> {
 
 pub fn backfill<M: Migration>(
     connection: &Connection,
-    cursor: Option<String>,
-    batch_size: u32,
+    request: __bindings::BatchRequest,
 ) -> Result<__bindings::Batch, String> {
-    let batch = M::backfill(&Db::new(connection), cursor, batch_size).map_err(|e| e.to_string())?;
+    let request = BatchRequest { cursor: request.cursor, until: request.until, size: request.size };
+    let batch = M::backfill(&Db::new(connection), &request).map_err(|e| e.to_string())?;
     Ok(__bindings::Batch { next_cursor: batch.next_cursor, rows: batch.rows })
 }

@@ -106,6 +106,48 @@ impl Row {
     }
 }
 
+/// What one backfill call is asked to do: at most `size` rows after `cursor` and up to
+/// `until`, both inclusive bounds on the key the backfill walks.
+///
+/// When the manifest names a `[backfill] key`, the host splits the table into chunks by that
+/// key and several workers may each run one: `cursor` and `until` are then key values as
+/// text, and the cursor a batch returns must be the last key it processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRequest {
+    /// Resume after this cursor; `None` on a backfill's (or its first chunk's) first batch.
+    pub cursor: Option<String>,
+    /// Stop after this key; `None` for the last chunk, which runs to the end of the table.
+    pub until: Option<String>,
+    /// The most rows this batch may process.
+    pub size: u32,
+}
+
+impl BatchRequest {
+    /// The cursor parsed as a key, e.g. `request.cursor_key::<i64>()?.unwrap_or(i64::MIN)`.
+    pub fn cursor_key<K: std::str::FromStr>(&self) -> crate::Result<Option<K>> {
+        parse_key("cursor", self.cursor.as_deref())
+    }
+
+    /// The upper bound parsed as a key, e.g. `request.until_key::<i64>()?.unwrap_or(i64::MAX)`.
+    pub fn until_key<K: std::str::FromStr>(&self) -> crate::Result<Option<K>> {
+        parse_key("until", self.until.as_deref())
+    }
+
+    /// The batch to return after processing `rows`, the last with key `last`: done when
+    /// fewer rows than asked for were left in the range.
+    pub fn batch_after(&self, last: Option<impl ToString>, rows: u64) -> Batch {
+        match last {
+            Some(last) if rows >= u64::from(self.size) => Batch::next(last.to_string(), rows),
+            _ => Batch::done(rows),
+        }
+    }
+}
+
+fn parse_key<K: std::str::FromStr>(what: &str, text: Option<&str>) -> crate::Result<Option<K>> {
+    text.map(|text| text.parse::<K>().map_err(|_| Error::msg(format!("the backfill's {what} {text:?} is not a key"))))
+        .transpose()
+}
+
 /// What one backfill call did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -119,7 +161,7 @@ impl Batch {
         Batch { next_cursor: Some(cursor.into()), rows }
     }
 
-    /// The backfill is complete; this last batch processed `rows`.
+    /// The backfill (or its chunk) is complete; this last batch processed `rows`.
     pub fn done(rows: u64) -> Self {
         Batch { next_cursor: None, rows }
     }

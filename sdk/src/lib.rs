@@ -37,12 +37,14 @@ mod value;
 #[doc(hidden)]
 pub mod __export;
 
-pub use db::{Batch, Db, Row, Rows};
+pub use db::{Batch, BatchRequest, Db, Row, Rows};
 pub use error::{Error, Result, SqlError};
 pub use value::{FromValue, Value};
 
 /// The generated bindings; private API used by [`export_migration!`].
 #[doc(hidden)]
+// The generated export glue takes the batch request flattened into core-wasm parameters.
+#[allow(clippy::too_many_arguments)]
 pub mod __bindings {
     wit_bindgen::generate!({
         path: "../wit",
@@ -77,11 +79,12 @@ pub trait Migration {
         Ok(())
     }
 
-    /// Processes one batch of a backfill, starting after `cursor` (`None` on the first call),
-    /// touching at most `batch_size` rows. Return [`Batch::next`] with the cursor to resume
-    /// from, or [`Batch::done`] when nothing is left. The batch's writes and the returned
-    /// cursor commit together, so a killed backfill resumes exactly where it stopped.
-    fn backfill(_db: &Db, _cursor: Option<String>, _batch_size: u32) -> Result<Batch> {
+    /// Processes one batch of a backfill: at most `request.size` rows after `request.cursor`
+    /// (`None` on the first call) and up to `request.until` (`None`: to the end). Return
+    /// [`Batch::next`] with the cursor to resume from, or [`Batch::done`] when nothing is left
+    /// in the range. The batch's writes and the returned cursor commit together, so a killed
+    /// backfill resumes exactly where it stopped.
+    fn backfill(_db: &Db, _request: &BatchRequest) -> Result<Batch> {
         Ok(Batch::done(0))
     }
 }
@@ -123,10 +126,9 @@ macro_rules! export_migration {
 
                 fn backfill(
                     db: &$crate::__bindings::wasmig::migration::sql::Connection,
-                    cursor: ::core::option::Option<::std::string::String>,
-                    batch_size: u32,
+                    request: $crate::__bindings::BatchRequest,
                 ) -> ::core::result::Result<$crate::__bindings::Batch, ::std::string::String> {
-                    $crate::__export::backfill::<$migration>(db, cursor, batch_size)
+                    $crate::__export::backfill::<$migration>(db, request)
                 }
             }
 

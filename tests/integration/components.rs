@@ -31,7 +31,7 @@ async fn schema_change_and_backfill(backend: Backend) {
 
     let inspect = db.inspect().await;
     assert_eq!(inspect.count("SELECT count(*) FROM users WHERE email_domain = 'example.com'").await, 1050);
-    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill WHERE done").await, 1);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill WHERE state = 'done'").await, 1);
 
     migrator.verify().await.expect("verify again, read-only");
     migrator.down(DownTarget::To(Version(1))).await.expect("down the two component migrations");
@@ -43,6 +43,7 @@ async fn schema_change_and_backfill(backend: Backend) {
     };
     assert_eq!(inspect.count(columns).await, 0, "the component's down dropped the column");
     assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill").await, 0);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill_chunks").await, 0);
 }
 on_both_backends!(component_schema_change_and_backfill, schema_change_and_backfill);
 
@@ -55,14 +56,17 @@ async fn interrupted_backfill_resumes_where_it_stopped(backend: Backend) {
     // Rewind as if the run died after the third batch committed: cursor at id 300.
     inspect.execute("UPDATE users SET email_domain = NULL WHERE id > 300").await;
     inspect
-        .execute("UPDATE wasmig_history_backfill SET cursor = '300', rows_done = 300, batches = 3, done = FALSE")
+        .execute(
+            "UPDATE wasmig_history_backfill_chunks SET cursor = '300', rows_done = 300, batches = 3, done = FALSE, leased_by = NULL;
+             UPDATE wasmig_history_backfill SET state = 'running', finished_ms = NULL;",
+        )
         .await;
     let report = project.migrator(&db).await.up(None).await.expect("up resumes the backfill");
     let backfill = report.steps.iter().find_map(|s| s.backfill).expect("the backfill resumed");
     // Two full batches after the cursor, then an empty one that tells the guest it is done.
     assert_eq!(backfill, (200, 3), "only the 200 rows after the cursor are processed again");
     assert_eq!(inspect.count("SELECT count(*) FROM users WHERE email_domain IS NULL").await, 0);
-    assert_eq!(inspect.count("SELECT rows_done FROM wasmig_history_backfill").await, 500);
+    assert_eq!(inspect.count("SELECT rows_done FROM wasmig_history_backfill_chunks").await, 500);
 }
 on_both_backends!(backfill_resume, interrupted_backfill_resumes_where_it_stopped);
 

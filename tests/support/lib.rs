@@ -123,13 +123,21 @@ impl TestDb {
         TestDb { backend: Backend::Sqlite, url, postgres_name: None, _dir: Some(dir) }
     }
 
+    /// Another handle on a database a [`TestDb`] owns (which drops it): for a second task.
+    pub fn existing(backend: Backend, url: &str) -> TestDb {
+        TestDb { backend, url: url.to_owned(), postgres_name: None, _dir: None }
+    }
+
     /// A direct connection for assertions, outside wasmig.
     pub async fn inspect(&self) -> Inspector {
         match self.backend {
             Backend::Postgres => Inspector::Postgres(admin_client(&self.url).await),
             Backend::Sqlite => {
                 let path = self.url.strip_prefix("sqlite:").expect("sqlite URL");
-                Inspector::Sqlite(rusqlite::Connection::open(path).expect("open the test SQLite file"))
+                let connection = rusqlite::Connection::open(path).expect("open the test SQLite file");
+                // Wait out a backfill batch's write lock rather than fail with SQLITE_BUSY.
+                connection.busy_timeout(std::time::Duration::from_secs(30)).expect("busy timeout");
+                Inspector::Sqlite(connection)
             }
         }
     }

@@ -133,7 +133,7 @@ pub struct BadGrant {
     pub name: String,
 }
 
-fn parse_table(key: &'static str, name: &str) -> Result<TableName, BadGrant> {
+pub(crate) fn parse_table(key: &'static str, name: &str) -> Result<TableName, BadGrant> {
     let bad = || BadGrant { key, name: name.to_owned() };
     let valid = |part: &str| {
         !part.is_empty()

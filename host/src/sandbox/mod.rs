@@ -24,7 +24,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use self::bindings::{Migration as MigrationWorld, MigrationPre};
+use self::bindings::{BatchRequest, Migration as MigrationWorld, MigrationPre};
 pub use self::cache::CacheOutcome;
 use self::cache::ComponentCache;
 use self::host::sql::SqlConnection;
@@ -46,7 +46,12 @@ pub enum Call {
     Up,
     Down,
     Verify,
-    Backfill { cursor: Option<String>, batch_size: u32 },
+    /// One backfill batch: at most `batch_size` rows after `cursor`, up to `until`.
+    Backfill {
+        cursor: Option<String>,
+        until: Option<String>,
+        batch_size: u32,
+    },
 }
 
 impl std::fmt::Display for Call {
@@ -55,9 +60,16 @@ impl std::fmt::Display for Call {
             Call::Up => f.write_str("up"),
             Call::Down => f.write_str("down"),
             Call::Verify => f.write_str("verify"),
-            Call::Backfill { cursor: None, batch_size } => write!(f, "backfill (first batch of {batch_size})"),
-            Call::Backfill { cursor: Some(cursor), batch_size } => {
-                write!(f, "backfill (batch of {batch_size} after cursor {cursor:?})")
+            Call::Backfill { cursor, until, batch_size } => {
+                write!(f, "backfill (batch of {batch_size}")?;
+                match cursor {
+                    Some(cursor) => write!(f, " after cursor {cursor:?}")?,
+                    None => f.write_str(" from the start")?,
+                }
+                match until {
+                    Some(until) => write!(f, " up to {until:?})"),
+                    None => f.write_str(")"),
+                }
             }
         }
     }
@@ -330,8 +342,12 @@ impl LoadedComponent {
             Call::Up => instance.call_up(&mut *store, borrowed).await.map(done),
             Call::Down => instance.call_down(&mut *store, borrowed).await.map(done),
             Call::Verify => instance.call_verify(&mut *store, borrowed).await.map(done),
-            Call::Backfill { cursor, batch_size } => instance
-                .call_backfill(&mut *store, borrowed, cursor.as_deref(), *batch_size)
+            Call::Backfill { cursor, until, batch_size } => instance
+                .call_backfill(
+                    &mut *store,
+                    borrowed,
+                    &BatchRequest { cursor: cursor.clone(), until: until.clone(), size: *batch_size },
+                )
                 .await
                 .map(|r| r.map(|batch| Outcome::Batch { next_cursor: batch.next_cursor, rows: batch.rows })),
         };

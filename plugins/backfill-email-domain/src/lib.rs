@@ -2,9 +2,9 @@
 //! walking the table by primary key one batch at a time.
 //!
 //! The cursor is the last id processed, so a batch re-run after a crash starts exactly where
-//! the last committed batch stopped.
+//! the last committed batch stopped, and the host can split the table into chunks by `id`.
 
-use wasmig_sdk::{Batch, Db, Error, Migration, Result, Value, params};
+use wasmig_sdk::{Batch, BatchRequest, Db, Error, Migration, Result, Value, params};
 
 struct BackfillEmailDomain;
 
@@ -32,30 +32,25 @@ impl Migration for BackfillEmailDomain {
         Ok(())
     }
 
-    fn backfill(db: &Db, cursor: Option<String>, batch_size: u32) -> Result<Batch> {
-        let after: i64 = match cursor {
-            Some(cursor) => cursor.parse().map_err(|_| Error::msg(format!("bad cursor {cursor:?}")))?,
-            None => i64::MIN,
-        };
-        let rows =
-            db.query("SELECT id, email FROM users WHERE id > $1 ORDER BY id LIMIT $2", params![after, batch_size])?;
+    fn backfill(db: &Db, request: &BatchRequest) -> Result<Batch> {
+        let after = request.cursor_key::<i64>()?.unwrap_or(i64::MIN);
+        let until = request.until_key::<i64>()?.unwrap_or(i64::MAX);
+        let rows = db.query(
+            "SELECT id, email FROM users WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+            params![after, until, request.size],
+        )?;
         let mut updates = Vec::with_capacity(rows.len());
-        let mut last_id = after;
+        let mut last_id = None;
         for row in &rows {
             let id: i64 = row.get(0)?;
             let email: Option<String> = row.get(1)?;
             updates.push(vec![Value::from(email.as_deref().and_then(domain_of)), Value::from(id)]);
-            last_id = id;
+            last_id = Some(id);
         }
         if !updates.is_empty() {
             db.execute_many("UPDATE users SET email_domain = $1 WHERE id = $2", updates)?;
         }
-        let processed = rows.len() as u64;
-        if rows.len() < batch_size as usize {
-            Ok(Batch::done(processed))
-        } else {
-            Ok(Batch::next(last_id.to_string(), processed))
-        }
+        Ok(request.batch_after(last_id, rows.len() as u64))
     }
 }
 

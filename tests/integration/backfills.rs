@@ -1,0 +1,355 @@
+//! Batched backfills: killed at random instants and resumed with every row processed exactly
+//! once, out-of-fuel batches halved down to the floor and then a clear error, a concurrent
+//! writer, two workers sharing one chunked backfill, pause and resume, and the expand/contract
+//! gate. The `visit-backfill` guest adds one to `items.visits` for every row it writes, which
+//! is how "exactly once" is checked.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmig::{BackfillEvent, BackfillObserver, BackfillState, Error, ErrorKind, Version};
+use wasmig_tests::{Backend, Inspector, Project, TestDb, wasmig_binary};
+
+use crate::on_both_backends;
+
+const ITEMS_WRONG: &str = "SELECT count(*) FROM items WHERE email_lower IS NULL OR email_lower <> lower(email)";
+const ROWS_DONE: &str = "SELECT COALESCE(CAST(sum(rows_done) AS BIGINT), 0) FROM wasmig_history_backfill_chunks";
+
+/// `items` with `count` rows, each needing `spin` loop iterations of the guest.
+fn items_migration(count: u32, spin: u32) -> String {
+    format!(
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, email TEXT NOT NULL, email_lower TEXT,
+                             visits INTEGER NOT NULL DEFAULT 0, spin BIGINT NOT NULL DEFAULT 0);
+         WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {count})
+         INSERT INTO items (id, email, spin) SELECT n, 'Item' || n || '@Example.COM', {spin} FROM seq;"
+    )
+}
+
+/// A project whose 0002 backfills `items` with `backfill` as its `[backfill]` settings. Leases
+/// last one second, so a killed worker's chunk is taken over quickly.
+fn items_project(rows: u32, spin: u32, backfill: &str, fuel: u64) -> Project {
+    let project = Project::new();
+    project.write(
+        "wasmig.toml",
+        &format!("[limits]\nfuel = {fuel}\nmemory_mib = 64\ntimeout_secs = 1\n[backfill]\nlease_secs = 1\n"),
+    );
+    project.sql("0001_items", &items_migration(rows, spin), Some("DROP TABLE items;"), None).component(
+        "0002_visit_items",
+        "visit-backfill",
+        &format!("[backfill]\n{backfill}\n[grants]\nread = [\"items\"]\nupdate = [\"items\"]\n"),
+    );
+    project
+}
+
+fn spawn_wasmig(project: &Project, db: &TestDb, args: &[&str]) -> Child {
+    Command::new(wasmig_binary())
+        .arg("--project")
+        .arg(project.path())
+        .arg("--database")
+        .arg(&db.url)
+        .args(args)
+        .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-backfill-test-cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wasmig")
+}
+
+fn finish(child: Child, what: &str) {
+    let output = child.wait_with_output().expect("wait for wasmig");
+    assert!(output.status.success(), "{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Progress committed so far (zero before the progress tables exist).
+async fn rows_done(inspect: &Inspector) -> i64 {
+    if inspect.table_exists("wasmig_history_backfill_chunks").await { inspect.count(ROWS_DONE).await } else { 0 }
+}
+
+/// A small deterministic generator: the seed is printed, so a failing run can be replayed.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound.max(1)
+    }
+}
+
+async fn killed_at_random_instants_then_every_row_once(backend: Backend) {
+    const ROWS: u32 = 6000;
+    let db = TestDb::new(backend).await;
+    let project = items_project(
+        ROWS,
+        0,
+        "batch_size = 100\ntable = \"items\"\nkey = \"id\"\nchunk_rows = 1500\npause_ms = 5",
+        2_000_000_000,
+    );
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
+    println!("random seed {seed}");
+    let mut random = Random(seed);
+    let inspect = db.inspect().await;
+    let mut kills = 0;
+    for _ in 0..4 {
+        let before = rows_done(&inspect).await;
+        let mut child = spawn_wasmig(&project, &db, &["up"]);
+        // Kill only once this run has committed a batch of its own, at a random instant after.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rows_done(&inspect).await <= before && Instant::now() < deadline {
+            if child.try_wait().expect("poll wasmig").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(random.below(60))).await;
+        if child.try_wait().expect("poll wasmig").is_none() {
+            child.kill().expect("kill -9 wasmig");
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(kills >= 3, "the backfill ended before the kills landed ({kills} kills); make it longer");
+    let done_before_last_run = rows_done(&inspect).await;
+    assert!(done_before_last_run < i64::from(ROWS), "the kills should leave work to resume");
+    finish(spawn_wasmig(&project, &db, &["up"]), "the run after the kills");
+
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "every row exactly once");
+    assert_eq!(inspect.count(ITEMS_WRONG).await, 0);
+    assert_eq!(inspect.count(ROWS_DONE).await, i64::from(ROWS), "progress counts every row once");
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill WHERE state = 'done'").await, 1);
+}
+on_both_backends!(backfill_killed_at_random_instants, killed_at_random_instants_then_every_row_once);
+
+/// Collects a run's backfill events.
+#[derive(Default)]
+struct Events(Mutex<Vec<BackfillEvent>>);
+
+impl BackfillObserver for Events {
+    fn on_event(&self, event: &BackfillEvent) {
+        if let Ok(mut events) = self.0.lock() {
+            events.push(event.clone());
+        }
+    }
+}
+
+impl Events {
+    fn halvings(&self) -> Vec<(u32, u32)> {
+        let events = self.0.lock().map(|e| e.clone()).unwrap_or_default();
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                BackfillEvent::Halved { from, to, .. } => Some((from, to)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+// A row costs the guest ~127k fuel at spin 10,000: a 200-row batch needs ~25M, 100 rows ~13M,
+// 50 rows ~6.4M. With 8M of fuel per call only batches of 50 fit.
+const SPIN: u32 = 10_000;
+const FUEL_FOR_ABOUT_60_ROWS: u64 = 8_000_000;
+
+async fn out_of_fuel_batches_are_halved(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = items_project(400, SPIN, "batch_size = 200\nmin_batch_size = 25", FUEL_FOR_ABOUT_60_ROWS);
+    let events = Arc::new(Events::default());
+    let migrator = project.migrator(&db).await.with_observer(events.clone());
+    migrator.up(None).await.expect("the halved batches fit the fuel");
+    let halvings = events.halvings();
+    assert_eq!(&halvings[..2], &[(200, 100), (100, 50)], "halved twice at first: {halvings:?}");
+    let inspect = db.inspect().await;
+    assert_eq!(
+        inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await,
+        0,
+        "rolled-back batches left nothing"
+    );
+    assert_eq!(inspect.count(ROWS_DONE).await, 400);
+}
+on_both_backends!(backfill_out_of_fuel_halves, out_of_fuel_batches_are_halved);
+
+async fn out_of_fuel_at_the_floor_names_limit_batch_and_cursor(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = items_project(400, SPIN, "batch_size = 200\nmin_batch_size = 100", FUEL_FOR_ABOUT_60_ROWS);
+    let failure = project.migrator(&db).await.up(None).await.expect_err("even the floor needs more fuel");
+    let message = failure.error.to_string();
+    assert_eq!(failure.error.kind(), ErrorKind::Sandbox, "{message}");
+    assert!(matches!(failure.error, Error::BackfillAtFloor { size: 100, batch: 1, chunk: 0, .. }), "{message}");
+    for part in ["0002_visit_items", "fuel limit of 8000000 (limits.fuel)", "floor of 100 rows", "batch 1 of chunk 0"] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    assert!(message.contains("burnt 16000000 fuel"), "the fuel spent so far: {message}");
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 0").await, 0, "nothing committed");
+    assert_eq!(inspect.count(ROWS_DONE).await, 0);
+    assert_eq!(
+        inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 2").await,
+        1,
+        "the schema step stays"
+    );
+}
+on_both_backends!(backfill_out_of_fuel_at_floor, out_of_fuel_at_the_floor_names_limit_batch_and_cursor);
+
+/// Changes emails (writing their `email_lower` too, as the application does during an
+/// expand/contract change) and inserts rows until `stop`; returns the ids it changed.
+async fn write_concurrently(db: &TestDb, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<i64> {
+    let mut changed = Vec::new();
+    let mut random = Random(42);
+    let mut next_id = 100_000;
+    let inspect = db.inspect().await;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let id = 1 + random.below(3000) as i64;
+        let email = format!("Changed{id}.{}@Example.ORG", random.below(1000));
+        inspect
+            .execute(&format!(
+                "UPDATE items SET email = '{email}', email_lower = '{}' WHERE id = {id};
+                 INSERT INTO items (id, email, email_lower) VALUES ({next_id}, 'New{next_id}@X.COM', 'new{next_id}@x.com');",
+                email.to_lowercase()
+            ))
+            .await;
+        changed.push(id);
+        next_id += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    changed
+}
+
+async fn concurrent_writer_keeps_writing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project =
+        items_project(3000, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"\npause_ms = 5", 2_000_000_000);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = db.url.clone();
+    let migrator = project.migrator(&db).await;
+    migrator.up(Some(Version(1))).await.expect("the items table");
+    let writer_db = TestDb::existing(backend, &url);
+    // On a thread of its own: a SQLite connection cannot move between a runtime's threads.
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(write_concurrently(&writer_db, stop))
+        })
+    };
+    let result = migrator.up(None).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let changed = writer.join().expect("the writer ran");
+    result.expect("the backfill finishes beside the writer");
+    assert!(changed.len() > 10, "the writer wrote during the backfill ({} changes)", changed.len());
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count(ITEMS_WRONG).await, 0, "every row, changed or new, has the right email_lower");
+    let untouched_twice = inspect.count("SELECT count(*) FROM items WHERE visits > 1").await;
+    assert_eq!(untouched_twice, 0, "no row processed twice");
+    let ids: Vec<String> = changed.iter().map(ToString::to_string).collect();
+    let missed = inspect
+        .count(&format!(
+            "SELECT count(*) FROM items WHERE id <= 3000 AND visits <> 1 AND id NOT IN ({})",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(missed, 0, "every row the writer left alone was processed exactly once");
+}
+on_both_backends!(backfill_beside_a_concurrent_writer, concurrent_writer_keeps_writing);
+
+async fn two_workers_share_one_backfill(backend: Backend) {
+    const ROWS: u32 = 4000;
+    let db = TestDb::new(backend).await;
+    let project = items_project(
+        ROWS,
+        0,
+        "batch_size = 100\ntable = \"items\"\nkey = \"id\"\nchunk_rows = 500\npause_ms = 20",
+        2_000_000_000,
+    );
+    let first = spawn_wasmig(&project, &db, &["up"]);
+    let inspect = db.inspect().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows_done(&inspect).await == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = spawn_wasmig(&project, &db, &["backfill", "run", "2"]);
+    finish(first, "worker 1 (wasmig up)");
+    finish(second, "worker 2 (wasmig backfill run 2)");
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "no chunk done twice");
+    assert_eq!(inspect.count(ROWS_DONE).await, i64::from(ROWS));
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill_chunks").await, 8);
+    let workers = inspect.count("SELECT count(DISTINCT leased_by) FROM wasmig_history_backfill_chunks").await;
+    assert_eq!(workers, 2, "both workers finished chunks");
+}
+on_both_backends!(backfill_two_workers, two_workers_share_one_backfill);
+
+async fn pause_resume_and_the_expand_contract_gate(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = items_project(500, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
+    project.sql("0003_contract", "UPDATE items SET email = email;", None, None);
+    project.write("0003_contract/migration.toml", "kind = \"sql\"\nneeds_backfills = [2]\n");
+    let migrator = project.migrator(&db).await;
+    migrator.up(Some(Version(2))).await.expect("up to the backfill");
+    let inspect = db.inspect().await;
+    // Rewind as if the run died after three batches, then pause it.
+    inspect.execute("UPDATE items SET visits = 0, email_lower = NULL WHERE id > 300").await;
+    inspect
+        .execute(
+            "UPDATE wasmig_history_backfill_chunks SET cursor = '300', rows_done = 300, batches = 3, done = FALSE, leased_by = NULL;
+             UPDATE wasmig_history_backfill SET state = 'running', finished_ms = NULL;",
+        )
+        .await;
+    migrator.backfill_pause(Version(2)).await.expect("pause");
+    let status = migrator.backfill_status().await.expect("status");
+    assert_eq!(status[0].state, BackfillState::Paused);
+    assert_eq!((status[0].rows_done, status[0].rows_estimate), (300, Some(500)));
+    assert_eq!(status[0].percent().map(|p| p.round()), Some(60.0));
+
+    let failure = project.migrator(&db).await.up(None).await.expect_err("0003 needs the paused backfill");
+    assert_eq!(failure.error.kind(), ErrorKind::BackfillUnfinished);
+    let message = failure.error.to_string();
+    assert!(message.contains("0003_contract needs the backfill of 0002_visit_items"), "{message}");
+    assert!(message.contains("paused"), "{message}");
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 3").await, 0);
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits = 0").await, 200, "a paused backfill waits");
+
+    let paused_run = spawn_wasmig(&project, &db, &["backfill", "run", "2"]).wait_with_output().expect("run");
+    assert_eq!(paused_run.status.code(), Some(10), "{}", String::from_utf8_lossy(&paused_run.stderr));
+
+    migrator.backfill_resume(Version(2)).await.expect("resume");
+    let report = project.migrator(&db).await.up(None).await.expect("the resumed backfill finishes, then 0003");
+    assert_eq!(report.steps.iter().find_map(|s| s.backfill), Some((200, 3)));
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 3").await, 1);
+}
+on_both_backends!(backfill_pause_resume_and_gate, pause_resume_and_the_expand_contract_gate);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_json_events_and_status() {
+    let db = TestDb::sqlite();
+    let project = items_project(300, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
+    let output = Command::new(wasmig_binary())
+        .args(["--project"])
+        .arg(project.path())
+        .args(["--database", &db.url, "up", "--format", "json"])
+        .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-backfill-test-cache"))
+        .output()
+        .expect("run wasmig up");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("each event is one JSON object"))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "batch").count(), 4, "three full batches and the empty last one");
+    let last_batch = events.iter().rev().find(|e| e["event"] == "batch").expect("a batch event");
+    assert_eq!(last_batch["rows_done"], 300);
+    assert_eq!(last_batch["rows_estimate"], 300);
+
+    let status = Command::new(wasmig_binary())
+        .args(["--project"])
+        .arg(project.path())
+        .args(["--database", &db.url, "backfill", "status", "2", "--format", "json"])
+        .output()
+        .expect("run wasmig backfill status");
+    let statuses: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status as JSON");
+    assert_eq!(statuses[0]["state"], "done");
+    assert_eq!(statuses[0]["rows_done"], 300);
+}
