@@ -3,11 +3,14 @@
 //!
 //! - plain SQL: `UPDATE … WHERE id > $1 AND id <= $2` by key range, one transaction per batch;
 //! - wasmig running plugins/lower-email-backfill with the statement guard on;
-//! - the same with the guard off (this benchmark's build only), to measure the guard's cost.
+//! - the same with the guard off (this benchmark's build only), to measure the guard's cost;
+//! - the Alembic-style Python path (benches/alembic_backfill.py: fetch, lower() in Python,
+//!   `UPDATE … FROM (VALUES …)` via psycopg2's execute_values), when WASMIG_BENCH_PYTHON names
+//!   a Python that has psycopg2 (scripts/bench-backfill.sh installs one).
 //!
 //! Each run starts from a fresh copy of the table; the order rotates between rounds.
-//! `cargo bench -p wasmig --features unguarded-bench --bench backfill`, with
-//! WASMIG_BENCH_POSTGRES (an admin URL), ROWS (default 1,000,000), BATCH (1000), ROUNDS (2).
+//! `scripts/bench-backfill.sh`, with WASMIG_BENCH_POSTGRES (an admin URL), ROWS (default
+//! 1,000,000), BATCH (1000), ROUNDS (2).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ enum Mode {
     PlainSql,
     Guarded,
     Unguarded,
+    Python,
 }
 
 /// The error with the server's message, which tokio-postgres keeps out of its `Display`.
@@ -39,7 +43,8 @@ async fn connect(url: &str) -> Result<Client, String> {
 
 async fn reset_table(db: &Client) -> Result<(), String> {
     db.batch_execute(
-        "DROP TABLE IF EXISTS users, wasmig_history, wasmig_history_backfill, wasmig_history_repairs;
+        "DROP TABLE IF EXISTS users, wasmig_history, wasmig_history_backfill, wasmig_history_backfill_chunks,
+            wasmig_history_repairs;
          CREATE TABLE users AS SELECT * FROM users_seed;
          ALTER TABLE users ADD PRIMARY KEY (id);",
     )
@@ -83,6 +88,26 @@ async fn wasmig_backfill(dir: &Path, cache: &Path, url: &str) -> Result<(), Stri
     Ok(())
 }
 
+/// Runs the Python peer; returns the time its loop took (its own measurement, which leaves
+/// out the interpreter's start-up).
+fn python_backfill(python: &Path, url: &str, batch: i64) -> Result<Duration, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/alembic_backfill.py");
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .arg(url)
+        .arg(batch.to_string())
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !output.status.success() {
+        return Err(format!("the Python backfill failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let seconds: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("the Python backfill printed no time: {e}"))?;
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 fn peak_rss_mib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -121,7 +146,13 @@ async fn main() -> Result<(), String> {
         .and_then(|s| s.load("warm-up", &component, &bytes).map(|_| ()))
         .map_err(describe)?;
 
-    let modes = [Mode::PlainSql, Mode::Guarded, Mode::Unguarded];
+    let python = std::env::var_os("WASMIG_BENCH_PYTHON").map(PathBuf::from);
+    let mut modes = vec![Mode::PlainSql, Mode::Guarded, Mode::Unguarded];
+    if python.is_some() {
+        modes.push(Mode::Python);
+    } else {
+        println!("WASMIG_BENCH_PYTHON is not set: leaving the Python peer out (scripts/bench-backfill.sh sets it)");
+    }
     let mut times: Vec<(Mode, Vec<Duration>)> = modes.iter().map(|m| (*m, Vec::new())).collect();
     for round in 0..rounds {
         for offset in 0..modes.len() {
@@ -129,11 +160,14 @@ async fn main() -> Result<(), String> {
             reset_table(&db).await?;
             wasmig::guard::benchmark::set_guard_off(mode == Mode::Unguarded);
             let started = Instant::now();
-            match mode {
-                Mode::PlainSql => plain_sql(&db, rows, batch).await?,
-                Mode::Guarded | Mode::Unguarded => wasmig_backfill(work.path(), &cache, &url).await?,
-            }
-            let elapsed = started.elapsed();
+            let elapsed = match (mode, &python) {
+                (Mode::PlainSql, _) => plain_sql(&db, rows, batch).await.map(|()| started.elapsed())?,
+                (Mode::Guarded | Mode::Unguarded, _) => {
+                    wasmig_backfill(work.path(), &cache, &url).await.map(|()| started.elapsed())?
+                }
+                (Mode::Python, Some(python)) => python_backfill(python, &url, batch)?,
+                (Mode::Python, None) => unreachable!("the Python mode runs only when WASMIG_BENCH_PYTHON is set"),
+            };
             wasmig::guard::benchmark::set_guard_off(false);
             let wrong = db
                 .query_one("SELECT count(*) FROM users WHERE email_lower IS DISTINCT FROM lower(email)", &[])
@@ -159,6 +193,11 @@ async fn main() -> Result<(), String> {
     println!("  plain SQL by key range   {plain:>10.0} rows/s");
     println!("  wasmig, guard on         {guarded:>10.0} rows/s  ({:.2}x plain SQL)", guarded / plain);
     println!("  wasmig, guard off        {unguarded:>10.0} rows/s  ({:.2}x plain SQL)", unguarded / plain);
+    if python.is_some() {
+        let alembic = median(Mode::Python);
+        println!("  Alembic-style Python     {alembic:>10.0} rows/s  ({:.2}x plain SQL)", alembic / plain);
+        println!("  wasmig (guard on) vs Alembic-style Python: {:.2}x", guarded / alembic);
+    }
     println!("  guard cost: {:.1}% of throughput", (1.0 - guarded / unguarded) * 100.0);
     if let Some(rss) = peak_rss_mib() {
         println!("  peak RSS of this process (host and benchmark driver): {rss} MiB");

@@ -4,6 +4,10 @@
 //!
 //! Transactions are plain `BEGIN`/`COMMIT` on the shared client: a tokio-postgres
 //! `Transaction<'_>` borrows the client and cannot live inside a wasmtime `Store`.
+//!
+//! `BEGIN` and the `RESET`s that end a component call are not sent on their own: they wait in
+//! `pending` and go out pipelined with the next request, which saves two of a backfill batch's
+//! round trips. Order on the wire is kept, so the server still runs them first.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use futures_util::future::try_join_all;
+use futures_util::future::{try_join, try_join_all};
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 
@@ -32,6 +36,8 @@ pub struct PostgresDatabase {
     config: tokio_postgres::Config,
     redacted_url: String,
     statements: Mutex<HashMap<String, Statement>>,
+    /// Simple-query text not sent yet: it goes first, pipelined, with the next request.
+    pending: Mutex<String>,
 }
 
 impl PostgresDatabase {
@@ -46,18 +52,58 @@ impl PostgresDatabase {
             reason: format!("invalid URL: {e}"),
         })?;
         let client = connect_client(&config, &redacted_url, timeout).await?;
-        Ok(PostgresDatabase { client: Arc::new(client), config, redacted_url, statements: Mutex::new(HashMap::new()) })
+        Ok(PostgresDatabase {
+            client: Arc::new(client),
+            config,
+            redacted_url,
+            statements: Mutex::new(HashMap::new()),
+            pending: Mutex::new(String::new()),
+        })
     }
 
     async fn prepare(&self, statement: &str) -> Result<Statement, DbError> {
         if let Some(prepared) = self.cached(statement) {
             return Ok(prepared);
         }
+        // A statement is parsed under the session's settings (its search_path), so what is
+        // pending (a RESET) must reach the server first.
+        let pending = self.take_pending();
+        if !pending.is_empty() {
+            self.client.batch_execute(&pending).await.map_err(db_error)?;
+        }
         let prepared = self.client.prepare(statement).await.map_err(db_error)?;
         if let Ok(mut cache) = self.statements.lock() {
             cache.insert(statement.to_owned(), prepared.clone());
         }
         Ok(prepared)
+    }
+
+    /// Queues simple-query text to go out with the next request.
+    fn defer(&self, script: &str) {
+        if let Ok(mut pending) = self.pending.lock() {
+            if !pending.is_empty() {
+                pending.push_str("; ");
+            }
+            pending.push_str(script);
+        }
+    }
+
+    fn take_pending(&self) -> String {
+        self.pending.lock().map(|mut pending| std::mem::take(&mut *pending)).unwrap_or_default()
+    }
+
+    /// Runs `request` after whatever is pending, both in one round trip.
+    async fn after_pending<T>(
+        &self,
+        request: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DbError> {
+        let pending = self.take_pending();
+        if pending.is_empty() {
+            return request.await.map_err(db_error);
+        }
+        // try_join polls the pending script first, so it is queued on the connection first.
+        let ((), value) = try_join(self.client.batch_execute(&pending), request).await.map_err(db_error)?;
+        Ok(value)
     }
 
     fn cached(&self, statement: &str) -> Option<Statement> {
@@ -109,7 +155,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
-        let messages = self.client.simple_query(script).await.map_err(db_error)?;
+        let messages = self.after_pending(self.client.simple_query(script)).await?;
         let mut statement = 1;
         let mut rows = Vec::new();
         for message in messages {
@@ -126,7 +172,7 @@ impl Database for PostgresDatabase {
 
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
         let prepared = self.prepare(statement).await?;
-        let rows = self.client.query(&prepared, &as_params(params)).await.map_err(db_error)?;
+        let rows = self.after_pending(self.client.query(&prepared, &as_params(params))).await?;
         let columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
         let values = rows.iter().map(row_values).collect::<Result<Vec<_>, _>>()?;
         Ok(Rows { columns, values })
@@ -134,7 +180,7 @@ impl Database for PostgresDatabase {
 
     async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
         let prepared = self.prepare(statement).await?;
-        self.client.execute(&prepared, &as_params(params)).await.map_err(db_error)
+        self.after_pending(self.client.execute(&prepared, &as_params(params))).await
     }
 
     async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
@@ -142,7 +188,7 @@ impl Database for PostgresDatabase {
         let bound: Vec<Vec<&(dyn ToSql + Sync)>> = param_sets.iter().map(|set| as_params(set)).collect();
         // Polling all executions together lets tokio-postgres pipeline them: one round trip.
         let counts =
-            try_join_all(bound.iter().map(|params| self.client.execute(&prepared, params))).await.map_err(db_error)?;
+            self.after_pending(try_join_all(bound.iter().map(|params| self.client.execute(&prepared, params)))).await?;
         Ok(counts.iter().sum())
     }
 
@@ -151,14 +197,20 @@ impl Database for PostgresDatabase {
             Access::ReadWrite => "BEGIN",
             Access::ReadOnly => "BEGIN READ ONLY",
         };
-        self.client.batch_execute(begin).await.map_err(db_error)
+        self.defer(begin);
+        Ok(())
     }
 
     async fn commit(&self) -> Result<(), DbError> {
-        self.client.batch_execute("COMMIT").await.map_err(db_error)
+        // A separate message from what is pending: if that fails, COMMIT still ends the
+        // transaction (rolling it back) instead of being skipped with it.
+        self.after_pending(self.client.batch_execute("COMMIT")).await
     }
 
     async fn rollback(&self) -> Result<(), DbError> {
+        // ROLLBACK undoes SET LOCAL too; a pending RESET would only fail in an aborted
+        // transaction, and a pending BEGIN has nothing to roll back.
+        self.take_pending();
         self.client.batch_execute("ROLLBACK").await.map_err(db_error)
     }
 
@@ -180,17 +232,19 @@ impl Database for PostgresDatabase {
             // The role name was validated as an identifier when the config was read.
             script.push_str(&format!(" SET LOCAL ROLE \"{role}\";"));
         }
+        // One message with a pending BEGIN: nothing can run between them.
+        let pending = self.take_pending();
+        let script = if pending.is_empty() { script } else { format!("{pending}; {script}") };
         self.client.batch_execute(&script).await.map_err(db_error)
     }
 
     async fn leave_guarded(&self) -> Result<(), DbError> {
-        self.client
-            .batch_execute(
-                "RESET ROLE; RESET search_path; RESET standard_conforming_strings; \
-                 RESET statement_timeout; RESET lock_timeout;",
-            )
-            .await
-            .map_err(db_error)
+        // Sent ahead of the engine's next statement, so that statement runs with the walls down.
+        self.defer(
+            "RESET ROLE; RESET search_path; RESET standard_conforming_strings; \
+             RESET statement_timeout; RESET lock_timeout",
+        );
+        Ok(())
     }
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
@@ -215,7 +269,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn current_user(&self) -> Result<String, DbError> {
-        let row = self.client.query_one("SELECT current_user::text", &[]).await.map_err(db_error)?;
+        let row = self.after_pending(self.client.query_one("SELECT current_user::text", &[])).await?;
         row.try_get(0).map_err(db_error)
     }
 }
