@@ -113,8 +113,7 @@ impl Migrator {
         self.start_backfill(migration, &plan).await.map_err(|e| done(e, report))?;
         let worker = worker_id();
         let mut totals = WorkerTotals::default();
-        self.refresh_totals(migration.version, &mut totals).await.map_err(|e| done(e, report))?;
-        let chunk_count = self.chunk_count(migration.version).await.map_err(|e| done(e, report))?;
+        let chunk_count = self.refresh_totals(migration.version, &mut totals).await.map_err(|e| done(e, report))?;
         self.observer.on_event(&BackfillEvent::Started {
             migration: migration.folder.clone(),
             worker: worker.clone(),
@@ -204,7 +203,9 @@ impl Migrator {
                 match self.backfill_store().state(migration.version).await? {
                     None => return Err(Error::BackfillGone { migration: migration.folder.clone() }),
                     Some(BackfillState::Paused) => return Ok(ChunkEnd::Paused),
-                    Some(_) => self.refresh_totals(migration.version, totals).await?,
+                    Some(_) => {
+                        self.refresh_totals(migration.version, totals).await?;
+                    }
                 }
             }
             pacer
@@ -341,19 +342,13 @@ impl Migrator {
         Ok((next, rows))
     }
 
-    /// Re-reads every worker's rows done and the estimate.
-    async fn refresh_totals(&self, version: Version, totals: &mut WorkerTotals) -> Result<(), Error> {
+    /// Re-reads every worker's rows done and the estimate; returns the number of chunks.
+    async fn refresh_totals(&self, version: Version, totals: &mut WorkerTotals) -> Result<i64, Error> {
         let statuses = self.backfill_store().statuses().await?;
-        if let Some(status) = statuses.into_iter().find(|s| s.version == version) {
-            totals.rows_done = status.rows_done;
-            totals.rows_estimate = status.rows_estimate;
-        }
-        Ok(())
-    }
-
-    async fn chunk_count(&self, version: Version) -> Result<i64, Error> {
-        let statuses = self.backfill_store().statuses().await?;
-        Ok(statuses.into_iter().find(|s| s.version == version).map_or(0, |s| s.chunks))
+        let Some(status) = statuses.into_iter().find(|s| s.version == version) else { return Ok(0) };
+        totals.rows_done = status.rows_done;
+        totals.rows_estimate = status.rows_estimate;
+        Ok(status.chunks)
     }
 
     /// Gives a chunk back after a pause or an error, so that another worker need not wait for
