@@ -353,3 +353,25 @@ async fn backfill_json_events_and_status() {
     assert_eq!(statuses[0]["state"], "done");
     assert_eq!(statuses[0]["rows_done"], 300);
 }
+
+/// The rows/s ceiling holds the backfill back (a lower bound on its time, which sleeping
+/// guarantees), and a replication-lag bound with no standby streaming lets every batch through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_throttled_by_rate_and_replication_lag() {
+    let db = TestDb::postgres().await;
+    let project = items_project(
+        600,
+        0,
+        "batch_size = 100\nmax_rows_per_second = 1000\nmax_replication_lag_ms = 1000",
+        2_000_000_000,
+    );
+    let migrator = project.migrator(&db).await;
+    migrator.up(Some(Version(1))).await.expect("the items table");
+    let started = Instant::now();
+    migrator.up(None).await.expect("a throttled backfill still finishes");
+    let elapsed = started.elapsed();
+    // 600 rows at 1,000 rows/s: the ceiling sleeps after each of the first six batches.
+    assert!(elapsed >= Duration::from_millis(550), "the rate ceiling was not applied ({elapsed:?})");
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0);
+}
