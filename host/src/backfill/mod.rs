@@ -56,6 +56,15 @@ enum ChunkEnd {
     LeaseLost,
 }
 
+/// What every batch of one worker's run shares.
+#[derive(Clone, Copy)]
+struct WorkerRun<'a> {
+    migration: &'a Migration,
+    loaded: &'a LoadedComponent,
+    plan: &'a BackfillPlan,
+    worker: &'a str,
+}
+
 /// This worker's running totals, for its report and progress events.
 #[derive(Default)]
 struct WorkerTotals {
@@ -139,8 +148,8 @@ impl Migrator {
                 tokio::time::sleep(LEASE_POLL_INTERVAL.min(plan.lease)).await;
                 continue;
             };
-            let ended =
-                self.run_chunk(migration, loaded, &plan, &worker, &chunk, &mut size, &mut pacer, &mut totals).await;
+            let run = WorkerRun { migration, loaded, plan: &plan, worker: &worker };
+            let ended = self.run_chunk(run, &chunk, &mut size, &mut pacer, &mut totals).await;
             match ended {
                 Ok(ChunkEnd::Done | ChunkEnd::LeaseLost) => {}
                 Ok(ChunkEnd::Paused) => {
@@ -179,18 +188,15 @@ impl Migrator {
 
     /// Runs batches of one leased chunk until it is done, the backfill is paused, or the lease
     /// is lost. `size` carries the (possibly halved) batch size from chunk to chunk.
-    #[allow(clippy::too_many_arguments)]
     async fn run_chunk(
         &self,
-        migration: &Migration,
-        loaded: &LoadedComponent,
-        plan: &BackfillPlan,
-        worker: &str,
+        run: WorkerRun<'_>,
         chunk: &LeasedChunk,
         size: &mut u32,
         pacer: &mut Pacer,
         totals: &mut WorkerTotals,
     ) -> Result<ChunkEnd, Error> {
+        let WorkerRun { migration, plan, .. } = run;
         let mut cursor = chunk.cursor.clone();
         let mut state_checked = Instant::now();
         let mut streak = 0;
@@ -227,7 +233,7 @@ impl Migrator {
             batch_in_chunk += 1;
             let attempt = self
                 .in_transaction(migration, Access::ReadWrite, async || {
-                    self.run_batch(migration, loaded, plan, worker, chunk, cursor.as_deref(), *size).await
+                    self.run_batch(run, chunk, cursor.as_deref(), *size).await
                 })
                 .await;
             let (next, rows) = match attempt {
@@ -298,17 +304,14 @@ impl Migrator {
     /// One batch inside the caller's transaction: the component's writes, the chunk's new
     /// cursor (only if this worker still holds it at the cursor it started from) and, when
     /// this was the last chunk's last batch, the verify and the backfill marked done.
-    #[allow(clippy::too_many_arguments)]
     async fn run_batch(
         &self,
-        migration: &Migration,
-        loaded: &LoadedComponent,
-        plan: &BackfillPlan,
-        worker: &str,
+        run: WorkerRun<'_>,
         chunk: &LeasedChunk,
         cursor: Option<&str>,
         size: u32,
     ) -> Result<(Option<String>, u64), Error> {
+        let WorkerRun { migration, loaded, plan, worker } = run;
         let call = Call::Backfill { cursor: cursor.map(str::to_owned), until: chunk.until.clone(), batch_size: size };
         let call_name = call.to_string();
         let (next, rows) = match self.call(migration, loaded, call).await? {
