@@ -5,9 +5,10 @@
 //! Transactions are plain `BEGIN`/`COMMIT` on the shared client: a tokio-postgres
 //! `Transaction<'_>` borrows the client and cannot live inside a wasmtime `Store`.
 //!
-//! `BEGIN` and the `RESET`s that end a component call are not sent on their own: they wait in
-//! `pending` and go out pipelined with the next request, which saves two of a backfill batch's
-//! round trips. Order on the wire is kept, so the server still runs them first.
+//! `BEGIN`, the `SET LOCAL`s that raise a component call's walls and the `RESET`s that lower
+//! them are not sent on their own: they wait in `pending` and go out pipelined with the next
+//! request, which saves three of a backfill batch's round trips. Order on the wire is kept, so
+//! the server still runs them first.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -232,10 +233,11 @@ impl Database for PostgresDatabase {
             // The role name was validated as an identifier when the config was read.
             script.push_str(&format!(" SET LOCAL ROLE \"{role}\";"));
         }
-        // One message with a pending BEGIN: nothing can run between them.
-        let pending = self.take_pending();
-        let script = if pending.is_empty() { script } else { format!("{pending}; {script}") };
-        self.client.batch_execute(&script).await.map_err(db_error)
+        // Queued behind a pending BEGIN and sent with the component's first statement, in
+        // order on the wire: the walls are up before that statement runs, and if raising them
+        // fails, the transaction is aborted, so nothing the component sends can run without them.
+        self.defer(&script);
+        Ok(())
     }
 
     async fn leave_guarded(&self) -> Result<(), DbError> {
