@@ -174,6 +174,10 @@ struct ThrottleArgs {
     /// PostgreSQL: wait before each batch while a standby replays further behind than this.
     #[arg(long)]
     max_replication_lag_ms: Option<u64>,
+    /// Run this many workers in this process, each on its own connection and chunk
+    /// (a chunked backfill on PostgreSQL; SQLite runs one writer at a time).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    workers: Option<u32>,
 }
 
 impl From<ThrottleArgs> for ThrottleOverrides {
@@ -182,6 +186,7 @@ impl From<ThrottleArgs> for ThrottleOverrides {
             pause_ms: args.pause_ms,
             max_rows_per_second: args.max_rows_per_second,
             max_replication_lag_ms: args.max_replication_lag_ms,
+            workers: args.workers,
         }
     }
 }

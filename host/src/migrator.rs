@@ -78,6 +78,21 @@ impl Migrator {
     }
 
     /// Sends backfill progress to `observer` instead of the log.
+    /// The same project and settings on a connection of its own: for a backfill worker that
+    /// runs beside this one.
+    pub(crate) async fn sibling(&self) -> Result<Migrator, Error> {
+        let db = db::connect(self.config.database()?, self.config.connect_timeout).await?;
+        Ok(Migrator {
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            trust: self.trust.clone(),
+            db,
+            sandbox: OnceLock::new(),
+            applied_by: tokio::sync::OnceCell::new(),
+            observer: self.observer.clone(),
+        })
+    }
+
     pub fn with_observer(mut self, observer: Arc<dyn BackfillObserver>) -> Migrator {
         self.observer = observer;
         self

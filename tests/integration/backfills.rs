@@ -277,6 +277,29 @@ async fn two_workers_share_one_backfill(backend: Backend) {
 }
 on_both_backends!(backfill_two_workers, two_workers_share_one_backfill);
 
+/// `--workers 3` runs three workers in one process on PostgreSQL, each on its own connection,
+/// sharing the chunks with no chunk done twice; SQLite, one writer at a time, runs one.
+async fn one_process_runs_several_workers(backend: Backend) {
+    const ROWS: u32 = 3000;
+    let db = TestDb::new(backend).await;
+    let project =
+        items_project(ROWS, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"\nchunk_rows = 250", 2_000_000_000);
+    let output = spawn_wasmig(&project, &db, &["up", "--workers", "3"]).wait_with_output().expect("run wasmig up");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "no chunk done twice");
+    assert_eq!(inspect.count(ROWS_DONE).await, i64::from(ROWS));
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill_chunks WHERE NOT done").await, 0);
+    let workers = inspect.count("SELECT count(DISTINCT leased_by) FROM wasmig_history_backfill_chunks").await;
+    let expected = if backend == Backend::Postgres { 3 } else { 1 };
+    assert_eq!(workers, expected, "workers that finished chunks");
+    if backend == Backend::Postgres {
+        let processes = "SELECT count(DISTINCT split_part(leased_by, ':', 2)) FROM wasmig_history_backfill_chunks";
+        assert_eq!(inspect.count(processes).await, 1, "all three workers ran in the one process");
+    }
+}
+on_both_backends!(backfill_workers_in_one_process, one_process_runs_several_workers);
+
 async fn pause_resume_and_the_expand_contract_gate(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = items_project(500, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);

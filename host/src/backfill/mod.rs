@@ -10,6 +10,11 @@
 //! A batch that runs out of fuel or time is rolled back and retried at half the size, down to
 //! the manifest's floor; batches grow back after a run of successes. Throttling ([`throttle`])
 //! paces the worker, and a pause (`wasmig backfill pause`) stops it after its current batch.
+//!
+//! One process may run several workers (`workers`), each on its own connection: while one
+//! waits for the database, another's component runs, so the server's work and the host's
+//! overlap. They lease chunks like workers on other machines do; an error in one stops the
+//! others after their current batch.
 
 pub(crate) mod chunks;
 pub mod events;
@@ -17,10 +22,14 @@ pub mod settings;
 pub mod store;
 mod throttle;
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{join_all, try_join_all};
+use tokio::sync::Notify;
+
 use crate::catalog::{Migration, Version};
-use crate::db::Access;
+use crate::db::{Access, Backend};
 use crate::error::Error;
 use crate::limits::Limit;
 use crate::migrator::Migrator;
@@ -48,12 +57,22 @@ pub enum WorkerEnd {
     Paused,
 }
 
+/// How one worker of this process stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkEnd {
+    Finished,
+    Paused,
+    /// A sibling worker in this process failed; this one stopped after its last batch.
+    Stopped,
+}
+
 /// How one leased chunk ended for this worker.
 enum ChunkEnd {
     Done,
     Paused,
     /// The lease expired and another worker took the chunk over; the last batch rolled back.
     LeaseLost,
+    Stopped,
 }
 
 /// What every batch of one worker's run shares.
@@ -63,16 +82,58 @@ struct WorkerRun<'a> {
     loaded: &'a LoadedComponent,
     plan: &'a BackfillPlan,
     worker: &'a str,
+    crew: &'a Crew,
 }
 
-/// This worker's running totals, for its report and progress events.
+/// What the workers of one process share: progress for events, and a way to stop together.
+struct Crew {
+    started: Instant,
+    /// Every worker's rows as last read from the database, plus this process's since.
+    rows_done: AtomicI64,
+    /// The row estimate, or -1 when there is none.
+    rows_estimate: AtomicI64,
+    /// Rows this process committed in this run, for its rate.
+    rows_this_run: AtomicI64,
+    /// Set when a worker fails: the others stop after their current batch.
+    stop: AtomicBool,
+    /// Wakes workers waiting for a chunk when a chunk ends or a worker fails.
+    chunk_ended: Notify,
+}
+
+impl Crew {
+    fn new() -> Self {
+        Crew {
+            started: Instant::now(),
+            rows_done: AtomicI64::new(0),
+            rows_estimate: AtomicI64::new(-1),
+            rows_this_run: AtomicI64::new(0),
+            stop: AtomicBool::new(false),
+            chunk_ended: Notify::new(),
+        }
+    }
+
+    fn rows_estimate(&self) -> Option<i64> {
+        Some(self.rows_estimate.load(Ordering::Relaxed)).filter(|&e| e >= 0)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts a committed batch; returns this process's rows per second in this run.
+    fn count_batch(&self, rows: i64) -> f64 {
+        self.rows_done.fetch_add(rows, Ordering::Relaxed);
+        let total = self.rows_this_run.fetch_add(rows, Ordering::Relaxed) + rows;
+        let seconds = self.started.elapsed().as_secs_f64();
+        if seconds > 0.0 { total as f64 / seconds } else { 0.0 }
+    }
+}
+
+/// One worker's totals, for the run's report.
 #[derive(Default)]
 struct WorkerTotals {
     rows: i64,
     batches: i64,
-    /// Every worker's rows as last read from the database, plus this worker's since.
-    rows_done: i64,
-    rows_estimate: Option<i64>,
 }
 
 impl Migrator {
@@ -107,9 +168,9 @@ impl Migrator {
         Ok(())
     }
 
-    /// Runs (or joins) the backfill of applied migration `migration` as one worker until it is
-    /// done or paused. While other workers hold every chunk left, it waits, and takes over any
-    /// chunk whose lease expires.
+    /// Runs (or joins) the backfill of applied migration `migration` with this process's
+    /// workers until it is done or paused. While other workers hold every chunk left, a worker
+    /// waits, and takes over any chunk whose lease expires.
     pub(crate) async fn run_backfill(
         &self,
         migration: &Migration,
@@ -120,47 +181,24 @@ impl Migrator {
         let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
         let plan = self.backfill_plan(migration).map_err(|e| done(e, report))?;
         self.start_backfill(migration, &plan).await.map_err(|e| done(e, report))?;
-        let worker = worker_id();
-        let mut totals = WorkerTotals::default();
-        let chunk_count = self.refresh_totals(migration.version, &mut totals).await.map_err(|e| done(e, report))?;
+        let crew = Crew::new();
+        let status = self.refresh_progress(migration.version, &crew).await.map_err(|e| done(e, report))?;
+        let chunks_left = status.as_ref().map_or(0, |s| s.chunks - s.chunks_done);
+        let workers = self.worker_count(&plan, chunks_left);
+        let ids: Vec<String> = (0..workers).map(worker_id).collect();
         self.observer.on_event(&BackfillEvent::Started {
             migration: migration.folder.clone(),
-            worker: worker.clone(),
-            chunks: chunk_count,
-            rows_done: totals.rows_done,
-            rows_estimate: totals.rows_estimate,
+            worker: ids.join(","),
+            chunks: status.as_ref().map_or(0, |s| s.chunks),
+            rows_done: crew.rows_done.load(Ordering::Relaxed),
+            rows_estimate: crew.rows_estimate(),
         });
-        let mut pacer = Pacer::new(plan.throttle);
-        let mut size = plan.batch_size;
-        let end = loop {
-            match self.backfill_store().state(migration.version).await.map_err(|e| done(e.into(), report))? {
-                None => return Err(done(Error::BackfillGone { migration: migration.folder.clone() }, report)),
-                Some(BackfillState::Done) => break WorkerEnd::Finished,
-                Some(BackfillState::Paused) => break WorkerEnd::Paused,
-                Some(BackfillState::Running) => {}
-            }
-            let leased = self.backfill_store().lease(migration.version, &worker, plan.lease).await;
-            let Some(chunk) = leased.map_err(|e| done(e.into(), report))? else {
-                self.observer.on_event(&BackfillEvent::Waiting {
-                    migration: migration.folder.clone(),
-                    reason: "every chunk left is leased by another worker".into(),
-                });
-                tokio::time::sleep(LEASE_POLL_INTERVAL.min(plan.lease)).await;
-                continue;
-            };
-            let run = WorkerRun { migration, loaded, plan: &plan, worker: &worker };
-            let ended = self.run_chunk(run, &chunk, &mut size, &mut pacer, &mut totals).await;
-            match ended {
-                Ok(ChunkEnd::Done | ChunkEnd::LeaseLost) => {}
-                Ok(ChunkEnd::Paused) => {
-                    self.release_quietly(migration.version, chunk.chunk, &worker).await;
-                    break WorkerEnd::Paused;
-                }
-                Err(error) => {
-                    self.release_quietly(migration.version, chunk.chunk, &worker).await;
-                    return Err(done(error, report));
-                }
-            }
+        let run = |worker| WorkerRun { migration, loaded, plan: &plan, worker, crew: &crew };
+        let ended = if ids.len() == 1 { self.work(run(&ids[0])).await } else { self.work_together(&ids, run).await };
+        let (end, totals) = ended.map_err(|e| done(e, report))?;
+        let end = match end {
+            WorkEnd::Finished => WorkerEnd::Finished,
+            WorkEnd::Paused | WorkEnd::Stopped => WorkerEnd::Paused,
         };
         match end {
             WorkerEnd::Paused => {
@@ -186,6 +224,107 @@ impl Migrator {
         Ok(end)
     }
 
+    /// How many workers this process runs: as asked, but no more than the chunks left, and one
+    /// on SQLite, where one writer at a time holds the database.
+    fn worker_count(&self, plan: &BackfillPlan, chunks_left: i64) -> u32 {
+        if plan.workers > 1 && self.db.backend() != Backend::Postgres {
+            tracing::info!("SQLite allows one writer at a time: running one backfill worker");
+            return 1;
+        }
+        plan.workers.min(u32::try_from(chunks_left.max(1)).unwrap_or(u32::MAX))
+    }
+
+    /// Runs one worker per id, each on a connection of its own, and sums their totals. The
+    /// first error wins; it stops the others after their current batch.
+    async fn work_together<'a>(
+        &self,
+        ids: &'a [String],
+        run: impl Fn(&'a str) -> WorkerRun<'a>,
+    ) -> Result<(WorkEnd, WorkerTotals), Error> {
+        let siblings = try_join_all(ids.iter().map(|_| self.sibling())).await?;
+        let results = join_all(siblings.iter().zip(ids).map(|(sibling, id)| {
+            let run = run(id);
+            async move {
+                let result = sibling.work(run).await;
+                if result.is_err() {
+                    run.crew.stop.store(true, Ordering::Relaxed);
+                    run.crew.chunk_ended.notify_waiters();
+                }
+                result
+            }
+        }))
+        .await;
+        let mut totals = WorkerTotals::default();
+        let mut end = WorkEnd::Stopped;
+        for result in results {
+            let (worker_end, worker_totals) = result?;
+            totals.rows += worker_totals.rows;
+            totals.batches += worker_totals.batches;
+            end = match (end, worker_end) {
+                (WorkEnd::Finished, _) | (_, WorkEnd::Finished) => WorkEnd::Finished,
+                (WorkEnd::Paused, _) | (_, WorkEnd::Paused) => WorkEnd::Paused,
+                _ => WorkEnd::Stopped,
+            };
+        }
+        Ok((end, totals))
+    }
+
+    /// One worker's loop: lease a chunk, run its batches, repeat until the backfill is done,
+    /// paused, or a sibling failed.
+    async fn work(&self, run: WorkerRun<'_>) -> Result<(WorkEnd, WorkerTotals), Error> {
+        let WorkerRun { migration, plan, worker, crew, .. } = run;
+        let mut totals = WorkerTotals::default();
+        let mut pacer = Pacer::new(plan.throttle);
+        let mut size = plan.batch_size;
+        // The wait for a chunk is announced once, not at every poll.
+        let mut announced_wait = false;
+        let end = loop {
+            if crew.stopped() {
+                break WorkEnd::Stopped;
+            }
+            match self.backfill_store().state(migration.version).await? {
+                None => return Err(Error::BackfillGone { migration: migration.folder.clone() }),
+                Some(BackfillState::Done) => break WorkEnd::Finished,
+                Some(BackfillState::Paused) => break WorkEnd::Paused,
+                Some(BackfillState::Running) => {}
+            }
+            let Some(chunk) = self.backfill_store().lease(migration.version, worker, plan.lease).await? else {
+                if !announced_wait {
+                    announced_wait = true;
+                    self.observer.on_event(&BackfillEvent::Waiting {
+                        migration: migration.folder.clone(),
+                        reason: "every chunk left is leased by another worker".into(),
+                    });
+                }
+                // A sibling in this process ending its chunk (or the backfill) wakes us early.
+                tokio::select! {
+                    () = tokio::time::sleep(LEASE_POLL_INTERVAL.min(plan.lease)) => {}
+                    () = crew.chunk_ended.notified() => {}
+                }
+                continue;
+            };
+            announced_wait = false;
+            let ended = self.run_chunk(run, &chunk, &mut size, &mut pacer, &mut totals).await;
+            crew.chunk_ended.notify_waiters();
+            match ended {
+                Ok(ChunkEnd::Done | ChunkEnd::LeaseLost) => {}
+                Ok(ChunkEnd::Paused) => {
+                    self.release_quietly(migration.version, chunk.chunk, worker).await;
+                    break WorkEnd::Paused;
+                }
+                Ok(ChunkEnd::Stopped) => {
+                    self.release_quietly(migration.version, chunk.chunk, worker).await;
+                    break WorkEnd::Stopped;
+                }
+                Err(error) => {
+                    self.release_quietly(migration.version, chunk.chunk, worker).await;
+                    return Err(error);
+                }
+            }
+        };
+        Ok((end, totals))
+    }
+
     /// Runs batches of one leased chunk until it is done, the backfill is paused, or the lease
     /// is lost. `size` carries the (possibly halved) batch size from chunk to chunk.
     async fn run_chunk(
@@ -196,7 +335,7 @@ impl Migrator {
         pacer: &mut Pacer,
         totals: &mut WorkerTotals,
     ) -> Result<ChunkEnd, Error> {
-        let WorkerRun { migration, plan, .. } = run;
+        let WorkerRun { migration, plan, crew, .. } = run;
         let mut cursor = chunk.cursor.clone();
         let mut state_checked = Instant::now();
         let mut streak = 0;
@@ -204,13 +343,16 @@ impl Migrator {
         // Fuel burnt by attempts at the current cursor that ran out of fuel or time.
         let mut fuel_spent = 0u64;
         loop {
+            if crew.stopped() {
+                return Ok(ChunkEnd::Stopped);
+            }
             if state_checked.elapsed() >= STATE_POLL_INTERVAL {
                 state_checked = Instant::now();
                 match self.backfill_store().state(migration.version).await? {
                     None => return Err(Error::BackfillGone { migration: migration.folder.clone() }),
                     Some(BackfillState::Paused) => return Ok(ChunkEnd::Paused),
                     Some(_) => {
-                        self.refresh_totals(migration.version, totals).await?;
+                        self.refresh_progress(migration.version, crew).await?;
                     }
                 }
             }
@@ -277,17 +419,18 @@ impl Migrator {
             let rows = i64::try_from(rows).unwrap_or(i64::MAX);
             totals.rows += rows;
             totals.batches += 1;
-            totals.rows_done += rows;
-            let rate = pacer.rate_with(rows as u64);
+            pacer.count(rows as u64);
+            let rate = crew.count_batch(rows);
+            let (rows_done, rows_estimate) = (crew.rows_done.load(Ordering::Relaxed), crew.rows_estimate());
             self.observer.on_event(&BackfillEvent::Batch {
                 migration: migration.folder.clone(),
                 chunk: chunk.chunk,
                 rows: rows as u64,
                 batch_size: *size,
-                rows_done: totals.rows_done,
-                rows_estimate: totals.rows_estimate,
+                rows_done,
+                rows_estimate,
                 rows_per_second: rate,
-                eta_secs: store::eta(BackfillState::Running, totals.rows_estimate, totals.rows_done, Some(rate))
+                eta_secs: store::eta(BackfillState::Running, rows_estimate, rows_done, Some(rate))
                     .map(|eta| eta.as_secs_f64()),
             });
             streak += 1;
@@ -311,7 +454,7 @@ impl Migrator {
         cursor: Option<&str>,
         size: u32,
     ) -> Result<(Option<String>, u64), Error> {
-        let WorkerRun { migration, loaded, plan, worker } = run;
+        let WorkerRun { migration, loaded, plan, worker, .. } = run;
         let call = Call::Backfill { cursor: cursor.map(str::to_owned), until: chunk.until.clone(), batch_size: size };
         let call_name = call.to_string();
         let (next, rows) = match self.call(migration, loaded, call).await? {
@@ -345,13 +488,13 @@ impl Migrator {
         Ok((next, rows))
     }
 
-    /// Re-reads every worker's rows done and the estimate; returns the number of chunks.
-    async fn refresh_totals(&self, version: Version, totals: &mut WorkerTotals) -> Result<i64, Error> {
+    /// Re-reads every worker's rows done and the estimate into `crew`; returns the status.
+    async fn refresh_progress(&self, version: Version, crew: &Crew) -> Result<Option<store::BackfillStatus>, Error> {
         let statuses = self.backfill_store().statuses().await?;
-        let Some(status) = statuses.into_iter().find(|s| s.version == version) else { return Ok(0) };
-        totals.rows_done = status.rows_done;
-        totals.rows_estimate = status.rows_estimate;
-        Ok(status.chunks)
+        let Some(status) = statuses.into_iter().find(|s| s.version == version) else { return Ok(None) };
+        crew.rows_done.store(status.rows_done, Ordering::Relaxed);
+        crew.rows_estimate.store(status.rows_estimate.unwrap_or(-1), Ordering::Relaxed);
+        Ok(Some(status))
     }
 
     /// Gives a chunk back after a pause or an error, so that another worker need not wait for
@@ -373,8 +516,9 @@ fn batch_limit(error: &Error) -> Option<Limit> {
     }
 }
 
-/// A name for this worker, unique across machines and runs: host, process and a random tag.
-fn worker_id() -> String {
+/// A name for worker `index` of this process, unique across machines and runs: host,
+/// process and a random tag.
+fn worker_id(index: u32) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -382,6 +526,6 @@ fn worker_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let tag = blake3::hash(format!("{nanos}:{}", std::process::id()).as_bytes()).to_hex();
+    let tag = blake3::hash(format!("{nanos}:{}:{index}", std::process::id()).as_bytes()).to_hex();
     format!("{host}:{}:{}", std::process::id(), &tag[..8])
 }

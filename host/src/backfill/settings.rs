@@ -43,6 +43,8 @@ pub struct BackfillSettings {
     pub max_rows_per_second: Option<u64>,
     #[serde(default)]
     pub max_replication_lag_ms: Option<u64>,
+    #[serde(default)]
+    pub workers: Option<u32>,
 }
 
 fn default_batch_size() -> u32 {
@@ -55,10 +57,12 @@ fn default_batch_size() -> u32 {
 pub struct ThrottleOverrides {
     /// A pause after every committed batch.
     pub pause_ms: Option<u64>,
-    /// A ceiling on rows per second, per worker.
+    /// A ceiling on rows per second, per worker (each of a process's `workers` too).
     pub max_rows_per_second: Option<u64>,
     /// PostgreSQL: before each batch, wait while any standby replays more than this far behind.
     pub max_replication_lag_ms: Option<u64>,
+    /// How many workers one process runs, each on its own connection and chunk.
+    pub workers: Option<u32>,
 }
 
 impl ThrottleOverrides {
@@ -68,6 +72,7 @@ impl ThrottleOverrides {
             pause_ms: over.pause_ms.or(self.pause_ms),
             max_rows_per_second: over.max_rows_per_second.or(self.max_rows_per_second),
             max_replication_lag_ms: over.max_replication_lag_ms.or(self.max_replication_lag_ms),
+            workers: over.workers.or(self.workers),
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct ProjectBackfillSection {
     pub pause_ms: Option<u64>,
     pub max_rows_per_second: Option<u64>,
     pub max_replication_lag_ms: Option<u64>,
+    pub workers: Option<u32>,
     /// How long a chunk stays leased to a worker that stopped committing batches.
     pub lease_secs: Option<u64>,
 }
@@ -89,6 +95,7 @@ impl ProjectBackfillSection {
             pause_ms: self.pause_ms,
             max_rows_per_second: self.max_rows_per_second,
             max_replication_lag_ms: self.max_replication_lag_ms,
+            workers: self.workers,
         }
     }
 }
@@ -106,6 +113,8 @@ pub enum BackfillSettingsError {
     ChunksWithoutKey,
     #[error("backfill.chunk_rows must be at least 1")]
     ZeroChunkRows,
+    #[error("backfill.workers must be at least 1")]
+    ZeroWorkers,
     #[error("backfill.table {0:?} is not a table name (use table or schema.table: letters, digits, _)")]
     BadTable(String),
     #[error("backfill.key {0:?} is not a column name (letters, digits, _)")]
@@ -133,6 +142,9 @@ impl BackfillSettings {
         if self.chunk_rows == Some(0) {
             return Err(BackfillSettingsError::ZeroChunkRows);
         }
+        if self.workers == Some(0) {
+            return Err(BackfillSettingsError::ZeroWorkers);
+        }
         match (&self.table, &self.key) {
             (None, None) if self.chunk_rows.is_some() => Err(BackfillSettingsError::ChunksWithoutKey),
             (None, None) => Ok(()),
@@ -156,6 +168,7 @@ impl BackfillSettings {
             pause_ms: self.pause_ms,
             max_rows_per_second: self.max_rows_per_second,
             max_replication_lag_ms: self.max_replication_lag_ms,
+            workers: self.workers,
         }
     }
 
@@ -198,6 +211,8 @@ pub struct BackfillPlan {
     pub chunking: Option<Chunking>,
     pub throttle: Throttle,
     pub lease: Duration,
+    /// Workers this process runs at once (at least 1); more than one needs chunks to share.
+    pub workers: u32,
 }
 
 impl BackfillPlan {
@@ -219,6 +234,7 @@ impl BackfillPlan {
             chunking: manifest.chunking(),
             throttle: throttle.into(),
             lease,
+            workers: throttle.workers.unwrap_or(1).max(1),
         }
     }
 }
@@ -277,5 +293,9 @@ mod tests {
         assert_eq!(plan.throttle.pause, Duration::from_millis(7));
         assert_eq!(plan.throttle.max_rows_per_second, Some(99));
         assert_eq!(plan.lease, DEFAULT_LEASE);
+        assert_eq!(plan.workers, 1);
+        let cli = ThrottleOverrides { workers: Some(3), ..Default::default() };
+        assert_eq!(BackfillPlan::new(&project, &settings("workers = 2"), &cli).workers, 3);
+        assert_eq!(BackfillPlan::new(&project, &settings("workers = 2"), &Default::default()).workers, 2);
     }
 }

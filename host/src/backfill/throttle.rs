@@ -20,11 +20,9 @@ impl Pacer {
         Pacer { throttle, started: Instant::now(), rows: 0 }
     }
 
-    /// Counts a committed batch of `rows`; returns this worker's rows per second so far.
-    pub fn rate_with(&mut self, rows: u64) -> f64 {
+    /// Counts a committed batch of `rows` towards this worker's rate ceiling.
+    pub fn count(&mut self, rows: u64) {
         self.rows += rows;
-        let seconds = self.started.elapsed().as_secs_f64();
-        if seconds > 0.0 { self.rows as f64 / seconds } else { 0.0 }
     }
 
     /// After a committed batch: the pause, then as long as it takes to bring the rate back
