@@ -306,21 +306,15 @@ impl Migrator {
             announced_wait = false;
             let ended = self.run_chunk(run, &chunk, &mut size, &mut pacer, &mut totals).await;
             crew.chunk_ended.notify_waiters();
-            match ended {
-                Ok(ChunkEnd::Done | ChunkEnd::LeaseLost) => {}
-                Ok(ChunkEnd::Paused) => {
-                    self.release_quietly(migration.version, chunk.chunk, worker).await;
-                    break WorkEnd::Paused;
-                }
-                Ok(ChunkEnd::Stopped) => {
-                    self.release_quietly(migration.version, chunk.chunk, worker).await;
-                    break WorkEnd::Stopped;
-                }
-                Err(error) => {
-                    self.release_quietly(migration.version, chunk.chunk, worker).await;
-                    return Err(error);
-                }
-            }
+            let stopped_early = match ended {
+                Ok(ChunkEnd::Done | ChunkEnd::LeaseLost) => continue,
+                Ok(ChunkEnd::Paused) => Ok(WorkEnd::Paused),
+                Ok(ChunkEnd::Stopped) => Ok(WorkEnd::Stopped),
+                Err(error) => Err(error),
+            };
+            // The chunk is unfinished: give it back so that nobody waits out the lease.
+            self.release_quietly(migration.version, chunk.chunk, worker).await;
+            break stopped_early?;
         };
         Ok((end, totals))
     }
