@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use wasmig::backfill::settings::ThrottleOverrides;
+use wasmig::backfill::settings::{MAX_WORKERS, ThrottleOverrides};
 use wasmig::digest::Digest;
 use wasmig::scaffold::{self, Template};
 use wasmig::trust::{self, Date};
@@ -175,8 +175,8 @@ struct ThrottleArgs {
     #[arg(long)]
     max_replication_lag_ms: Option<u64>,
     /// Run this many workers in this process, each on its own connection and chunk
-    /// (a chunked backfill on PostgreSQL; SQLite runs one writer at a time).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// (a chunked backfill on PostgreSQL; SQLite runs one writer at a time); at most 64.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     workers: Option<u32>,
 }
 

@@ -14,6 +14,9 @@ pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 /// How long a worker's lease on a chunk lasts without a committed batch renewing it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Workers one process may run: each holds a connection and, while it runs a batch, one of
+/// the sandbox's instance slots. More throughput than this comes from more processes.
+pub const MAX_WORKERS: u32 = crate::sandbox::MAX_CONCURRENT_CALLS;
 /// A halved batch never goes below `batch_size / MIN_BATCH_DIVISOR` unless the manifest says so.
 const MIN_BATCH_DIVISOR: u32 = 64;
 
@@ -113,8 +116,8 @@ pub enum BackfillSettingsError {
     ChunksWithoutKey,
     #[error("backfill.chunk_rows must be at least 1")]
     ZeroChunkRows,
-    #[error("backfill.workers must be at least 1")]
-    ZeroWorkers,
+    #[error("backfill.workers must be between 1 and {MAX_WORKERS}")]
+    BadWorkers,
     #[error("backfill.table {0:?} is not a table name (use table or schema.table: letters, digits, _)")]
     BadTable(String),
     #[error("backfill.key {0:?} is not a column name (letters, digits, _)")]
@@ -142,8 +145,8 @@ impl BackfillSettings {
         if self.chunk_rows == Some(0) {
             return Err(BackfillSettingsError::ZeroChunkRows);
         }
-        if self.workers == Some(0) {
-            return Err(BackfillSettingsError::ZeroWorkers);
+        if self.workers.is_some_and(|workers| !(1..=MAX_WORKERS).contains(&workers)) {
+            return Err(BackfillSettingsError::BadWorkers);
         }
         match (&self.table, &self.key) {
             (None, None) if self.chunk_rows.is_some() => Err(BackfillSettingsError::ChunksWithoutKey),
@@ -234,7 +237,7 @@ impl BackfillPlan {
             chunking: manifest.chunking(),
             throttle: throttle.into(),
             lease,
-            workers: throttle.workers.unwrap_or(1).max(1),
+            workers: throttle.workers.unwrap_or(1).clamp(1, MAX_WORKERS),
         }
     }
 }
@@ -282,6 +285,16 @@ mod tests {
             settings("min_batch_size = 0").validate(&grants(&[])),
             Err(BackfillSettingsError::BadFloor { batch_size: 1000 })
         );
+    }
+
+    #[test]
+    fn workers_stay_within_what_one_sandbox_runs_at_once() {
+        assert_eq!(settings("workers = 0").validate(&grants(&[])), Err(BackfillSettingsError::BadWorkers));
+        assert_eq!(settings("workers = 65").validate(&grants(&[])), Err(BackfillSettingsError::BadWorkers));
+        assert_eq!(settings("workers = 64").validate(&grants(&[])), Ok(()));
+        // wasmig.toml's [backfill] workers is not validated against grants; the plan caps it.
+        let project = ProjectBackfillSection { workers: Some(500), ..Default::default() };
+        assert_eq!(BackfillPlan::new(&project, &settings(""), &Default::default()).workers, MAX_WORKERS);
     }
 
     #[test]

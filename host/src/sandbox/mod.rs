@@ -39,6 +39,12 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
 /// Cap on table elements (function references) a guest may allocate.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// How many component calls one sandbox runs at once: one per backfill worker of the process.
+pub const MAX_CONCURRENT_CALLS: u32 = 64;
+/// Guest memory a finished call's slot keeps mapped and resets by copying instead of by
+/// `madvise`, so the next batch's instance finds it already paged in. Only dirty pages are
+/// reset, and only slots in use stay warm, so this is at most a few MiB per worker.
+const KEEP_RESIDENT_BYTES: usize = 4 << 20;
 
 /// Which export to call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +202,15 @@ impl Sandbox {
         config.wasm_component_model(true);
         config.consume_fuel(true);
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(engine_error)?;
+        config.allocation_strategy(instance_pool());
+        let engine = Engine::new(&config).or_else(|error| {
+            // The pool reserves address space up front; where that is refused (a tight
+            // `ulimit -v`), instances are allocated per call instead, which is only slower.
+            tracing::warn!(error = %format!("{error:#}"), "no instance pool; allocating each call's instance on demand");
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config)
+        });
+        let engine = engine.map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         MigrationWorld::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state).map_err(engine_error)?;
@@ -233,6 +247,29 @@ impl Sandbox {
             load_time,
         })
     }
+}
+
+/// Slots for [`MAX_CONCURRENT_CALLS`] instances at once. A backfill creates a fresh instance
+/// per batch (no state survives from one batch to the next); the pool hands back a slot whose
+/// memory was reset in place instead of mapping and unmapping it for every batch. Per call,
+/// the limits stay those of the store ([`MemoryCap`], fuel, deadline); the pool's own caps
+/// are set so that no component they allow is refused for the pool's sake.
+fn instance_pool() -> wasmtime::PoolingAllocationConfig {
+    let calls = MAX_CONCURRENT_CALLS;
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(calls)
+        // A component built from Python or JavaScript holds a dozen core modules or more.
+        .total_core_instances(calls * 32)
+        .total_memories(calls * 4)
+        .total_tables(calls * 16)
+        .total_stacks(calls)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_tables_per_module(4)
+        .max_component_instance_size(16 << 20)
+        .max_core_instance_size(16 << 20)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .max_unused_warm_slots(calls);
+    pool
 }
 
 /// A checked, pre-instantiated component, ready to be called.
