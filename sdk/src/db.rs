@@ -2,7 +2,7 @@
 //! [`Batch`] a backfill step reports.
 
 use crate::__bindings::wasmig::migration::sql::Connection;
-use crate::{Error, FromValue, SqlError, Value};
+use crate::{Columns, Error, FromValue, SqlError, Value};
 
 /// The SQL handle the host grants a migration. Statements run inside the phase's
 /// transaction and are checked against the manifest's grants.
@@ -20,6 +20,15 @@ impl<'a> Db<'a> {
         let params = params.into_iter().map(Value::into_wit).collect::<Vec<_>>();
         let rows = self.connection.query(statement, &params).map_err(SqlError::from_wit)?;
         Ok(Rows::from_wit(rows))
+    }
+
+    /// Runs one statement and returns its rows by column. Same result as [`Db::query`], and
+    /// the cheaper one for many rows (a backfill's batch): a column crosses from the host in
+    /// one or two copies where [`Rows`] takes one per row and per text.
+    pub fn query_columns(&self, statement: &str, params: Vec<Value>) -> Result<Columns, SqlError> {
+        let params = params.into_iter().map(Value::into_wit).collect::<Vec<_>>();
+        let columns = self.connection.query_columns(statement, &params).map_err(SqlError::from_wit)?;
+        Ok(Columns::from_wit(columns))
     }
 
     /// Runs one statement and returns how many rows it changed.

@@ -3,7 +3,7 @@
 //! A migration is a type implementing [`Migration`], exported with [`export_migration!`] from a
 //! `cdylib` crate built for `wasm32-wasip2` (which makes the `.wasm` a component). The SDK owns
 //! the generated WIT bindings; a migration only ever sees [`Db`], [`Value`], [`Rows`], [`Row`],
-//! [`Batch`] and [`Error`].
+//! [`Columns`], [`Batch`] and [`Error`].
 //!
 //! # Examples
 //!
@@ -30,6 +30,7 @@
 // Lets the generated bindings name this crate by the path guests use (`wasmig_sdk::…`).
 extern crate self as wasmig_sdk;
 
+mod columns;
 mod db;
 mod error;
 mod value;
@@ -37,6 +38,7 @@ mod value;
 #[doc(hidden)]
 pub mod __export;
 
+pub use columns::Columns;
 pub use db::{Batch, BatchRequest, Db, Row, Rows};
 pub use error::{Error, Result, SqlError};
 pub use value::{FromValue, Value};

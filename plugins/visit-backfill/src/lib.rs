@@ -1,6 +1,7 @@
 //! Test guest: sets `items.email_lower` from `items.email` by key and adds one to
 //! `items.visits` for every row it writes, so a test can prove each row was processed exactly
-//! once however often the run was killed or however many workers shared it.
+//! once however often the run was killed or however many workers shared it. It reads its
+//! batch by column (`query-columns`) and verifies by row (`query`), so both shapes are tested.
 //!
 //! Each row's `spin` column makes the guest burn that many loop iterations on it, which lets a
 //! test make a batch need more fuel than the limit. A row whose email changed after it was read
@@ -42,16 +43,17 @@ impl Migration for VisitBackfill {
     fn backfill(db: &Db, request: &BatchRequest) -> Result<Batch> {
         let after = request.cursor_key::<i64>()?.unwrap_or(i64::MIN);
         let until = request.until_key::<i64>()?.unwrap_or(i64::MAX);
-        let rows = db.query(
+        let batch = db.query_columns(
             "SELECT id, email, spin FROM items WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
             params![after, until, request.size],
         )?;
-        let mut updates = Vec::with_capacity(rows.len());
+        let (ids, emails, spins) = (batch.ints(0)?, batch.texts(1)?, batch.ints(2)?);
+        let mut updates = Vec::with_capacity(batch.len());
         let mut last = None;
-        for row in &rows {
-            let id: i64 = row.get(0)?;
-            let email: String = row.get(1)?;
-            let spin: i64 = row.get(2)?;
+        for ((id, email), spin) in ids.into_iter().zip(emails).zip(spins) {
+            let (Some(id), Some(email), Some(spin)) = (id, email, spin) else {
+                return Err(Error::msg("items.id, email and spin must not be NULL"));
+            };
             std::hint::black_box(burn(spin));
             updates.push(vec![Value::from(email.to_lowercase()), Value::from(id), Value::from(email)]);
             last = Some(id);
@@ -62,7 +64,7 @@ impl Migration for VisitBackfill {
                 updates,
             )?;
         }
-        Ok(request.batch_after(last, rows.len() as u64))
+        Ok(request.batch_after(last, batch.len() as u64))
     }
 }
 

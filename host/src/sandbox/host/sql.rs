@@ -1,5 +1,6 @@
 //! The `sql` interface: the `connection` resource a component receives, forwarding each
-//! statement to the database inside the transaction the host opened.
+//! statement to the database inside the transaction the host opened, and a query's result
+//! in either shape the interface offers (by row, or by column for many rows).
 //!
 //! A database error is handed to the guest as `sql-error::database` (its data, which it may
 //! handle); it never traps, so the guest decides whether to give up.
@@ -134,14 +135,63 @@ fn to_wit(value: db::Value) -> Value {
     }
 }
 
-impl HostConnection for StoreState {
-    async fn query(
+/// Turns row-major results into the `columns` record: values move, and a text column's
+/// strings are copied once into one buffer.
+fn by_column(rows: db::Rows) -> types::Columns {
+    let count = rows.values.len();
+    let mut columns: Vec<Vec<db::Value>> = rows.columns.iter().map(|_| Vec::with_capacity(count)).collect();
+    for row in rows.values {
+        for (column, value) in columns.iter_mut().zip(row) {
+            column.push(value);
+        }
+    }
+    types::Columns { names: rows.columns, rows: count as u64, values: columns.into_iter().map(one_column).collect() }
+}
+
+/// The narrowest variant that holds every value of the column; `values` when none does.
+fn one_column(values: Vec<db::Value>) -> types::Column {
+    use db::Value as V;
+    let all = |accepts: fn(&V) -> bool| !values.is_empty() && values.iter().all(accepts);
+    if all(|v| matches!(v, V::Int(_) | V::Null)) && !all(|v| matches!(v, V::Null)) {
+        return types::Column::Ints(
+            values.into_iter().map(|v| if let V::Int(i) = v { Some(i) } else { None }).collect(),
+        );
+    }
+    if all(|v| matches!(v, V::Float(_) | V::Null)) && !all(|v| matches!(v, V::Null)) {
+        let floats = values.into_iter().map(|v| if let V::Float(f) = v { Some(f) } else { None });
+        return types::Column::Floats(floats.collect());
+    }
+    let fits = |v: &V| match v {
+        V::Text(text) => u32::try_from(text.len()).is_ok(),
+        _ => matches!(v, V::Null),
+    };
+    if all(fits) && !all(|v| matches!(v, V::Null)) {
+        let bytes = values.iter().map(|v| if let V::Text(text) = v { text.len() } else { 0 }).sum();
+        let mut text = String::with_capacity(bytes);
+        let mut lengths = Vec::with_capacity(values.len());
+        for value in &values {
+            lengths.push(match value {
+                V::Text(one) => {
+                    text.push_str(one);
+                    u32::try_from(one.len()).ok()
+                }
+                _ => None,
+            });
+        }
+        return types::Column::Texts(types::TextColumn { text, lengths });
+    }
+    types::Column::Values(values.into_iter().map(to_wit).collect())
+}
+
+impl StoreState {
+    /// A query's rows after the guard and the result limits, for both result shapes.
+    async fn checked_query(
         &mut self,
-        handle: Resource<SqlConnection>,
+        handle: &Resource<SqlConnection>,
         statement: String,
         params: Vec<Value>,
-    ) -> wasmtime::Result<Result<types::Rows, SqlError>> {
-        let connection = self.table.get(&handle)?;
+    ) -> wasmtime::Result<Result<db::Rows, SqlError>> {
+        let connection = self.table.get(handle)?;
         let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
         if let Err(limit) = connection.check_call_size(&statement, params.iter()) {
             return Ok(Err(limit));
@@ -153,13 +203,32 @@ impl HostConnection for StoreState {
             Ok(rows) => rows,
             Err(error) => return Ok(Err(connection.sql_error(error))),
         };
-        if let Err(limit) = connection.check_result(&rows) {
-            return Ok(Err(limit));
-        }
-        Ok(Ok(types::Rows {
+        Ok(connection.check_result(&rows).map(|()| rows))
+    }
+}
+
+impl HostConnection for StoreState {
+    async fn query(
+        &mut self,
+        handle: Resource<SqlConnection>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<types::Rows, SqlError>> {
+        let rows = self.checked_query(&handle, statement, params).await?;
+        Ok(rows.map(|rows| types::Rows {
             columns: rows.columns,
             values: rows.values.into_iter().map(|row| row.into_iter().map(to_wit).collect()).collect(),
         }))
+    }
+
+    async fn query_columns(
+        &mut self,
+        handle: Resource<SqlConnection>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<types::Columns, SqlError>> {
+        let rows = self.checked_query(&handle, statement, params).await?;
+        Ok(rows.map(by_column))
     }
 
     async fn execute(
@@ -206,3 +275,40 @@ impl HostConnection for StoreState {
 impl Host for StoreState {}
 
 impl types::Host for StoreState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(values: Vec<Vec<db::Value>>) -> db::Rows {
+        let width = values.first().map_or(0, Vec::len);
+        db::Rows { columns: (0..width).map(|i| format!("c{i}")).collect(), values }
+    }
+
+    #[test]
+    fn columns_take_the_narrowest_type_that_holds_every_value() {
+        use db::Value as V;
+        let result = by_column(rows(vec![
+            vec![V::Int(1), V::Text("Ab".into()), V::Float(0.5), V::Int(7), V::Null],
+            vec![V::Null, V::Null, V::Null, V::Text("x".into()), V::Null],
+            vec![V::Int(3), V::Text("é".into()), V::Float(2.0), V::Int(8), V::Null],
+        ]));
+        assert_eq!(result.rows, 3);
+        assert_eq!(result.names, ["c0", "c1", "c2", "c3", "c4"]);
+        let [ints, texts, floats, mixed, nulls] = <[types::Column; 5]>::try_from(result.values).unwrap();
+        assert!(matches!(ints, types::Column::Ints(v) if v == [Some(1), None, Some(3)]));
+        let types::Column::Texts(texts) = texts else { panic!("c1 is not texts: {texts:?}") };
+        assert_eq!((texts.text.as_str(), texts.lengths), ("Abé", vec![Some(2), None, Some(2)]));
+        assert!(matches!(floats, types::Column::Floats(v) if v == [Some(0.5), None, Some(2.0)]));
+        // SQLite can hand back different types in one column; those go value by value.
+        assert!(matches!(mixed, types::Column::Values(v) if v.len() == 3));
+        assert!(matches!(nulls, types::Column::Values(v) if v.len() == 3));
+    }
+
+    #[test]
+    fn no_rows_give_empty_columns_with_their_names() {
+        let result = by_column(db::Rows { columns: vec!["id".into()], values: Vec::new() });
+        assert_eq!((result.rows, result.names.len()), (0, 1));
+        assert!(matches!(&result.values[..], [types::Column::Values(v)] if v.is_empty()));
+    }
+}
