@@ -1,8 +1,8 @@
 //! Batched backfills: killed at random instants and resumed with every row processed exactly
-//! once, out-of-fuel batches halved down to the floor and then a clear error, a concurrent
-//! writer, two workers sharing one chunked backfill, pause and resume, and the expand/contract
-//! gate. The `visit-backfill` guest adds one to `items.visits` for every row it writes, which
-//! is how "exactly once" is checked.
+//! once, a restart taking a killed run's chunk over at once, out-of-fuel batches halved down to
+//! the floor and then a clear error, a concurrent writer, two workers sharing one chunked
+//! backfill, pause and resume, and the expand/contract gate. The `visit-backfill` guest adds
+//! one to `items.visits` for every row it writes, which is how "exactly once" is checked.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -119,6 +119,46 @@ async fn killed_at_random_instants_then_every_row_once(backend: Backend) {
     assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill WHERE state = 'done'").await, 1);
 }
 on_both_backends!(backfill_killed_at_random_instants, killed_at_random_instants_then_every_row_once);
+
+async fn restart_takes_over_a_killed_runs_chunk_at_once(backend: Backend) {
+    const ROWS: u32 = 3000;
+    let db = TestDb::new(backend).await;
+    let project = items_project(
+        ROWS,
+        0,
+        "batch_size = 100\ntable = \"items\"\nkey = \"id\"\nchunk_rows = 1000\npause_ms = 20",
+        2_000_000_000,
+    );
+    // A lease far longer than the test may wait: only taking the chunk over lets it finish.
+    project.write(
+        "wasmig.toml",
+        "[limits]\nfuel = 2000000000\nmemory_mib = 64\ntimeout_secs = 1\n[backfill]\nlease_secs = 3600\n",
+    );
+    let inspect = db.inspect().await;
+    let mut killed = spawn_wasmig(&project, &db, &["up"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows_done(&inspect).await == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    killed.kill().expect("kill -9 wasmig");
+    let _ = killed.wait();
+    let held = "SELECT count(*) FROM wasmig_history_backfill_chunks WHERE leased_by IS NOT NULL AND NOT done";
+    assert_eq!(inspect.count(held).await, 1, "the killed run held the chunk it was in");
+
+    let mut restart = spawn_wasmig(&project, &db, &["up"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restart.try_wait().expect("poll wasmig").is_none() {
+        if Instant::now() > deadline {
+            restart.kill().expect("kill wasmig");
+            panic!("the restart waited for the killed run's lease instead of taking its chunk over");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    finish(restart, "the restart");
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "every row exactly once");
+    assert_eq!(inspect.count(ROWS_DONE).await, i64::from(ROWS));
+}
+on_both_backends!(backfill_restart_takes_over_dead_workers_chunk, restart_takes_over_a_killed_runs_chunk_at_once);
 
 /// Collects a run's backfill events.
 #[derive(Default)]

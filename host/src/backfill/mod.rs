@@ -18,6 +18,7 @@
 
 pub(crate) mod chunks;
 pub mod events;
+mod identity;
 pub mod settings;
 pub mod store;
 mod throttle;
@@ -37,6 +38,7 @@ use crate::report::{Action, Report, RunError, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome, SandboxError};
 
 use self::events::BackfillEvent;
+use self::identity::worker_id;
 use self::settings::BackfillPlan;
 use self::store::{BackfillState, BackfillStore, LeasedChunk};
 use self::throttle::Pacer;
@@ -181,6 +183,7 @@ impl Migrator {
         let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
         let plan = self.backfill_plan(migration).map_err(|e| done(e, report))?;
         self.start_backfill(migration, &plan).await.map_err(|e| done(e, report))?;
+        self.reclaim_from_dead_workers(migration.version).await;
         let crew = Crew::new();
         let status = self.refresh_progress(migration.version, &crew).await.map_err(|e| done(e, report))?;
         let chunks_left = status.as_ref().map_or(0, |s| s.chunks - s.chunks_done);
@@ -491,6 +494,26 @@ impl Migrator {
         Ok(Some(status))
     }
 
+    /// Frees the chunks still leased by workers of this machine whose process is gone (a run
+    /// killed here), so a restart need not wait out their leases. Their batches in flight
+    /// died with them: a lease only guards the cursor a batch commits with. Failing to is
+    /// harmless (the leases expire anyway).
+    async fn reclaim_from_dead_workers(&self, version: Version) {
+        let store = self.backfill_store();
+        let holders = match store.lease_holders(version).await {
+            Ok(holders) => holders,
+            Err(error) => return tracing::warn!(%error, "could not read the chunks' lease holders"),
+        };
+        for holder in holders.iter().filter(|holder| identity::died_here(holder)) {
+            match store.release_all(version, holder).await {
+                Ok(chunks) => {
+                    tracing::info!(worker = %holder, chunks, "took over the chunks of a worker that died here")
+                }
+                Err(error) => tracing::warn!(%error, worker = %holder, "could not free a dead worker's chunks"),
+            }
+        }
+    }
+
     /// Gives a chunk back after a pause or an error, so that another worker need not wait for
     /// the lease to expire; failing to is harmless (the lease expires anyway).
     async fn release_quietly(&self, version: Version, chunk: i64, worker: &str) {
@@ -508,18 +531,4 @@ fn batch_limit(error: &Error) -> Option<Limit> {
         }
         _ => None,
     }
-}
-
-/// A name for worker `index` of this process, unique across machines and runs: host,
-/// process and a random tag.
-fn worker_id(index: u32) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let tag = blake3::hash(format!("{nanos}:{}:{index}", std::process::id()).as_bytes()).to_hex();
-    format!("{host}:{}:{}", std::process::id(), &tag[..8])
 }

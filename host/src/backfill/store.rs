@@ -328,6 +328,34 @@ impl<'a> BackfillStore<'a> {
         Ok(changed == 1)
     }
 
+    /// The workers holding an unexpired lease on a chunk not yet done.
+    pub async fn lease_holders(&self, version: Version) -> Result<Vec<String>, HistoryError> {
+        let select = format!(
+            "SELECT DISTINCT leased_by FROM {} WHERE version = $1 AND NOT done AND leased_by IS NOT NULL \
+             AND lease_expires_ms >= {now}",
+            self.chunks,
+            now = self.now()
+        );
+        let rows = self.db.query(&select, &[Value::Int(version.as_i64())]).await.map_err(self.failed(&self.chunks))?;
+        rows.values
+            .into_iter()
+            .map(|row| match <[Value; 1]>::try_from(row) {
+                Ok([Value::Text(worker)]) => Ok(worker),
+                _ => Err(self.corrupt(&self.chunks, "bad lease holder")),
+            })
+            .collect()
+    }
+
+    /// Gives up every lease `worker` holds; returns how many chunks it held.
+    pub async fn release_all(&self, version: Version, worker: &str) -> Result<u64, HistoryError> {
+        let update = format!(
+            "UPDATE {} SET leased_by = NULL, lease_expires_ms = NULL WHERE version = $1 AND leased_by = $2",
+            self.chunks
+        );
+        let params = [Value::Int(version.as_i64()), Value::Text(worker.to_owned())];
+        self.db.execute(&update, &params).await.map_err(self.failed(&self.chunks))
+    }
+
     /// Gives a chunk's lease up, so another worker can take it at once (on pause or error).
     pub async fn release(&self, version: Version, chunk: i64, worker: &str) -> Result<(), HistoryError> {
         let update = format!(
