@@ -1,8 +1,9 @@
 //! Batched backfills: killed at random instants and resumed with every row processed exactly
-//! once, a restart taking a killed run's chunk over at once, out-of-fuel batches halved down to
-//! the floor and then a clear error, a concurrent writer, two workers sharing one chunked
-//! backfill, pause and resume, and the expand/contract gate. The `visit-backfill` guest adds
-//! one to `items.visits` for every row it writes, which is how "exactly once" is checked.
+//! once, a restart taking a killed run's chunk over at once, a batch rolled back when its lease
+//! was taken over mid-flight, out-of-fuel batches halved down to the floor and then a clear
+//! error, a concurrent writer, two workers sharing one chunked backfill, pause and resume, and
+//! the expand/contract gate. The `visit-backfill` guest adds one to `items.visits` for every
+//! row it writes, which is how "exactly once" is checked.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -159,6 +160,63 @@ async fn restart_takes_over_a_killed_runs_chunk_at_once(backend: Backend) {
     assert_eq!(inspect.count(ROWS_DONE).await, i64::from(ROWS));
 }
 on_both_backends!(backfill_restart_takes_over_dead_workers_chunk, restart_takes_over_a_killed_runs_chunk_at_once);
+
+/// A worker that is slow, not dead: its chunk's lease passes to another worker while a batch
+/// is in flight, so that batch must roll back instead of committing rows the new holder will
+/// process again. PostgreSQL only: on SQLite the batch's write lock keeps anyone from taking
+/// the lease mid-batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_lease_was_taken_over_rolls_back() {
+    let db = TestDb::postgres().await;
+    // Ten rows per batch, each spinning long enough that a batch lasts a good part of a second.
+    let project = items_project(30, 5_000_000, "batch_size = 10\ntable = \"items\"\nkey = \"id\"", 0);
+    project.write(
+        "wasmig.toml",
+        "[limits]\nfuel = 100000000000\nmemory_mib = 64\ntimeout_secs = 60\n[backfill]\nlease_secs = 60\n",
+    );
+    let inspect = db.inspect().await;
+    let mut slow = spawn_wasmig(&project, &db, &["up"]);
+    let stderr = slow.stderr.take().expect("stderr is piped");
+    let (lines, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let leased = "SELECT count(*) FROM wasmig_history_backfill_chunks WHERE leased_by IS NOT NULL";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(inspect.table_exists("wasmig_history_backfill_chunks").await && inspect.count(leased).await == 1) {
+        assert!(Instant::now() < deadline, "the backfill never leased its chunk");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Another worker takes the chunk over while the first batch is still spinning.
+    inspect
+        .execute(
+            "UPDATE wasmig_history_backfill_chunks
+             SET leased_by = 'elsewhere:1:0.thief', lease_expires_ms = lease_expires_ms + 3600000",
+        )
+        .await;
+    let mut seen = Vec::new();
+    let lost = loop {
+        match log.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains("lease lost to another worker") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    slow.kill().expect("kill the slow worker");
+    let _ = slow.wait();
+    assert!(lost, "the slow worker should have lost its lease; its log:\n{}", seen.join("\n"));
+    assert_eq!(inspect.count("SELECT COALESCE(sum(visits), 0) FROM items").await, 0, "the lost batch rolled back");
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_backfill_chunks WHERE cursor IS NOT NULL").await, 0);
+
+    // The new holder gives the chunk up; the next run does every row, once.
+    inspect.execute("UPDATE wasmig_history_backfill_chunks SET leased_by = NULL, lease_expires_ms = NULL").await;
+    inspect.execute("UPDATE items SET spin = 0").await;
+    finish(spawn_wasmig(&project, &db, &["up"]), "the run after the takeover");
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "every row exactly once");
+}
 
 /// Collects a run's backfill events.
 #[derive(Default)]
