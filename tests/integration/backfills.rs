@@ -231,6 +231,17 @@ impl BackfillObserver for Events {
 }
 
 impl Events {
+    fn waiting_reasons(&self) -> Vec<String> {
+        let events = self.0.lock().map(|e| e.clone()).unwrap_or_default();
+        events
+            .into_iter()
+            .filter_map(|event| match event {
+                BackfillEvent::Waiting { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn halvings(&self) -> Vec<(u32, u32)> {
         let events = self.0.lock().map(|e| e.clone()).unwrap_or_default();
         events
@@ -476,16 +487,11 @@ async fn backfill_json_events_and_status() {
 }
 
 /// The rows/s ceiling holds the backfill back (a lower bound on its time, which sleeping
-/// guarantees), and a replication-lag bound with no standby streaming lets every batch through.
+/// guarantees).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backfill_throttled_by_rate_and_replication_lag() {
+async fn backfill_throttled_by_rate() {
     let db = TestDb::postgres().await;
-    let project = items_project(
-        600,
-        0,
-        "batch_size = 100\nmax_rows_per_second = 1000\nmax_replication_lag_ms = 1000",
-        2_000_000_000,
-    );
+    let project = items_project(600, 0, "batch_size = 100\nmax_rows_per_second = 1000", 2_000_000_000);
     let migrator = project.migrator(&db).await;
     migrator.up(Some(Version(1))).await.expect("the items table");
     let started = Instant::now();
@@ -493,6 +499,36 @@ async fn backfill_throttled_by_rate_and_replication_lag() {
     let elapsed = started.elapsed();
     // 600 rows at 1,000 rows/s: the ceiling sleeps after each of the first six batches.
     assert!(elapsed >= Duration::from_millis(550), "the rate ceiling was not applied ({elapsed:?})");
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0);
+}
+
+/// The delayed standby `scripts/standby.sh start` starts: it replays the primary's WAL two
+/// seconds late.
+const STANDBY: &str = "postgres://postgres@127.0.0.1:5433/postgres";
+
+/// Behind a standby that replays two seconds late, a backfill bounded to one second of lag
+/// waits before some of its batches until the standby catches up, and still does every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_waits_behind_a_lagging_standby() {
+    let db = TestDb::postgres().await;
+    if let Err(error) = tokio_postgres::connect(STANDBY, tokio_postgres::NoTls).await {
+        panic!(
+            "no standby answers at {STANDBY} ({error}); `scripts/standby.sh start` starts one (scripts/test.sh does)"
+        );
+    }
+    let project =
+        items_project(1000, 0, "batch_size = 100\npause_ms = 300\nmax_replication_lag_ms = 1000", 2_000_000_000);
+    let events = Arc::new(Events::default());
+    let migrator = project.migrator(&db).await.with_observer(events.clone());
+    // Creating the table is a write the standby replays two seconds late, during the backfill.
+    migrator.up(Some(Version(1))).await.expect("the items table");
+    migrator.up(None).await.expect("the backfill finishes once the standby catches up");
+    let waits = events.waiting_reasons();
+    assert!(
+        waits.iter().any(|reason| reason.contains("replication lag")),
+        "the backfill never waited for the standby: {waits:?}"
+    );
     let inspect = db.inspect().await;
     assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0);
 }
