@@ -231,26 +231,24 @@ impl BackfillObserver for Events {
 }
 
 impl Events {
-    fn waiting_reasons(&self) -> Vec<String> {
+    /// What `pick` takes from each recorded event it matches.
+    fn picked<T>(&self, pick: impl FnMut(BackfillEvent) -> Option<T>) -> Vec<T> {
         let events = self.0.lock().map(|e| e.clone()).unwrap_or_default();
-        events
-            .into_iter()
-            .filter_map(|event| match event {
-                BackfillEvent::Waiting { reason, .. } => Some(reason),
-                _ => None,
-            })
-            .collect()
+        events.into_iter().filter_map(pick).collect()
+    }
+
+    fn waiting_reasons(&self) -> Vec<String> {
+        self.picked(|event| match event {
+            BackfillEvent::Waiting { reason, .. } => Some(reason),
+            _ => None,
+        })
     }
 
     fn halvings(&self) -> Vec<(u32, u32)> {
-        let events = self.0.lock().map(|e| e.clone()).unwrap_or_default();
-        events
-            .into_iter()
-            .filter_map(|e| match e {
-                BackfillEvent::Halved { from, to, .. } => Some((from, to)),
-                _ => None,
-            })
-            .collect()
+        self.picked(|event| match event {
+            BackfillEvent::Halved { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
     }
 }
 

@@ -8,48 +8,58 @@
 
 use std::path::Path;
 
-/// The id of worker `index` of this process.
-pub fn worker_id(index: u32) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let tag = blake3::hash(format!("{nanos}:{}:{index}", std::process::id()).as_bytes()).to_hex();
-    let space = process_space().unwrap_or_else(|| "unknown".to_owned());
-    format!("{}:{}:{space}.{}", host_name(), std::process::id(), &tag[..8])
+/// This process as worker ids name it, read from the system once per run.
+pub struct ThisProcess {
+    host: String,
+    pid: u32,
+    /// This boot and process id namespace, hashed; None where Linux's /proc does not say.
+    space: Option<String>,
 }
 
-/// True when `worker` ran on this machine, in this process id namespace, in another process
-/// that no longer exists. False whenever that cannot be told for sure (another machine or
-/// container, an id of another format, no /proc), and for this process's own workers.
-///
-/// A process id can be reused after its process died; then the holder looks alive and its
-/// lease is waited out, the safe way to be wrong.
-pub fn died_here(worker: &str) -> bool {
-    let mut parts = worker.splitn(3, ':');
-    let (Some(host), Some(pid), Some(rest)) = (parts.next(), parts.next(), parts.next()) else { return false };
-    let Some((space, _tag)) = rest.split_once('.') else { return false };
-    let Ok(pid) = pid.parse::<u32>() else { return false };
-    let Some(here) = process_space() else { return false };
-    host == host_name()
-        && space == here
-        && pid != std::process::id()
-        && Path::new("/proc/self").exists()
-        && !Path::new("/proc").join(pid.to_string()).exists()
-}
+impl ThisProcess {
+    pub fn read() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".to_owned());
+        let space = (|| {
+            let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+            let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+            let space = blake3::hash(format!("{}:{}", boot.trim(), namespace.display()).as_bytes()).to_hex();
+            Some(space[..8].to_owned())
+        })();
+        ThisProcess { host, pid: std::process::id(), space }
+    }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned())
-}
+    /// The id of this process's worker `index`.
+    pub fn worker_id(&self, index: u32) -> String {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let tag = blake3::hash(format!("{nanos}:{}:{index}", self.pid).as_bytes()).to_hex();
+        let space = self.space.as_deref().unwrap_or("unknown");
+        format!("{}:{}:{space}.{}", self.host, self.pid, &tag[..8])
+    }
 
-/// This boot and this process id namespace, hashed; None where Linux's /proc does not say.
-fn process_space() -> Option<String> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    let space = blake3::hash(format!("{}:{}", boot.trim(), namespace.display()).as_bytes()).to_hex();
-    Some(space[..8].to_owned())
+    /// True when `worker` ran on this machine, in this process id namespace, in another
+    /// process that no longer exists. False whenever that cannot be told for sure (another
+    /// machine or container, an id of another format, no /proc), and for this process's own
+    /// workers.
+    ///
+    /// A process id can be reused after its process died; then the holder looks alive and its
+    /// lease is waited out, the safe way to be wrong.
+    pub fn outlived(&self, worker: &str) -> bool {
+        let mut parts = worker.splitn(3, ':');
+        let (Some(host), Some(pid), Some(rest)) = (parts.next(), parts.next(), parts.next()) else { return false };
+        let Some((space, _tag)) = rest.split_once('.') else { return false };
+        let Ok(pid) = pid.parse::<u32>() else { return false };
+        let Some(here) = &self.space else { return false };
+        host == self.host
+            && space == here
+            && pid != self.pid
+            && Path::new("/proc/self").exists()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+    }
 }
 
 #[cfg(test)]
@@ -58,7 +68,9 @@ mod tests {
 
     #[test]
     fn a_worker_of_a_process_that_is_gone_died_here() {
-        let mine = worker_id(0);
+        let here = ThisProcess::read();
+        let died_here = |worker: &str| here.outlived(worker);
+        let mine = here.worker_id(0);
         assert!(!died_here(&mine), "this process is alive");
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();

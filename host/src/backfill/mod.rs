@@ -38,7 +38,7 @@ use crate::report::{Action, Report, RunError, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome, SandboxError};
 
 use self::events::BackfillEvent;
-use self::identity::worker_id;
+use self::identity::ThisProcess;
 use self::settings::BackfillPlan;
 use self::store::{BackfillState, BackfillStore, LeasedChunk};
 use self::throttle::Pacer;
@@ -183,12 +183,13 @@ impl Migrator {
         let done = |error: Error, report: &Report| RunError { error, done: report.clone() };
         let plan = self.backfill_plan(migration).map_err(|e| done(e, report))?;
         self.start_backfill(migration, &plan).await.map_err(|e| done(e, report))?;
-        self.reclaim_from_dead_workers(migration.version).await;
+        let here = ThisProcess::read();
+        self.reclaim_from_dead_workers(migration.version, &here).await;
         let crew = Crew::new();
         let status = self.refresh_progress(migration.version, &crew).await.map_err(|e| done(e, report))?;
         let chunks_left = status.as_ref().map_or(0, |s| s.chunks - s.chunks_done);
         let workers = self.worker_count(&plan, chunks_left);
-        let ids: Vec<String> = (0..workers).map(worker_id).collect();
+        let ids: Vec<String> = (0..workers).map(|index| here.worker_id(index)).collect();
         self.observer.on_event(&BackfillEvent::Started {
             migration: migration.folder.clone(),
             worker: ids.join(","),
@@ -487,8 +488,7 @@ impl Migrator {
 
     /// Re-reads every worker's rows done and the estimate into `crew`; returns the status.
     async fn refresh_progress(&self, version: Version, crew: &Crew) -> Result<Option<store::BackfillStatus>, Error> {
-        let statuses = self.backfill_store().statuses().await?;
-        let Some(status) = statuses.into_iter().find(|s| s.version == version) else { return Ok(None) };
+        let Some(status) = self.backfill_store().status(version).await? else { return Ok(None) };
         crew.rows_done.store(status.rows_done, Ordering::Relaxed);
         crew.rows_estimate.store(status.rows_estimate.unwrap_or(-1), Ordering::Relaxed);
         Ok(Some(status))
@@ -498,13 +498,13 @@ impl Migrator {
     /// killed here), so a restart need not wait out their leases. Their batches in flight
     /// died with them: a lease only guards the cursor a batch commits with. Failing to is
     /// harmless (the leases expire anyway).
-    async fn reclaim_from_dead_workers(&self, version: Version) {
+    async fn reclaim_from_dead_workers(&self, version: Version, here: &ThisProcess) {
         let store = self.backfill_store();
         let holders = match store.lease_holders(version).await {
             Ok(holders) => holders,
             Err(error) => return tracing::warn!(%error, "could not read the chunks' lease holders"),
         };
-        for holder in holders.iter().filter(|holder| identity::died_here(holder)) {
+        for holder in holders.iter().filter(|holder| here.outlived(holder)) {
             match store.release_all(version, holder).await {
                 Ok(chunks) => {
                     tracing::info!(worker = %holder, chunks, "took over the chunks of a worker that died here")

@@ -415,6 +415,16 @@ impl<'a> BackfillStore<'a> {
 
     /// Every backfill's status (empty before the tables exist).
     pub async fn statuses(&self) -> Result<Vec<BackfillStatus>, HistoryError> {
+        self.read_statuses("", &[]).await
+    }
+
+    /// One backfill's status; what a running worker polls, so it reads that backfill's chunks
+    /// only, however many backfills the history holds.
+    pub async fn status(&self, version: Version) -> Result<Option<BackfillStatus>, HistoryError> {
+        Ok(self.read_statuses("WHERE b.version = $1", &[Value::Int(version.as_i64())]).await?.into_iter().next())
+    }
+
+    async fn read_statuses(&self, filter: &str, params: &[Value]) -> Result<Vec<BackfillStatus>, HistoryError> {
         let select = format!(
             "SELECT b.version, b.state, b.rows_estimate, b.started_ms, b.finished_ms, b.rate_since_ms, b.rate_since_rows, \
              CAST(COALESCE(sum(c.rows_done), 0) AS BIGINT), CAST(COALESCE(sum(c.batches), 0) AS BIGINT), \
@@ -422,14 +432,14 @@ impl<'a> BackfillStore<'a> {
              CAST(COALESCE(sum(CASE WHEN NOT c.done AND c.leased_by IS NOT NULL AND c.lease_expires_ms >= {now} \
                   THEN 1 ELSE 0 END), 0) AS BIGINT), \
              max(c.updated_ms) \
-             FROM {backfills} b LEFT JOIN {chunks} c ON c.version = b.version \
+             FROM {backfills} b LEFT JOIN {chunks} c ON c.version = b.version {filter} \
              GROUP BY b.version, b.state, b.rows_estimate, b.started_ms, b.finished_ms, b.rate_since_ms, \
              b.rate_since_rows ORDER BY b.version",
             backfills = self.backfills,
             chunks = self.chunks,
             now = self.now()
         );
-        let rows = match self.db.query(&select, &[]).await {
+        let rows = match self.db.query(&select, params).await {
             Ok(rows) => rows,
             Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
             Err(e) => return Err(self.failed(&self.backfills)(e)),

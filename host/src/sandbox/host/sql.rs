@@ -148,39 +148,49 @@ fn by_column(rows: db::Rows) -> types::Columns {
     types::Columns { names: rows.columns, rows: count as u64, values: columns.into_iter().map(one_column).collect() }
 }
 
-/// The narrowest variant that holds every value of the column; `values` when none does.
+/// The narrowest variant that holds every value of the column; `values` when none does
+/// (a column of NULLs only, an empty one, or one of mixed types).
 fn one_column(values: Vec<db::Value>) -> types::Column {
     use db::Value as V;
-    let all = |accepts: fn(&V) -> bool| !values.is_empty() && values.iter().all(accepts);
-    if all(|v| matches!(v, V::Int(_) | V::Null)) && !all(|v| matches!(v, V::Null)) {
-        return types::Column::Ints(
-            values.into_iter().map(|v| if let V::Int(i) = v { Some(i) } else { None }).collect(),
-        );
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Nulls,
+        Ints,
+        Floats,
+        Texts,
+        Mixed,
     }
-    if all(|v| matches!(v, V::Float(_) | V::Null)) && !all(|v| matches!(v, V::Null)) {
-        let floats = values.into_iter().map(|v| if let V::Float(f) = v { Some(f) } else { None });
-        return types::Column::Floats(floats.collect());
-    }
-    let fits = |v: &V| match v {
-        V::Text(text) => u32::try_from(text.len()).is_ok(),
-        _ => matches!(v, V::Null),
-    };
-    if all(fits) && !all(|v| matches!(v, V::Null)) {
-        let bytes = values.iter().map(|v| if let V::Text(text) = v { text.len() } else { 0 }).sum();
-        let mut text = String::with_capacity(bytes);
-        let mut lengths = Vec::with_capacity(values.len());
-        for value in &values {
-            lengths.push(match value {
-                V::Text(one) => {
-                    text.push_str(one);
-                    u32::try_from(one.len()).ok()
-                }
-                _ => None,
-            });
+    let kind = values.iter().fold(Kind::Nulls, |kind, value| match (kind, value) {
+        (kind, V::Null) => kind,
+        (Kind::Nulls | Kind::Ints, V::Int(_)) => Kind::Ints,
+        (Kind::Nulls | Kind::Floats, V::Float(_)) => Kind::Floats,
+        (Kind::Nulls | Kind::Texts, V::Text(text)) if u32::try_from(text.len()).is_ok() => Kind::Texts,
+        _ => Kind::Mixed,
+    });
+    match kind {
+        Kind::Ints => {
+            types::Column::Ints(values.into_iter().map(|v| if let V::Int(i) = v { Some(i) } else { None }).collect())
         }
-        return types::Column::Texts(types::TextColumn { text, lengths });
+        Kind::Floats => types::Column::Floats(
+            values.into_iter().map(|v| if let V::Float(f) = v { Some(f) } else { None }).collect(),
+        ),
+        Kind::Texts => {
+            let bytes = values.iter().map(|v| if let V::Text(text) = v { text.len() } else { 0 }).sum();
+            let mut text = String::with_capacity(bytes);
+            let mut lengths = Vec::with_capacity(values.len());
+            for value in &values {
+                lengths.push(match value {
+                    V::Text(one) => {
+                        text.push_str(one);
+                        u32::try_from(one.len()).ok()
+                    }
+                    _ => None,
+                });
+            }
+            types::Column::Texts(types::TextColumn { text, lengths })
+        }
+        Kind::Nulls | Kind::Mixed => types::Column::Values(values.into_iter().map(to_wit).collect()),
     }
-    types::Column::Values(values.into_iter().map(to_wit).collect())
 }
 
 impl StoreState {
