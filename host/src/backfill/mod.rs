@@ -40,7 +40,7 @@ use crate::sandbox::{Call, LoadedComponent, Outcome, SandboxError};
 use self::events::BackfillEvent;
 use self::identity::ThisProcess;
 use self::settings::BackfillPlan;
-use self::store::{BackfillState, BackfillStore, LeasedChunk};
+use self::store::{BackfillState, BackfillStore, BatchEnd, CursorStep, EndBatchError, LeasedChunk};
 use self::throttle::Pacer;
 
 /// How often a worker re-reads the backfill's state (to notice a pause) and its total progress.
@@ -371,11 +371,7 @@ impl Migrator {
                     source,
                 })?;
             batch_in_chunk += 1;
-            let attempt = self
-                .in_transaction(migration, Access::ReadWrite, async || {
-                    self.run_batch(run, chunk, cursor.as_deref(), *size).await
-                })
-                .await;
+            let attempt = self.run_batch(run, chunk, cursor.as_deref(), *size).await;
             let (next, rows) = match attempt {
                 Ok(batch) => batch,
                 Err(Error::BackfillLeaseLost { .. }) => {
@@ -442,10 +438,34 @@ impl Migrator {
         }
     }
 
-    /// One batch inside the caller's transaction: the component's writes, the chunk's new
-    /// cursor (only if this worker still holds it at the cursor it started from) and, when
-    /// this was the last chunk's last batch, the verify and the backfill marked done.
+    /// One batch in its own transaction: the component's writes, the chunk's new cursor (only
+    /// if this worker still holds it at the cursor it started from) and, when this was the last
+    /// chunk's last batch, the verify and the backfill marked done. Any error rolls it all back.
     async fn run_batch(
+        &self,
+        run: WorkerRun<'_>,
+        chunk: &LeasedChunk,
+        cursor: Option<&str>,
+        size: u32,
+    ) -> Result<(Option<String>, u64), Error> {
+        let migration = run.migration;
+        self.db.begin(Access::ReadWrite).await.map_err(|source| Error::Transaction {
+            migration: migration.folder.clone(),
+            action: "begin",
+            source,
+        })?;
+        let result = self.batch_in_transaction(run, chunk, cursor, size).await;
+        if result.is_err() {
+            // After a failed advance PostgreSQL has already rolled back; ROLLBACK is then a no-op.
+            if let Err(error) = self.db.rollback().await {
+                tracing::warn!(migration = %migration, %error, "could not roll back a failed batch");
+            }
+        }
+        result
+    }
+
+    /// [`run_batch`](Self::run_batch) after BEGIN; on success the transaction is committed.
+    async fn batch_in_transaction(
         &self,
         run: WorkerRun<'_>,
         chunk: &LeasedChunk,
@@ -472,17 +492,36 @@ impl Migrator {
             return Err(Error::CursorStuck { migration: migration.folder.clone(), cursor: next.clone() });
         }
         let store = self.backfill_store();
-        let rows_i64 = i64::try_from(rows).unwrap_or(i64::MAX);
-        let advanced = store
-            .advance(migration.version, chunk.chunk, worker, cursor, next.as_deref(), rows_i64, plan.lease)
-            .await?;
-        if !advanced {
-            return Err(Error::BackfillLeaseLost { migration: migration.folder.clone(), chunk: chunk.chunk });
+        let step = CursorStep {
+            version: migration.version,
+            chunk: chunk.chunk,
+            worker,
+            from: cursor,
+            to: next.as_deref(),
+            rows: i64::try_from(rows).unwrap_or(i64::MAX),
+            lease: plan.lease,
+        };
+        let lease_lost = || Error::BackfillLeaseLost { migration: migration.folder.clone(), chunk: chunk.chunk };
+        let commit_failed =
+            |source| Error::Transaction { migration: migration.folder.clone(), action: "commit", source };
+        if next.is_some() {
+            // The common case: the cursor's advance and COMMIT go out together.
+            return match store.advance_and_commit(&step).await {
+                Ok(BatchEnd::Committed) => Ok((next, rows)),
+                Ok(BatchEnd::LeaseLost) => Err(lease_lost()),
+                Err(EndBatchError::Advance(error)) => Err(error.into()),
+                Err(EndBatchError::Commit(source)) => Err(commit_failed(source)),
+            };
         }
-        if next.is_none() && store.chunks_left(migration.version).await? == 0 {
+        // The chunk's last batch: whether the backfill is done can only be asked after it.
+        if !store.advance(&step).await? {
+            return Err(lease_lost());
+        }
+        if store.chunks_left(migration.version).await? == 0 {
             self.call(migration, loaded, Call::Verify).await?;
             store.finish(migration.version).await?;
         }
+        self.db.commit().await.map_err(commit_failed)?;
         Ok((next, rows))
     }
 

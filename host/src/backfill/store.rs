@@ -6,15 +6,15 @@
 //!   last committed batch, rows and batches counted, and which worker leases it until when.
 //!
 //! Invariant 4 lives here: a batch's writes and its chunk's new cursor commit in one
-//! transaction ([`BackfillStore::advance`]), and the advance only succeeds for the worker that
-//! holds the lease and from the cursor it started at, so no batch is ever committed twice.
-//! Times are the database's own clock in milliseconds, so workers on several machines agree on
-//! when a lease expires.
+//! transaction ([`BackfillStore::advance_and_commit`]), and the advance only succeeds for the
+//! worker that holds the lease and from the cursor it started at, so no batch is ever
+//! committed twice. Times are the database's own clock in milliseconds, so workers on several
+//! machines agree on when a lease expires.
 
 use std::time::Duration;
 
 use crate::catalog::Version;
-use crate::db::{Backend, Database, Value};
+use crate::db::{Backend, Database, DbError, NotCommitted, Value};
 use crate::history::{HistoryError, HistoryTable, is_missing_table};
 
 /// A backfill's state as `<history>_backfill` records it.
@@ -66,6 +66,40 @@ pub struct LeasedChunk {
     /// Where the next batch starts: the last committed batch's cursor, or the chunk's start.
     pub cursor: Option<String>,
 }
+
+/// One batch's move of its chunk's cursor: from `from` (where the batch started) to `to`
+/// (`None`: the chunk is done), by the worker holding the lease, renewed for `lease`.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorStep<'a> {
+    pub version: Version,
+    pub chunk: i64,
+    pub worker: &'a str,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub rows: i64,
+    pub lease: Duration,
+}
+
+/// How [`BackfillStore::advance_and_commit`] ended a batch's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchEnd {
+    Committed,
+    /// Another worker holds the chunk now; the batch was rolled back, or the caller must.
+    LeaseLost,
+}
+
+/// Why a batch's transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum EndBatchError {
+    #[error(transparent)]
+    Advance(#[from] HistoryError),
+    /// The database refused the COMMIT itself (a deferred constraint, say).
+    #[error("{0}")]
+    Commit(DbError),
+}
+
+/// PostgreSQL's SQLSTATE for division by zero, which the raising advance uses to say "lease lost".
+const DIVISION_BY_ZERO: &str = "22012";
 
 /// Where one backfill stands, for `status` and progress output.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -295,17 +329,37 @@ impl<'a> BackfillStore<'a> {
     /// lease, inside the batch's transaction. False when this worker no longer holds the lease
     /// at `from` (it expired and another worker took the chunk over): the caller must roll the
     /// batch back.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn advance(
-        &self,
-        version: Version,
-        chunk: i64,
-        worker: &str,
-        from: Option<&str>,
-        to: Option<&str>,
-        rows: i64,
-        lease: Duration,
-    ) -> Result<bool, HistoryError> {
+    pub async fn advance(&self, step: &CursorStep<'_>) -> Result<bool, HistoryError> {
+        let (update, params) = self.advance_statement(step);
+        let changed = self.db.execute(&update, &params).await.map_err(self.failed(&self.chunks))?;
+        Ok(changed == 1)
+    }
+
+    /// [`advance`](Self::advance), then COMMIT, ending the batch's transaction: on PostgreSQL
+    /// in one round trip. There the advance cannot be checked before COMMIT is on its way, so
+    /// it raises instead when the lease is lost (a division by the count of chunks it moved,
+    /// zero), which makes the server roll the batch back rather than commit it without its
+    /// cursor. On SQLite the advance is checked first and COMMIT only follows a success.
+    pub async fn advance_and_commit(&self, step: &CursorStep<'_>) -> Result<BatchEnd, EndBatchError> {
+        let (update, params) = self.advance_statement(step);
+        if self.db.backend() == Backend::Sqlite {
+            let changed = self.db.execute(&update, &params).await.map_err(self.failed(&self.chunks))?;
+            if changed != 1 {
+                return Ok(BatchEnd::LeaseLost);
+            }
+            self.db.commit().await.map_err(EndBatchError::Commit)?;
+            return Ok(BatchEnd::Committed);
+        }
+        let raising = format!("WITH moved AS ({update} RETURNING 1) SELECT 1 / count(*)::int FROM moved");
+        match self.db.execute_and_commit(&raising, &params).await {
+            Ok(_) => Ok(BatchEnd::Committed),
+            Err(NotCommitted::Statement(error)) if error.code == DIVISION_BY_ZERO => Ok(BatchEnd::LeaseLost),
+            Err(NotCommitted::Statement(error)) => Err(self.failed(&self.chunks)(error).into()),
+            Err(NotCommitted::Commit(error)) => Err(EndBatchError::Commit(error)),
+        }
+    }
+
+    fn advance_statement(&self, step: &CursorStep<'_>) -> (String, [Value; 8]) {
         let update = format!(
             "UPDATE {} SET cursor = $4, rows_done = rows_done + $5, batches = batches + 1, done = $6, \
              lease_expires_ms = {now} + $7, updated_ms = {now} \
@@ -314,18 +368,17 @@ impl<'a> BackfillStore<'a> {
             now = self.now()
         );
         let params = [
-            Value::Int(version.as_i64()),
-            Value::Int(chunk),
-            Value::Text(worker.to_owned()),
+            Value::Int(step.version.as_i64()),
+            Value::Int(step.chunk),
+            Value::Text(step.worker.to_owned()),
             // A finished chunk keeps the cursor of its last batch with rows.
-            text_or_null(to.or(from)),
-            Value::Int(rows),
-            Value::Bool(to.is_none()),
-            millis(lease),
-            text_or_null(from),
+            text_or_null(step.to.or(step.from)),
+            Value::Int(step.rows),
+            Value::Bool(step.to.is_none()),
+            millis(step.lease),
+            text_or_null(step.from),
         ];
-        let changed = self.db.execute(&update, &params).await.map_err(self.failed(&self.chunks))?;
-        Ok(changed == 1)
+        (update, params)
     }
 
     /// The workers holding an unexpired lease on a chunk not yet done.

@@ -54,6 +54,17 @@ impl DbError {
     }
 }
 
+/// Why [`Database::execute_and_commit`] did not commit.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotCommitted {
+    /// The last statement failed, so the transaction was not committed.
+    #[error("{0}")]
+    Statement(DbError),
+    /// The statement ran, but the database refused the COMMIT.
+    #[error("{0}")]
+    Commit(DbError),
+}
+
 /// Which database a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -109,6 +120,13 @@ pub trait Database: Send + Sync {
 
     async fn begin(&self, access: Access) -> Result<(), DbError>;
     async fn commit(&self) -> Result<(), DbError>;
+
+    /// Runs one last statement and commits, in one round trip where the backend can pipeline
+    /// them. The transaction never commits without the statement: if it fails, the
+    /// transaction is rolled back (PostgreSQL's COMMIT of an aborted transaction is a
+    /// rollback). On any error the caller still rolls back, which is harmless when the
+    /// transaction has already ended.
+    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted>;
     async fn rollback(&self) -> Result<(), DbError>;
 
     /// Forgets prepared statements, which a schema change may have made stale.

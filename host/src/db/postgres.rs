@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use futures_util::future::{try_join, try_join_all};
+use futures_util::future::{join3, try_join, try_join_all};
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 
 use crate::guard::GuardSettings;
 
-use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
+use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError, NotCommitted};
 use super::{Rows, ScriptRow, Value};
 
 /// How often a waiting run asks for the advisory lock again.
@@ -206,6 +206,22 @@ impl Database for PostgresDatabase {
         // A separate message from what is pending: if that fails, COMMIT still ends the
         // transaction (rolling it back) instead of being skipped with it.
         self.after_pending(self.client.batch_execute("COMMIT")).await
+    }
+
+    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
+        let prepared = self.prepare(statement).await.map_err(NotCommitted::Statement)?;
+        let params = as_params(params);
+        let pending = self.take_pending();
+        let before = async { if pending.is_empty() { Ok(()) } else { self.client.batch_execute(&pending).await } };
+        // join3 polls in order, so the three go out in order in one round trip. A failure
+        // before COMMIT aborts the transaction, and the server then answers COMMIT by rolling
+        // back. All three answers are awaited, so the connection is idle when this returns.
+        let (before, executed, committed) =
+            join3(before, self.client.execute(&prepared, &params), self.client.batch_execute("COMMIT")).await;
+        before.map_err(|e| NotCommitted::Statement(db_error(e)))?;
+        let changed = executed.map_err(|e| NotCommitted::Statement(db_error(e)))?;
+        committed.map_err(|e| NotCommitted::Commit(db_error(e)))?;
+        Ok(changed)
     }
 
     async fn rollback(&self) -> Result<(), DbError> {

@@ -19,7 +19,7 @@ use rusqlite::{Connection, Statement};
 use crate::guard::{GuardSettings, Policy};
 
 use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
-use super::{Rows, ScriptRow, Value};
+use super::{NotCommitted, Rows, ScriptRow, Value};
 
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a statement waits for another connection's write lock before failing.
@@ -203,6 +203,14 @@ impl Database for SqliteDatabase {
 
     async fn commit(&self) -> Result<(), DbError> {
         self.connection()?.execute_batch("COMMIT").map_err(db_error)
+    }
+
+    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
+        // One process, no round trips: the statement, then COMMIT only if it succeeded.
+        let connection = self.connection().map_err(NotCommitted::Statement)?;
+        let changed = self.execute_on(&connection, statement, params).map_err(NotCommitted::Statement)?;
+        connection.execute_batch("COMMIT").map_err(|e| NotCommitted::Commit(db_error(e)))?;
+        Ok(changed)
     }
 
     async fn rollback(&self) -> Result<(), DbError> {
