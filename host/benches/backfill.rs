@@ -4,6 +4,8 @@
 //! - plain SQL: `UPDATE … WHERE id > $1 AND id <= $2` by key range, one transaction per batch;
 //! - wasmig running plugins/lower-email-backfill with the statement guard on;
 //! - the same with the guard off (this benchmark's build only), to measure the guard's cost;
+//! - wasmig running plugins/lower-email-set-based (guard on), whose batch is one set-based
+//!   statement: the runner's own cost per batch, without moving rows through a component;
 //! - wasmig with several workers in the process (WORKERS, default 4; the table split into 8
 //!   chunks by id, the split timed too), each on its own connection;
 //! - plain SQL on two connections, each taking every other range, for context: how much of
@@ -15,7 +17,7 @@
 //! Each run starts from a fresh copy of the table; the order rotates between rounds.
 //! `scripts/bench-backfill.sh`, with WASMIG_BENCH_POSTGRES (an admin URL), ROWS (default
 //! 1,000,000), BATCH (1000), ROUNDS (2), WORKERS (4), and MODES to run only some of them (for a profile),
-//! e.g. `MODES=guarded` (names: plain, guarded, unguarded, workers, plain2, python).
+//! e.g. `MODES=guarded` (names: plain, guarded, unguarded, setbased, workers, plain2, python).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ enum Mode {
     PlainSql,
     Guarded,
     Unguarded,
+    SetBased,
     Workers,
     PlainSqlTwoConnections,
     Python,
@@ -40,6 +43,7 @@ impl Mode {
             Mode::PlainSql => "plain",
             Mode::Guarded => "guarded",
             Mode::Unguarded => "unguarded",
+            Mode::SetBased => "setbased",
             Mode::Workers => "workers",
             Mode::PlainSqlTwoConnections => "plain2",
             Mode::Python => "python",
@@ -148,6 +152,7 @@ async fn main() -> Result<(), String> {
     let worker_count = env_number("WORKERS", 4).max(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let component: PathBuf = root.join("target/wasm32-wasip2/release/lower_email_backfill.wasm");
+    let set_based: PathBuf = root.join("target/wasm32-wasip2/release/lower_email_set_based.wasm");
     let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
     let url = format!("{base}/wasmig_bench");
 
@@ -165,9 +170,11 @@ async fn main() -> Result<(), String> {
 
     let work = tempfile::tempdir().map_err(describe)?;
     let work_chunked = tempfile::tempdir().map_err(describe)?;
+    let work_set_based = tempfile::tempdir().map_err(describe)?;
     let cache_dir = tempfile::tempdir().map_err(describe)?;
     let cache = cache_dir.path().to_owned();
     project(work.path(), &component, batch, "")?;
+    project(work_set_based.path(), &set_based, batch, "")?;
     let chunk_rows = (rows / 8).max(1);
     project(
         work_chunked.path(),
@@ -177,13 +184,22 @@ async fn main() -> Result<(), String> {
     )?;
     let second = connect(&url).await?;
     // Compile once up front: the runs below measure the backfill, not Cranelift.
-    let bytes = std::fs::read(&component).map_err(describe)?;
-    wasmig::sandbox::Sandbox::new(Some(cache.clone()))
-        .and_then(|s| s.load("warm-up", &component, &bytes).map(|_| ()))
-        .map_err(describe)?;
+    for guest in [&component, &set_based] {
+        let bytes = std::fs::read(guest).map_err(|e| format!("{}: {e}", guest.display()))?;
+        wasmig::sandbox::Sandbox::new(Some(cache.clone()))
+            .and_then(|s| s.load("warm-up", guest, &bytes).map(|_| ()))
+            .map_err(describe)?;
+    }
 
     let python = std::env::var_os("WASMIG_BENCH_PYTHON").map(PathBuf::from);
-    let mut modes = vec![Mode::PlainSql, Mode::Guarded, Mode::Unguarded, Mode::Workers, Mode::PlainSqlTwoConnections];
+    let mut modes = vec![
+        Mode::PlainSql,
+        Mode::Guarded,
+        Mode::Unguarded,
+        Mode::SetBased,
+        Mode::Workers,
+        Mode::PlainSqlTwoConnections,
+    ];
     if python.is_some() {
         modes.push(Mode::Python);
     } else {
@@ -210,6 +226,9 @@ async fn main() -> Result<(), String> {
                 .map(|_| started.elapsed())?,
                 (Mode::Guarded | Mode::Unguarded, _) => {
                     wasmig_backfill(work.path(), &cache, &url).await.map(|()| started.elapsed())?
+                }
+                (Mode::SetBased, _) => {
+                    wasmig_backfill(work_set_based.path(), &cache, &url).await.map(|()| started.elapsed())?
                 }
                 (Mode::Workers, _) => {
                     wasmig_backfill(work_chunked.path(), &cache, &url).await.map(|()| started.elapsed())?
@@ -238,11 +257,13 @@ async fn main() -> Result<(), String> {
         list.get(list.len() / 2).map_or(f64::NAN, |d| rows as f64 / d.as_secs_f64())
     };
     let (plain, guarded, unguarded) = (median(Mode::PlainSql), median(Mode::Guarded), median(Mode::Unguarded));
-    let (workers, plain2) = (median(Mode::Workers), median(Mode::PlainSqlTwoConnections));
+    let (set_based, workers, plain2) =
+        (median(Mode::SetBased), median(Mode::Workers), median(Mode::PlainSqlTwoConnections));
     println!("\n{rows} rows, batches of {batch}, median of {rounds} rounds:");
     println!("  plain SQL by key range   {plain:>10.0} rows/s");
     println!("  wasmig, guard on         {guarded:>10.0} rows/s  ({:.2}x plain SQL)", guarded / plain);
     println!("  wasmig, guard off        {unguarded:>10.0} rows/s  ({:.2}x plain SQL)", unguarded / plain);
+    println!("  wasmig, set-based guest  {set_based:>10.0} rows/s  ({:.2}x plain SQL)", set_based / plain);
     println!("  wasmig, {worker_count} workers        {workers:>10.0} rows/s  ({:.2}x plain SQL)", workers / plain);
     println!("  plain SQL, 2 connections {plain2:>10.0} rows/s  ({:.2}x plain SQL)", plain2 / plain);
     if python.is_some() {
