@@ -8,6 +8,7 @@ mod components;
 mod concurrency;
 mod guard;
 mod sql_migrations;
+mod transactions;
 
 /// Runs the same test body against both backends: `backends!(name, |backend| async { … })`.
 #[macro_export]
