@@ -40,19 +40,40 @@ impl Migrator {
         access: Access,
         work: impl AsyncFnOnce() -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let transaction_error =
-            |action, source| Error::Transaction { migration: migration.folder.clone(), action, source };
-        self.db.begin(access).await.map_err(|e| transaction_error("begin", e))?;
+        self.in_transaction_work_ends(migration, access, async || {
+            let value = work().await?;
+            let (action, ended) = match access {
+                Access::ReadWrite => ("commit", self.db.commit().await),
+                Access::ReadOnly => ("roll back", self.db.rollback().await),
+            };
+            ended.map_err(|source| Error::Transaction { migration: migration.folder.clone(), action, source })?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `work` in a transaction that `work` ends itself when it succeeds (a backfill batch
+    /// commits together with its last statement); any error rolls it back.
+    pub(crate) async fn in_transaction_work_ends<T>(
+        &self,
+        migration: &Migration,
+        access: Access,
+        work: impl AsyncFnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.db.begin(access).await.map_err(|source| Error::Transaction {
+            migration: migration.folder.clone(),
+            action: "begin",
+            source,
+        })?;
         let result = work().await;
-        let finished = match (&result, access) {
-            (Ok(_), Access::ReadWrite) => self.db.commit().await.map_err(|e| transaction_error("commit", e)),
-            _ => self.db.rollback().await.map_err(|e| transaction_error("roll back", e)),
-        };
-        match (result, finished) {
-            (Err(error), _) => Err(error),
-            (Ok(_), Err(error)) => Err(error),
-            (Ok(value), Ok(())) => Ok(value),
+        if result.is_err() {
+            // Harmless when the transaction has already ended: after a failed COMMIT, or when
+            // PostgreSQL rolled back a failed statement pipelined with COMMIT.
+            if let Err(error) = self.db.rollback().await {
+                tracing::debug!(migration = %migration, %error, "rolling back after an error failed");
+            }
         }
+        result
     }
 
     pub(crate) async fn apply(&self, migration: &Migration, report: &mut Report) -> Result<(), RunError> {

@@ -77,7 +77,6 @@ impl Migrator {
         })
     }
 
-    /// Sends backfill progress to `observer` instead of the log.
     /// The same project and settings on a connection of its own: for a backfill worker that
     /// runs beside this one.
     pub(crate) async fn sibling(&self) -> Result<Migrator, Error> {
@@ -93,6 +92,7 @@ impl Migrator {
         })
     }
 
+    /// Sends backfill progress to `observer` instead of the log.
     pub fn with_observer(mut self, observer: Arc<dyn BackfillObserver>) -> Migrator {
         self.observer = observer;
         self

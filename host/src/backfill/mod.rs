@@ -371,7 +371,11 @@ impl Migrator {
                     source,
                 })?;
             batch_in_chunk += 1;
-            let attempt = self.run_batch(run, chunk, cursor.as_deref(), *size).await;
+            let attempt = self
+                .in_transaction_work_ends(migration, Access::ReadWrite, async || {
+                    self.run_batch(run, chunk, cursor.as_deref(), *size).await
+                })
+                .await;
             let (next, rows) = match attempt {
                 Ok(batch) => batch,
                 Err(Error::BackfillLeaseLost { .. }) => {
@@ -438,34 +442,11 @@ impl Migrator {
         }
     }
 
-    /// One batch in its own transaction: the component's writes, the chunk's new cursor (only
-    /// if this worker still holds it at the cursor it started from) and, when this was the last
-    /// chunk's last batch, the verify and the backfill marked done. Any error rolls it all back.
+    /// One batch, inside the transaction the caller opened, which it ends by committing: the
+    /// component's writes, the chunk's new cursor (only if this worker still holds it at the
+    /// cursor it started from) and, when this was the last chunk's last batch, the verify and
+    /// the backfill marked done.
     async fn run_batch(
-        &self,
-        run: WorkerRun<'_>,
-        chunk: &LeasedChunk,
-        cursor: Option<&str>,
-        size: u32,
-    ) -> Result<(Option<String>, u64), Error> {
-        let migration = run.migration;
-        self.db.begin(Access::ReadWrite).await.map_err(|source| Error::Transaction {
-            migration: migration.folder.clone(),
-            action: "begin",
-            source,
-        })?;
-        let result = self.batch_in_transaction(run, chunk, cursor, size).await;
-        if result.is_err() {
-            // After a failed advance PostgreSQL has already rolled back; ROLLBACK is then a no-op.
-            if let Err(error) = self.db.rollback().await {
-                tracing::warn!(migration = %migration, %error, "could not roll back a failed batch");
-            }
-        }
-        result
-    }
-
-    /// [`run_batch`](Self::run_batch) after BEGIN; on success the transaction is committed.
-    async fn batch_in_transaction(
         &self,
         run: WorkerRun<'_>,
         chunk: &LeasedChunk,

@@ -341,15 +341,14 @@ impl<'a> BackfillStore<'a> {
     /// zero), which makes the server roll the batch back rather than commit it without its
     /// cursor. On SQLite the advance is checked first and COMMIT only follows a success.
     pub async fn advance_and_commit(&self, step: &CursorStep<'_>) -> Result<BatchEnd, EndBatchError> {
-        let (update, params) = self.advance_statement(step);
         if self.db.backend() == Backend::Sqlite {
-            let changed = self.db.execute(&update, &params).await.map_err(self.failed(&self.chunks))?;
-            if changed != 1 {
+            if !self.advance(step).await? {
                 return Ok(BatchEnd::LeaseLost);
             }
             self.db.commit().await.map_err(EndBatchError::Commit)?;
             return Ok(BatchEnd::Committed);
         }
+        let (update, params) = self.advance_statement(step);
         let raising = format!("WITH moved AS ({update} RETURNING 1) SELECT 1 / count(*)::int FROM moved");
         match self.db.execute_and_commit(&raising, &params).await {
             Ok(_) => Ok(BatchEnd::Committed),
