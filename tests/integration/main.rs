@@ -9,6 +9,7 @@ mod concurrency;
 mod guard;
 mod sql_migrations;
 mod transactions;
+mod walls;
 
 /// Runs the same test body against both backends: `backends!(name, |backend| async { … })`.
 #[macro_export]

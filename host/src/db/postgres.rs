@@ -38,7 +38,38 @@ pub struct PostgresDatabase {
     redacted_url: String,
     statements: Mutex<HashMap<String, Statement>>,
     /// Simple-query text not sent yet: it goes first, pipelined, with the next request.
-    pending: Mutex<String>,
+    pending: Pending,
+}
+
+/// The queue of simple-query text waiting for the next request. Fails closed: the walls of a
+/// component call travel this way, so a queue that cannot be written (its lock poisoned by a
+/// panic elsewhere) refuses the call instead of letting it run without them.
+#[derive(Default)]
+struct Pending(Mutex<String>);
+
+impl Pending {
+    fn push(&self, script: &str) -> Result<(), DbError> {
+        let mut pending = self.0.lock().map_err(|_| poisoned())?;
+        if !pending.is_empty() {
+            pending.push_str("; ");
+        }
+        pending.push_str(script);
+        Ok(())
+    }
+
+    /// What is queued, taken: a poisoned queue is an error, since what it held (BEGIN, the
+    /// walls) must not be silently dropped.
+    fn take(&self) -> Result<String, DbError> {
+        self.0.lock().map(|mut pending| std::mem::take(&mut *pending)).map_err(|_| poisoned())
+    }
+
+    /// Forgets what is queued, poisoned or not: a ROLLBACK must still go out.
+    fn clear(&self) {
+        match self.0.lock() {
+            Ok(mut pending) => pending.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
+    }
 }
 
 impl PostgresDatabase {
@@ -58,7 +89,7 @@ impl PostgresDatabase {
             config,
             redacted_url,
             statements: Mutex::new(HashMap::new()),
-            pending: Mutex::new(String::new()),
+            pending: Pending::default(),
         })
     }
 
@@ -68,7 +99,7 @@ impl PostgresDatabase {
         }
         // A statement is parsed under the session's settings (its search_path), so what is
         // pending (a RESET) must reach the server first.
-        let pending = self.take_pending();
+        let pending = self.take_pending()?;
         if !pending.is_empty() {
             self.client.batch_execute(&pending).await.map_err(db_error)?;
         }
@@ -80,17 +111,12 @@ impl PostgresDatabase {
     }
 
     /// Queues simple-query text to go out with the next request.
-    fn defer(&self, script: &str) {
-        if let Ok(mut pending) = self.pending.lock() {
-            if !pending.is_empty() {
-                pending.push_str("; ");
-            }
-            pending.push_str(script);
-        }
+    fn defer(&self, script: &str) -> Result<(), DbError> {
+        self.pending.push(script)
     }
 
-    fn take_pending(&self) -> String {
-        self.pending.lock().map(|mut pending| std::mem::take(&mut *pending)).unwrap_or_default()
+    fn take_pending(&self) -> Result<String, DbError> {
+        self.pending.take()
     }
 
     /// Runs `request` after whatever is pending, both in one round trip.
@@ -98,7 +124,7 @@ impl PostgresDatabase {
         &self,
         request: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, DbError> {
-        let pending = self.take_pending();
+        let pending = self.take_pending()?;
         if pending.is_empty() {
             return request.await.map_err(db_error);
         }
@@ -198,8 +224,7 @@ impl Database for PostgresDatabase {
             Access::ReadWrite => "BEGIN",
             Access::ReadOnly => "BEGIN READ ONLY",
         };
-        self.defer(begin);
-        Ok(())
+        self.defer(begin)
     }
 
     async fn commit(&self) -> Result<(), DbError> {
@@ -211,7 +236,7 @@ impl Database for PostgresDatabase {
     async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
         let prepared = self.prepare(statement).await.map_err(NotCommitted::Statement)?;
         let params = as_params(params);
-        let pending = self.take_pending();
+        let pending = self.take_pending().map_err(NotCommitted::Statement)?;
         let before = async { if pending.is_empty() { Ok(()) } else { self.client.batch_execute(&pending).await } };
         // join3 polls in order, so the three go out in order in one round trip. A failure
         // before COMMIT aborts the transaction, and the server then answers COMMIT by rolling
@@ -227,7 +252,7 @@ impl Database for PostgresDatabase {
     async fn rollback(&self) -> Result<(), DbError> {
         // ROLLBACK undoes SET LOCAL too; a pending RESET would only fail in an aborted
         // transaction, and a pending BEGIN has nothing to roll back.
-        self.take_pending();
+        self.pending.clear();
         self.client.batch_execute("ROLLBACK").await.map_err(db_error)
     }
 
@@ -239,9 +264,9 @@ impl Database for PostgresDatabase {
 
     async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
         let mut script = format!(
-            "SET LOCAL search_path TO {}, pg_temp; SET LOCAL standard_conforming_strings = on; \
+            "SET LOCAL search_path TO {}; SET LOCAL standard_conforming_strings = on; \
              SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {};",
-            crate::guard::postgres::DEFAULT_SCHEMA,
+            crate::guard::postgres::GUARDED_SEARCH_PATH,
             guard.statement_timeout.as_millis(),
             guard.lock_timeout.as_millis()
         );
@@ -252,8 +277,7 @@ impl Database for PostgresDatabase {
         // Queued behind a pending BEGIN and sent with the component's first statement, in
         // order on the wire: the walls are up before that statement runs, and if raising them
         // fails, the transaction is aborted, so nothing the component sends can run without them.
-        self.defer(&script);
-        Ok(())
+        self.defer(&script)
     }
 
     async fn leave_guarded(&self) -> Result<(), DbError> {
@@ -261,8 +285,7 @@ impl Database for PostgresDatabase {
         self.defer(
             "RESET ROLE; RESET search_path; RESET standard_conforming_strings; \
              RESET statement_timeout; RESET lock_timeout",
-        );
-        Ok(())
+        )
     }
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
@@ -290,6 +313,10 @@ impl Database for PostgresDatabase {
         let row = self.after_pending(self.client.query_one("SELECT current_user::text", &[])).await?;
         row.try_get(0).map_err(db_error)
     }
+}
+
+fn poisoned() -> DbError {
+    DbError::new("internal", "the connection's request queue was poisoned by an earlier panic; the call is refused")
 }
 
 /// A session-level advisory lock; closing its session (dropping the client) releases it.
@@ -485,6 +512,23 @@ impl ToSql for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poisoned_queue_refuses_instead_of_dropping_the_walls() {
+        let pending = std::sync::Arc::new(Pending::default());
+        pending.push("BEGIN").unwrap();
+        let holder = pending.clone();
+        let panicked = std::thread::spawn(move || {
+            let _held = holder.0.lock().unwrap();
+            panic!("poison the queue");
+        })
+        .join();
+        assert!(panicked.is_err());
+        let refused = pending.push("SET LOCAL search_path TO pg_catalog").unwrap_err();
+        assert!(refused.message.contains("poisoned"), "{refused}");
+        assert!(pending.take().is_err(), "a poisoned queue is not read as empty");
+        pending.clear();
+    }
 
     #[test]
     fn advisory_key_is_stable() {

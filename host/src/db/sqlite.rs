@@ -16,6 +16,7 @@ use rusqlite::hooks::{AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement};
 
+use crate::guard::sqlite::StatementScope;
 use crate::guard::{GuardSettings, Policy};
 
 use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
@@ -36,6 +37,8 @@ pub struct SqliteDatabase {
 #[derive(Default)]
 struct GuardState {
     policy: Option<Policy>,
+    /// What the guard knows of the statement being prepared.
+    scope: StatementScope,
     refusal: Option<String>,
 }
 
@@ -89,11 +92,12 @@ impl SqliteDatabase {
         connection
             .authorizer(Some(move |context: AuthContext<'_>| {
                 let Ok(mut state) = state.lock() else { return Authorization::Deny };
-                let Some(policy) = &state.policy else { return Authorization::Allow };
-                match crate::guard::sqlite::authorize(policy, &context) {
+                let GuardState { policy, scope, refusal } = &mut *state;
+                let Some(policy) = policy else { return Authorization::Allow };
+                match crate::guard::sqlite::authorize(policy, scope, &context) {
                     Ok(()) => Authorization::Allow,
-                    Err(refusal) => {
-                        state.refusal.get_or_insert_with(|| refusal.to_string());
+                    Err(refused) => {
+                        refusal.get_or_insert_with(|| refused.to_string());
                         Authorization::Deny
                     }
                 }
@@ -110,8 +114,11 @@ impl SqliteDatabase {
         if !self.guarded() {
             return connection.prepare_cached(statement).map(Prepared::Cached).map_err(db_error);
         }
-        if let Ok(mut state) = self.guard.lock() {
+        {
+            let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
             state.refusal = None;
+            state.scope =
+                StatementScope::of(statement).map_err(|refusal| DbError::new("denied", refusal.to_string()))?;
         }
         connection.prepare(statement).map(Prepared::Fresh).map_err(|error| {
             match self.guard.lock().ok().and_then(|mut state| state.refusal.take()) {
@@ -224,14 +231,14 @@ impl Database for SqliteDatabase {
     }
 
     async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
-        let mut state = self.guard.lock().map_err(|_| DbError::new("internal", "the guard state was poisoned"))?;
+        let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
         state.policy = Some(guard.policy.clone());
         state.refusal = None;
         Ok(())
     }
 
     async fn leave_guarded(&self) -> Result<(), DbError> {
-        let mut state = self.guard.lock().map_err(|_| DbError::new("internal", "the guard state was poisoned"))?;
+        let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
         state.policy = None;
         Ok(())
     }
@@ -271,6 +278,10 @@ impl Database for SqliteDatabase {
         // SQLite has no users; the operating-system account is the one that ran it.
         Ok(crate::report::os_user())
     }
+}
+
+fn guard_poisoned() -> DbError {
+    DbError::new("internal", "the guard state was poisoned by an earlier panic; the call is refused")
 }
 
 struct FileLock {

@@ -8,6 +8,7 @@
 //! every release adds more, so only a list of known-harmless ones can stay safe over time.
 
 pub mod postgres;
+mod qualify;
 pub mod sqlite;
 
 use std::collections::BTreeSet;
@@ -142,6 +143,8 @@ pub(crate) fn parse_table(key: &'static str, name: &str) -> Result<TableName, Ba
     };
     let lower = name.trim().to_ascii_lowercase();
     match lower.split_once('.') {
+        // A temporary table is never the migration's (invariant 9): none may be granted.
+        Some((schema, _)) if schema.starts_with("pg_temp") || schema.starts_with("pg_toast") => Err(bad()),
         Some((schema, table)) if valid(schema) && valid(table) => {
             Ok(TableName { schema: Some(schema.to_owned()), name: table.to_owned() })
         }
@@ -407,10 +410,18 @@ pub const ALLOWED_FUNCTIONS: &[&str] = &[
     "ntile",
 ];
 
-/// Whether a function (optionally schema-qualified) may be called.
+/// Whether a function (optionally schema-qualified) may be called, by SQLite's rules: names
+/// are case-insensitive there.
 pub fn function_allowed(schema: Option<&str>, name: &str) -> bool {
     let schema_ok = matches!(schema, None | Some("pg_catalog"));
     schema_ok && ALLOWED_FUNCTIONS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// Whether a PostgreSQL function may be called, as the parser hands its name over: unquoted
+/// names arrive lower-cased, and a quoted name keeps its case and is another function
+/// (`"LOWER"` is not `lower`), so the name is compared exactly.
+pub fn postgres_function_allowed(schema: Option<&str>, name: &str) -> bool {
+    matches!(schema, None | Some("pg_catalog")) && ALLOWED_FUNCTIONS.contains(&name)
 }
 
 #[cfg(test)]

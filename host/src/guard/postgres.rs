@@ -5,18 +5,32 @@
 //! type can hide a table: a table reference is recognised by its shape (a `RangeVar`, which has
 //! `relname`) wherever it appears — joins, subqueries, CTEs, RETURNING, LATERAL, `TABLE x`.
 //! Quoted, unicode-escaped and commented spellings are resolved by the parser itself.
+//!
+//! Invariant 9: a call reaches only `pg_catalog`'s functions and operators. The guard does not
+//! try to predict PostgreSQL's resolution by type (a list of spellings cannot keep up with it);
+//! it takes resolution out of the component's hands instead. Component statements run with
+//! `search_path = pg_catalog, pg_temp`, where unqualified functions, operators, types,
+//! collations and operator classes can resolve to `pg_catalog` alone (PostgreSQL never looks
+//! up functions or operators in `pg_temp`), and the guard sends the statement with every table
+//! reference qualified by its schema ([`qualify`]), so tables still resolve where the grants
+//! say. Any other schema a statement names for a non-table object is refused.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use pg_query::protobuf::{AlterTableType, ObjectType, OnConflictAction};
+use pg_query::protobuf::{AlterTableType, DropBehavior, ObjectType, OnConflictAction};
 use serde_json::{Map, Value};
 
-use super::{Access, Policy, Refusal, TableName, function_allowed};
+use super::qualify::{self, QualifiedName};
+use super::{Access, Policy, Refusal, TableName, postgres_function_allowed};
 
-/// The schema unqualified names resolve to: the host pins `search_path` to it for guarded
-/// calls, so the guard and the server resolve names alike.
+/// The schema an unqualified table name means: the guard qualifies such names with it before
+/// the statement is sent, so the guard and the server resolve tables alike.
 pub const DEFAULT_SCHEMA: &str = "public";
+
+/// The `search_path` component statements run under: functions, operators and types can only
+/// resolve to `pg_catalog`; `pg_temp` is named last so that it is never searched first.
+pub const GUARDED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 
 /// What a statement does, independent of any grants (so it can be cached by text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +40,8 @@ pub struct Analysis {
     pub is_schema_change: bool,
     pub tables: Vec<(Access, TableName)>,
     pub functions: Vec<(Option<String>, String)>,
+    /// The statement as it is sent: the text with every table reference qualified.
+    pub statement: String,
 }
 
 /// Why a statement could not be analysed or is refused whatever the grants.
@@ -76,9 +92,22 @@ fn forbidden(kind: &str) -> (String, &'static str) {
     (what.to_owned(), why)
 }
 
-/// Parses `statement` and lists what it touches.
+/// Parses `statement`, lists what it touches and makes the text that is sent in its place.
 pub fn analyze(statement: &str) -> Result<Analysis, Rejection> {
-    let parsed = pg_query::parse(statement, 0).map_err(|e| Rejection::Invalid(e.to_string()))?;
+    let analysis = analyze_once(statement)?;
+    if analysis.statement != statement {
+        qualify::confirm(&analysis, DEFAULT_SCHEMA, |sent| match analyze_once(sent) {
+            Ok(analysis) => Ok(analysis),
+            Err(Rejection::Invalid(message)) => Err(message),
+            Err(Rejection::Refused(refusal)) => Err(refusal.to_string()),
+        })
+        .map_err(Rejection::Invalid)?;
+    }
+    Ok(analysis)
+}
+
+fn analyze_once(statement: &str) -> Result<Analysis, Rejection> {
+    let mut parsed = pg_query::parse(statement, 0).map_err(|e| Rejection::Invalid(e.to_string()))?;
     let statements = &parsed.protobuf.stmts;
     if statements.len() != 1 {
         return Err(match statements.len() {
@@ -95,27 +124,72 @@ pub fn analyze(statement: &str) -> Result<Analysis, Rejection> {
         let (what, why) = forbidden(kind);
         return Err(Rejection::Refused(Refusal::StatementClass { what, why }));
     }
-    let mut analysis = Analysis { kind: kind.clone(), is_schema_change, tables: Vec::new(), functions: Vec::new() };
+    let mut found = Found::default();
     if is_schema_change {
         check_schema_change(kind, body)?;
         if kind == "DropStmt" {
-            dropped_objects(body, &mut analysis);
+            dropped_objects(body, &mut found);
+            // The dropped names are tables and indexes, checked above as such; the rest of the
+            // statement is walked like any other.
+            let rest: Map<String, Value> = body
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "objects")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            walk_object(&rest, Access::Ddl, &[], &mut found);
+        } else {
+            walk(body, Access::Ddl, &[], &mut found);
         }
-        walk(body, Access::Ddl, &[], &mut analysis);
     } else {
-        walk(&tree, Access::Read, &[], &mut analysis);
+        walk(&tree, Access::Read, &[], &mut found);
     }
-    analysis.tables.sort();
-    analysis.tables.dedup();
-    Ok(analysis)
+    found.refusal()?;
+    let sent = if kind == "DropStmt" {
+        qualify::drop_statement(&mut parsed.protobuf, DEFAULT_SCHEMA)
+    } else {
+        qualify::at_locations(statement, &found.unqualified, DEFAULT_SCHEMA)
+    }
+    .map_err(Rejection::Invalid)?;
+    let Found { mut tables, functions, .. } = found;
+    tables.sort();
+    tables.dedup();
+    Ok(Analysis { kind: kind.clone(), is_schema_change, tables, functions, statement: sent })
+}
+
+/// What a walk of the parse tree finds.
+#[derive(Default)]
+struct Found {
+    tables: Vec<(Access, TableName)>,
+    functions: Vec<(Option<String>, String)>,
+    /// Byte offsets of table references that name no schema.
+    unqualified: Vec<usize>,
+    /// Why the statement is refused whatever the grants, once the walk is done.
+    refusals: Vec<Refusal>,
+}
+
+impl Found {
+    fn refuse(&mut self, what: String, why: &'static str) {
+        self.refusals.push(Refusal::StatementClass { what, why });
+    }
+
+    fn refusal(&mut self) -> Result<(), Rejection> {
+        match self.refusals.drain(..).next() {
+            Some(refusal) => Err(Rejection::Refused(refusal)),
+            None => Ok(()),
+        }
+    }
 }
 
 fn int_field(body: &Value, field: &str) -> i32 {
     body.get(field).and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()).unwrap_or(0)
 }
 
-/// Refuses schema changes beyond tables and indexes, and the ALTER TABLE forms that change
-/// ownership or row-level security.
+/// Refuses schema changes beyond tables and indexes, the ALTER TABLE forms that change
+/// ownership or row-level security, and CASCADE, which reaches objects no grant names (a view
+/// over the table, another table's foreign key): without it, PostgreSQL refuses a change that
+/// other objects depend on, and the migration says what to drop first.
 fn check_schema_change(kind: &str, body: &Value) -> Result<(), Rejection> {
     let refuse = |what: String| {
         Err(Rejection::Refused(Refusal::StatementClass {
@@ -124,9 +198,13 @@ fn check_schema_change(kind: &str, body: &Value) -> Result<(), Rejection> {
         }))
     };
     let object_type = |field| ObjectType::try_from(int_field(body, field)).unwrap_or(ObjectType::Undefined);
+    let cascade = DropBehavior::DropCascade as i32;
+    if kind == "DropStmt" && int_field(body, "behavior") == cascade {
+        return Err(Rejection::Refused(Refusal::StatementClass { what: "DROP … CASCADE".into(), why: CASCADE_WHY }));
+    }
     match kind {
         "DropStmt" if !matches!(object_type("remove_type"), ObjectType::ObjectTable | ObjectType::ObjectIndex) => {
-            refuse(format!("DROP {:?}", object_type("remove_type")))
+            refuse(format!("DROP {}", object_type("remove_type").as_str_name()))
         }
         "RenameStmt"
             if !matches!(
@@ -137,14 +215,20 @@ fn check_schema_change(kind: &str, body: &Value) -> Result<(), Rejection> {
                     | ObjectType::ObjectTabconstraint
             ) =>
         {
-            refuse(format!("RENAME of {:?}", object_type("rename_type")))
+            refuse(format!("RENAME of {}", object_type("rename_type").as_str_name()))
         }
         "AlterTableStmt" => {
             let commands = body.get("cmds").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             for command in commands {
-                let subtype = command.pointer("/node/AlterTableCmd/subtype").and_then(Value::as_i64).unwrap_or(0);
+                let Some(command) = command.pointer("/node/AlterTableCmd") else { continue };
+                if int_field(command, "behavior") == cascade {
+                    return Err(Rejection::Refused(Refusal::StatementClass {
+                        what: "ALTER TABLE … CASCADE".into(),
+                        why: CASCADE_WHY,
+                    }));
+                }
                 let subtype =
-                    AlterTableType::try_from(i32::try_from(subtype).unwrap_or(0)).unwrap_or(AlterTableType::Undefined);
+                    AlterTableType::try_from(int_field(command, "subtype")).unwrap_or(AlterTableType::Undefined);
                 if matches!(
                     subtype,
                     AlterTableType::AtChangeOwner
@@ -152,6 +236,7 @@ fn check_schema_change(kind: &str, body: &Value) -> Result<(), Rejection> {
                         | AlterTableType::AtDisableRowSecurity
                         | AlterTableType::AtForceRowSecurity
                         | AlterTableType::AtNoForceRowSecurity
+                        | AlterTableType::AtSetAccessMethod
                 ) {
                     return refuse(format!("ALTER TABLE … {}", subtype.as_str_name()));
                 }
@@ -162,12 +247,18 @@ fn check_schema_change(kind: &str, body: &Value) -> Result<(), Rejection> {
     }
 }
 
+const CASCADE_WHY: &str = "CASCADE drops objects the grants do not name; drop or alter each dependent object itself";
+
 /// `DROP TABLE a, b` names its objects as lists of strings, not table references.
-fn dropped_objects(body: &Value, analysis: &mut Analysis) {
+fn dropped_objects(body: &Value, found: &mut Found) {
     for object in body.get("objects").and_then(Value::as_array).into_iter().flatten() {
         let names = string_list(object.pointer("/node/List/items"));
-        if let Some(table) = table_from_names(&names) {
-            analysis.tables.push((Access::Ddl, table));
+        match table_from_names(&names) {
+            Some(table) if is_temp_schema(table.schema.as_deref()) => {
+                found.refuse(format!("DROP of {table}"), TEMP_WHY);
+            }
+            Some(table) => found.tables.push((Access::Ddl, table)),
+            None => found.refuse(format!("DROP of {}", names.join(".")), "name the table as table or schema.table"),
         }
     }
 }
@@ -181,6 +272,14 @@ fn string_list(items: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
+/// A list of names made only of strings (`schema.object`), as functions, operators, types,
+/// collations and operator classes are named; `None` for any other list.
+fn name_list(items: &Value) -> Option<Vec<String>> {
+    let items = items.as_array()?;
+    let names = string_list(Some(&Value::Array(items.clone())));
+    (!items.is_empty() && names.len() == items.len()).then_some(names)
+}
+
 fn table_from_names(names: &[String]) -> Option<TableName> {
     match names {
         [name] => Some(TableName { schema: None, name: name.clone() }),
@@ -190,52 +289,113 @@ fn table_from_names(names: &[String]) -> Option<TableName> {
     }
 }
 
+/// `pg_temp` and the per-session `pg_temp_N` (and their TOAST schemas).
+fn is_temp_schema(schema: Option<&str>) -> bool {
+    schema.is_some_and(|s| s.starts_with("pg_temp") || s.starts_with("pg_toast_temp"))
+}
+
+const TEMP_WHY: &str =
+    "a temporary object outlives the component's call and shadows real tables for the rest of the session";
+
+/// Fields of the parse tree that name an operator, type, collation, operator class or sampling
+/// method as a list of strings. `items` is a `List` node's content, the form an exclusion
+/// constraint's operator takes; a list of names there is checked the same way. Functions
+/// (`funcname`) are checked against the allowlist, which admits only `pg_catalog` too.
+const OBJECT_NAME_FIELDS: &[&str] =
+    &["name", "names", "collname", "opclass", "collation", "use_op", "oper_name", "method", "items"];
+
 /// Visits every node; tables found take `access` unless a data-changing statement says more.
 /// `ctes` are the CTE names visible here: an unqualified reference to one is not a table.
-fn walk(value: &Value, access: Access, ctes: &[String], analysis: &mut Analysis) {
+fn walk(value: &Value, access: Access, ctes: &[String], found: &mut Found) {
     match value {
-        Value::Object(map) => walk_object(map, access, ctes, analysis),
-        Value::Array(items) => items.iter().for_each(|item| walk(item, access, ctes, analysis)),
+        Value::Object(map) => walk_object(map, access, ctes, found),
+        Value::Array(items) => items.iter().for_each(|item| walk(item, access, ctes, found)),
         _ => {}
     }
 }
 
-fn walk_object(map: &Map<String, Value>, access: Access, ctes: &[String], analysis: &mut Analysis) {
+fn walk_object(map: &Map<String, Value>, access: Access, ctes: &[String], found: &mut Found) {
     if let Some(Value::String(name)) = map.get("relname") {
-        let schema = map.get("schemaname").and_then(Value::as_str).filter(|s| !s.is_empty());
-        if schema.is_none() && ctes.contains(name) {
-            return;
-        }
-        analysis.tables.push((access, TableName { schema: schema.map(str::to_owned), name: name.clone() }));
-        return;
+        return table_reference(map, name, access, ctes, found);
     }
     // A statement with a WITH clause: its CTE names are visible in its body, and in the CTE
     // bodies only as SQL scopes them (a non-recursive CTE sees the ones before it, not itself).
     if let Some(with) = map.get("with_clause").filter(|w| w.is_object()) {
-        let ctes = walk_with_clause(with, access, ctes, analysis);
+        let ctes = walk_with_clause(with, access, ctes, found);
         let rest: Map<String, Value> =
             map.iter().filter(|(k, _)| *k != "with_clause").map(|(k, v)| (k.clone(), v.clone())).collect();
-        return walk_object(&rest, access, &ctes, analysis);
+        return walk_object(&rest, access, &ctes, found);
     }
+    // SELECT … FOR UPDATE/SHARE locks the rows it reads: that needs the grant and the phase
+    // that changing them would.
+    let locks_rows = map.get("locking_clause").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
     for (key, child) in map {
+        if OBJECT_NAME_FIELDS.contains(&key.as_str()) {
+            object_name(child, found);
+        }
         match key.as_str() {
-            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => walk_data_change(key, child, ctes, analysis),
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => walk_data_change(key, child, ctes, found),
             "FuncCall" => {
                 let names = string_list(child.get("funcname"));
                 if let Some((name, schema)) = names.split_last() {
-                    analysis.functions.push((schema.last().cloned(), name.clone()));
+                    found.functions.push((schema.last().cloned(), name.clone()));
                 }
-                walk(child, access, ctes, analysis);
+                walk(child, access, ctes, found);
             }
             // SELECT … INTO and CREATE TABLE … AS create a table.
-            "into_clause" | "into" => walk(child, Access::Ddl, ctes, analysis),
-            _ => walk(child, access, ctes, analysis),
+            "into_clause" | "into" => walk(child, Access::Ddl, ctes, found),
+            "from_clause" if locks_rows => walk(child, Access::Update, ctes, found),
+            "access_method" => {
+                if let Some(method) = child.as_str().filter(|m| !m.is_empty() && !BUILT_IN_ACCESS_METHODS.contains(m)) {
+                    found.refuse(
+                        format!("access method {method}"),
+                        "only PostgreSQL's built-in access methods may be used",
+                    );
+                }
+            }
+            _ => walk(child, access, ctes, found),
         }
     }
 }
 
+/// Access methods PostgreSQL itself defines; any other was created in the database and runs
+/// its handler's code.
+const BUILT_IN_ACCESS_METHODS: &[&str] = &["heap", "btree", "hash", "gist", "gin", "spgist", "brin"];
+
+/// A `RangeVar`: a table (or index) reference, or a CTE's name.
+fn table_reference(map: &Map<String, Value>, name: &str, access: Access, ctes: &[String], found: &mut Found) {
+    let schema = map.get("schemaname").and_then(Value::as_str).filter(|s| !s.is_empty());
+    if schema.is_none() && ctes.iter().any(|cte| cte == name) {
+        return;
+    }
+    let temporary = map.get("relpersistence").and_then(Value::as_str) == Some("t");
+    if temporary || is_temp_schema(schema) {
+        let what = format!("the temporary table {}", schema.map_or(name.to_owned(), |s| format!("{s}.{name}")));
+        return found.refuse(what, TEMP_WHY);
+    }
+    if schema.is_none() {
+        match map.get("location").and_then(Value::as_u64).and_then(|l| usize::try_from(l).ok()) {
+            Some(location) => found.unqualified.push(location),
+            None => found.refuse(format!("table {name}"), "name it with its schema (schema.table)"),
+        }
+    }
+    found.tables.push((access, TableName { schema: schema.map(str::to_owned), name: name.to_owned() }));
+}
+
+/// A function, operator, type, collation or operator class named as `schema.name`: only
+/// `pg_catalog`'s may be named; an unqualified name can only resolve there.
+fn object_name(names: &Value, found: &mut Found) {
+    let Some(names) = name_list(names) else { return };
+    if let Some(name) = QualifiedName::outside_pg_catalog(&names) {
+        found.refuse(
+            name.to_string(),
+            "a component may name only pg_catalog's functions, operators, types and collations",
+        );
+    }
+}
+
 /// Walks the CTE bodies of a WITH clause; returns the names visible in the statement body.
-fn walk_with_clause(with: &Value, access: Access, outer: &[String], analysis: &mut Analysis) -> Vec<String> {
+fn walk_with_clause(with: &Value, access: Access, outer: &[String], found: &mut Found) -> Vec<String> {
     let recursive = with.get("recursive").and_then(Value::as_bool).unwrap_or(false);
     let definitions: Vec<&Value> = with
         .get("ctes")
@@ -250,7 +410,7 @@ fn walk_with_clause(with: &Value, access: Access, outer: &[String], analysis: &m
         let mut visible = outer.to_vec();
         visible.extend_from_slice(if recursive { &names } else { &names[..index] });
         if let Some(query) = definition.get("ctequery") {
-            walk(query, access, &visible, analysis);
+            walk(query, access, &visible, found);
         }
     }
     let mut visible = outer.to_vec();
@@ -258,10 +418,10 @@ fn walk_with_clause(with: &Value, access: Access, outer: &[String], analysis: &m
     visible
 }
 
-fn walk_data_change(kind: &str, statement: &Value, ctes: &[String], analysis: &mut Analysis) {
+fn walk_data_change(kind: &str, statement: &Value, ctes: &[String], found: &mut Found) {
     let Some(fields) = statement.as_object() else { return };
     let ctes = match fields.get("with_clause").filter(|w| w.is_object()) {
-        Some(with) => walk_with_clause(with, Access::Read, ctes, analysis),
+        Some(with) => walk_with_clause(with, Access::Read, ctes, found),
         None => ctes.to_vec(),
     };
     let mut accesses = match kind {
@@ -277,12 +437,12 @@ fn walk_data_change(kind: &str, statement: &Value, ctes: &[String], analysis: &m
     // The target is always a real table: a CTE cannot be inserted into, updated or deleted from.
     if let Some(target) = fields.get("relation") {
         for access in accesses {
-            walk(target, access, &[], analysis);
+            walk(target, access, &[], found);
         }
     }
     for (key, child) in fields {
         if key != "relation" && key != "with_clause" {
-            walk(child, Access::Read, &ctes, analysis);
+            walk(child, Access::Read, &ctes, found);
         }
     }
 }
@@ -296,7 +456,7 @@ pub fn check(analysis: &Analysis, policy: &Policy) -> Result<(), Refusal> {
         policy.check(*access, table, DEFAULT_SCHEMA)?;
     }
     for (schema, name) in &analysis.functions {
-        if !function_allowed(schema.as_deref(), name) {
+        if !postgres_function_allowed(schema.as_deref(), name) {
             let qualified = schema.as_ref().map_or_else(|| name.clone(), |s| format!("{s}.{name}"));
             return Err(Refusal::Function(qualified));
         }
@@ -474,6 +634,138 @@ mod tests {
             Ok(()),
             "a dollar-quoted string is data"
         );
+    }
+
+    #[test]
+    fn tables_are_sent_qualified_and_ctes_are_not() {
+        let sent = |sql: &str| analyze(sql).map(|a| a.statement).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        assert_eq!(sent("SELECT id FROM users WHERE id > $1"), "SELECT id FROM public.users WHERE id > $1");
+        assert_eq!(
+            sent("WITH u AS (SELECT id FROM users) SELECT * FROM u JOIN orders o ON o.user_id = u.id"),
+            "WITH u AS (SELECT id FROM public.users) SELECT * FROM u JOIN public.orders o ON o.user_id = u.id"
+        );
+        assert_eq!(sent("UPDATE \"users\" SET email = 'x'"), "UPDATE public.\"users\" SET email = 'x'");
+        assert_eq!(sent("SELECT * FROM billing.users"), "SELECT * FROM billing.users");
+        assert_eq!(sent("SELECT * FROM ONLY users"), "SELECT * FROM ONLY public.users");
+        assert_eq!(sent("SELECT 'FROM users'"), "SELECT 'FROM users'");
+        assert_eq!(sent("DROP TABLE users, billing.old"), "DROP TABLE public.users, billing.old");
+        assert_eq!(sent("DROP INDEX users_email"), "DROP INDEX public.users_email");
+        assert_eq!(
+            sent("ALTER TABLE users ADD COLUMN o bigint REFERENCES orders (id)"),
+            "ALTER TABLE public.users ADD COLUMN o bigint REFERENCES public.orders (id)"
+        );
+        assert_eq!(sent("SELECT * FROM U&\"\\0073ecrets\""), "SELECT * FROM public.U&\"\\0073ecrets\"");
+        let with_comment = sent("SELECT * FROM /* users */ users");
+        assert_eq!(with_comment, "SELECT * FROM /* users */ public.users");
+    }
+
+    #[test]
+    fn functions_operators_types_and_collations_outside_pg_catalog_are_refused() {
+        let p = backfill_users();
+        for sql in [
+            "SELECT 1 OPERATOR(public.###) 1",
+            "SELECT id FROM users WHERE id OPERATOR(public.=) 1",
+            "SELECT id FROM users WHERE id OPERATOR(public.=) ANY (SELECT id FROM orders)",
+            "SELECT id FROM users ORDER BY id USING OPERATOR(public.<)",
+            "SELECT 'x'::public.evil_type",
+            "SELECT CAST(id AS public.evil_domain) FROM users",
+            "SELECT email COLLATE public.evil FROM users",
+            "SELECT * FROM users TABLESAMPLE public.evil_sample (10)",
+            "SELECT public.lower(email) FROM users",
+            "SELECT evil.lower(email) FROM users",
+        ] {
+            let refusal = verdict(sql, &p).expect_err(sql);
+            assert!(refusal.contains("pg_catalog") || refusal.contains("allowlist"), "{sql}: {refusal}");
+        }
+        let ddl = policy(Phase::Schema, GrantsSection { ddl: names(&["users"]), ..Default::default() });
+        for sql in [
+            "CREATE INDEX users_email ON users (email public.evil_ops)",
+            "CREATE INDEX users_email ON users (email COLLATE public.evil)",
+            "CREATE INDEX users_email ON users USING evil_am (email)",
+            "CREATE TABLE users (id int) USING evil_am",
+            "ALTER TABLE users ADD COLUMN c int DEFAULT 1 OPERATOR(public.###) 1",
+            "ALTER TABLE users ADD COLUMN c public.evil_type",
+            "ALTER TABLE users ADD CONSTRAINT c CHECK (public.evil(id))",
+            "ALTER TABLE users ADD CONSTRAINT x EXCLUDE USING gist (id WITH OPERATOR(public.&&))",
+        ] {
+            assert!(verdict(sql, &ddl).is_err(), "{sql} was allowed");
+        }
+        // pg_catalog's own, however spelled, still pass.
+        for sql in [
+            "SELECT pg_catalog.lower(email) FROM users",
+            "SELECT id FROM users WHERE id OPERATOR(pg_catalog.=) 1",
+            "SELECT email::text, id::bigint, CAST(id AS pg_catalog.int8) FROM users",
+            "SELECT extract(year FROM now())",
+        ] {
+            assert_eq!(verdict(sql, &p), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_function_name_is_another_function() {
+        let p = backfill_users();
+        for sql in ["SELECT \"LOWER\"('x')", "SELECT \"Lower\"(email) FROM users", "SELECT \"lower \"('x')"] {
+            assert!(verdict(sql, &p).expect_err(sql).contains("allowlist"), "{sql}");
+        }
+        assert_eq!(verdict("SELECT LOWER('X'), \"lower\"('Y')", &p), Ok(()));
+    }
+
+    #[test]
+    fn cascade_is_refused() {
+        let ddl = policy(Phase::Schema, GrantsSection { ddl: names(&["users", "orders"]), ..Default::default() });
+        for sql in [
+            "DROP TABLE users CASCADE",
+            "DROP TABLE IF EXISTS users, orders CASCADE",
+            "DROP INDEX users_email CASCADE",
+            "ALTER TABLE users DROP COLUMN email CASCADE",
+            "ALTER TABLE users DROP CONSTRAINT users_pkey CASCADE",
+            "ALTER TABLE users ADD COLUMN x int, DROP COLUMN email CASCADE",
+        ] {
+            assert!(verdict(sql, &ddl).expect_err(sql).contains("CASCADE"), "{sql}");
+        }
+        assert_eq!(verdict("DROP TABLE users RESTRICT", &ddl), Ok(()));
+        assert_eq!(verdict("ALTER TABLE users DROP COLUMN email", &ddl), Ok(()));
+    }
+
+    #[test]
+    fn temporary_objects_are_refused() {
+        let ddl = policy(
+            Phase::Schema,
+            GrantsSection { read: names(&["users"]), ddl: names(&["users", "stolen"]), ..Default::default() },
+        );
+        for sql in [
+            "CREATE TEMP TABLE users (id int)",
+            "CREATE TEMPORARY TABLE users (id int) ON COMMIT DROP",
+            "CREATE TABLE pg_temp.users (id int)",
+            "SELECT * INTO TEMP stolen FROM users",
+            "SELECT * FROM pg_temp.users",
+            "SELECT * FROM pg_temp_3.users",
+            "DROP TABLE pg_temp.users",
+            "CREATE INDEX i ON pg_temp.users (id)",
+        ] {
+            assert!(verdict(sql, &ddl).expect_err(sql).contains("temporary"), "{sql}");
+        }
+        let grant = GrantsSection { ddl: names(&["pg_temp.users"]), ..Default::default() };
+        assert!(Grants::from_section(&grant).is_err(), "a temporary table cannot be granted");
+    }
+
+    #[test]
+    fn row_locks_need_the_update_grant_and_a_writing_phase() {
+        let verify = policy(Phase::ReadOnly, GrantsSection { update: names(&["users"]), ..Default::default() });
+        for sql in [
+            "SELECT * FROM users FOR UPDATE NOWAIT",
+            "SELECT * FROM users FOR SHARE",
+            "SELECT * FROM users FOR KEY SHARE SKIP LOCKED",
+            "SELECT id FROM (SELECT id FROM users FOR NO KEY UPDATE) u",
+            "WITH l AS (SELECT id FROM users FOR UPDATE) SELECT * FROM l",
+        ] {
+            assert!(verdict(sql, &verify).expect_err(sql).contains("verify"), "{sql}");
+        }
+        let reader = policy(Phase::Data, GrantsSection { read: names(&["users"]), ..Default::default() });
+        assert!(verdict("SELECT * FROM users FOR UPDATE", &reader).unwrap_err().contains("grants.update"));
+        let writer = policy(Phase::Data, GrantsSection { update: names(&["users"]), ..Default::default() });
+        assert_eq!(verdict("SELECT * FROM users FOR UPDATE SKIP LOCKED", &writer), Ok(()));
+        assert_eq!(verdict("SELECT * FROM users", &verify), Ok(()));
     }
 
     #[test]

@@ -28,22 +28,25 @@ pub struct SqlConnection {
 }
 
 impl SqlConnection {
-    /// The guard's verdict on a statement before it is sent. On PostgreSQL the statement is
-    /// parsed here; on SQLite the authorizer decides while the statement is prepared.
-    fn screen(&self, statement: &str) -> Result<(), SqlError> {
+    /// The guard's verdict on a statement before it is sent, and the text to send. On
+    /// PostgreSQL the statement is parsed here and sent with its tables qualified (component
+    /// statements resolve everything else in `pg_catalog` alone); on SQLite the authorizer
+    /// decides while the statement is prepared, and the text goes as it is.
+    fn screen(&self, statement: String) -> Result<String, SqlError> {
         if self.db.backend() != Backend::Postgres {
-            return Ok(());
+            return Ok(statement);
         }
-        #[cfg(feature = "unguarded-bench")]
-        if crate::guard::benchmark::guard_off() {
-            return Ok(());
-        }
-        let verdict = match self.analyses.analyze(statement) {
-            Ok(analysis) => postgres::check(&analysis, &self.policy),
-            Err(Rejection::Refused(refusal)) => Err(refusal),
+        let analysis = match self.analyses.analyze(&statement) {
+            Ok(analysis) => analysis,
+            Err(Rejection::Refused(refusal)) => return Err(self.denied(refusal.to_string())),
             Err(Rejection::Invalid(message)) => return Err(SqlError::Invalid(message)),
         };
-        verdict.map_err(|refusal| self.denied(refusal.to_string()))
+        #[cfg(feature = "unguarded-bench")]
+        if crate::guard::benchmark::guard_off() {
+            return Ok(analysis.statement);
+        }
+        postgres::check(&analysis, &self.policy).map_err(|refusal| self.denied(refusal.to_string()))?;
+        Ok(analysis.statement)
     }
 
     fn denied(&self, refusal: String) -> SqlError {
@@ -206,9 +209,10 @@ impl StoreState {
         if let Err(limit) = connection.check_call_size(&statement, params.iter()) {
             return Ok(Err(limit));
         }
-        if let Err(refusal) = connection.screen(&statement) {
-            return Ok(Err(refusal));
-        }
+        let statement = match connection.screen(statement) {
+            Ok(statement) => statement,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         let rows = match connection.db.query(&statement, &params).await {
             Ok(rows) => rows,
             Err(error) => return Ok(Err(connection.sql_error(error))),
@@ -252,9 +256,10 @@ impl HostConnection for StoreState {
         if let Err(limit) = connection.check_call_size(&statement, params.iter()) {
             return Ok(Err(limit));
         }
-        if let Err(refusal) = connection.screen(&statement) {
-            return Ok(Err(refusal));
-        }
+        let statement = match connection.screen(statement) {
+            Ok(statement) => statement,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         Ok(connection.db.execute(&statement, &params).await.map_err(|e| connection.sql_error(e)))
     }
 
@@ -270,9 +275,10 @@ impl HostConnection for StoreState {
         if let Err(limit) = connection.check_call_size(&statement, param_sets.iter().flatten()) {
             return Ok(Err(limit));
         }
-        if let Err(refusal) = connection.screen(&statement) {
-            return Ok(Err(refusal));
-        }
+        let statement = match connection.screen(statement) {
+            Ok(statement) => statement,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         Ok(connection.db.execute_many(&statement, &param_sets).await.map_err(|e| connection.sql_error(e)))
     }
 

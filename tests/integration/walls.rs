@@ -1,0 +1,203 @@
+//! The sandbox's walls against a database that holds traps (invariant 9): functions and
+//! operators a database owner created outside `pg_catalog`, views and foreign keys that a
+//! CASCADE would reach, temporary tables that would shadow real ones, row locks in a read-only
+//! phase, and SQLite's internal tables and conflict clauses. Each statement runs from a real
+//! component (`plugins/statement-probe`) in the phase the case names.
+
+use std::collections::HashMap;
+
+use wasmig::Error;
+use wasmig::sandbox::SandboxError;
+use wasmig_tests::{Backend, Inspector, Project, TestDb};
+
+/// Every trap counts its springing in a sequence, which a rollback does not undo.
+const POSTGRES_TRAPS: &str = r#"
+    CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT NOT NULL);
+    INSERT INTO users VALUES (1, 'A@Example.com'), (2, 'b@example.com');
+    CREATE TABLE orders (id BIGINT PRIMARY KEY, user_id BIGINT REFERENCES users (id));
+    INSERT INTO orders VALUES (10, 1);
+    CREATE VIEW user_emails AS SELECT email FROM users;
+    CREATE SEQUENCE trap_springs;
+    CREATE FUNCTION public.lower(integer) RETURNS text LANGUAGE plpgsql SECURITY DEFINER
+        AS $$ BEGIN PERFORM nextval('public.trap_springs'); RETURN 'trap sprang'; END $$;
+    CREATE FUNCTION public."LOWER"(text) RETURNS text LANGUAGE plpgsql SECURITY DEFINER
+        AS $$ BEGIN PERFORM nextval('public.trap_springs'); RETURN 'trap sprang'; END $$;
+    CREATE FUNCTION public.length(bigint) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+        AS $$ BEGIN PERFORM nextval('public.trap_springs'); RETURN -1; END $$;
+    CREATE FUNCTION public.trap_op(integer, integer) RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+        AS $$ BEGIN PERFORM nextval('public.trap_springs'); RETURN true; END $$;
+    CREATE OPERATOR public.### (LEFTARG = integer, RIGHTARG = integer, FUNCTION = public.trap_op);
+    CREATE FUNCTION public.trap_eq(bigint, integer) RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+        AS $$ BEGIN PERFORM nextval('public.trap_springs'); RETURN true; END $$;
+    CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = public.trap_eq);
+    CREATE TABLE probe (id SERIAL PRIMARY KEY, phase TEXT NOT NULL, statement TEXT NOT NULL);
+"#;
+
+const GRANTS: &str = "[grants]\nread = [\"probe\", \"users\", \"orders\"]\nupdate = [\"users\"]\ninsert = [\"users\"]\nddl = [\"users\", \"orders\"]\n";
+
+/// Runs `statements` in `phase` from the probe component after `setup`; returns each
+/// statement's outcome as the component reported it.
+async fn probe(db: &TestDb, setup: &str, phase: &str, statements: &[&str]) -> HashMap<String, String> {
+    let rows: Vec<String> = statements
+        .iter()
+        .map(|s| format!("INSERT INTO probe (phase, statement) VALUES ('{phase}', $q${s}$q$);"))
+        .collect();
+    let rows = match db.backend {
+        Backend::Postgres => rows.join("\n"),
+        // SQLite has no dollar quotes: the statements are written as plain literals there.
+        Backend::Sqlite => statements
+            .iter()
+            .map(|s| format!("INSERT INTO probe (phase, statement) VALUES ('{phase}', '{}');", s.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    let project = Project::new();
+    project.sql("0001_setup", &format!("{setup}\n{rows}"), None, None).component(
+        "0002_probe",
+        "statement-probe",
+        GRANTS,
+    );
+    let failure = project.migrator(db).await.up(None).await.expect_err("the probe reports and fails");
+    let Error::Sandbox(SandboxError::Guest { message, .. }) = &failure.error else {
+        panic!("expected the probe's report, got {failure}");
+    };
+    message
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(statement, outcome)| (statement.to_owned(), outcome.to_owned()))
+        .collect()
+}
+
+async fn springs(inspect: &Inspector) -> i64 {
+    inspect.count("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM trap_springs").await
+}
+
+/// Statements that PostgreSQL would resolve to the traps under an ordinary search_path. Each
+/// runs in a database of its own, since the first error aborts the transaction.
+const RESOLVED_BY_SIGNATURE: &[&str] = &[
+    "SELECT lower(1)",
+    "SELECT \"LOWER\"('x')",
+    "SELECT length(id) FROM users",
+    "SELECT 1 ### 1",
+    "SELECT id FROM users WHERE id::integer ### 1",
+    "SELECT 1 OPERATOR(public.###) 1",
+    "SELECT count(*) FROM users WHERE id = 1::integer",
+    "SELECT count(*) FROM users WHERE id IN (1::integer, 2::integer)",
+    "SELECT count(*) FROM users u JOIN orders o ON o.user_id = 1::integer",
+    "UPDATE users SET email = email WHERE id = 1::integer",
+    "ALTER TABLE users ADD COLUMN flag boolean DEFAULT 1 ### 1",
+    "ALTER TABLE users ADD COLUMN flag boolean DEFAULT 1 OPERATOR(public.###) 1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_and_operators_outside_pg_catalog_are_never_reached() {
+    for statement in RESOLVED_BY_SIGNATURE {
+        let db = TestDb::postgres().await;
+        let outcomes = probe(&db, POSTGRES_TRAPS, "up", &[statement]).await;
+        let outcome = outcomes.get(*statement).unwrap_or_else(|| panic!("no outcome for {statement}"));
+        let inspect = db.inspect().await;
+        assert_eq!(springs(&inspect).await, 0, "{statement} reached a trap: {outcome}");
+        assert!(!outcome.contains("trap sprang"), "{statement}: {outcome}");
+    }
+    // pg_catalog's functions and operators still do their work, however they are spelled.
+    let db = TestDb::postgres().await;
+    let legitimate = [
+        "SELECT lower(email) FROM users WHERE id = 1",
+        "SELECT pg_catalog.lower(email) FROM users WHERE id = 1",
+        "SELECT LOWER(email) FROM users WHERE id = 2",
+        "SELECT count(*)::text FROM users WHERE id IN (1, 2)",
+        "SELECT count(*)::text FROM users u JOIN orders o ON o.user_id = u.id",
+        "SELECT email FROM public.users WHERE id OPERATOR(pg_catalog.=) 1",
+    ];
+    let outcomes = probe(&db, POSTGRES_TRAPS, "up", &legitimate).await;
+    let expected = ["a@example.com", "a@example.com", "b@example.com", "2", "1", "A@Example.com"];
+    for (statement, first) in legitimate.iter().zip(expected) {
+        let outcome = &outcomes[*statement];
+        assert!(outcome.starts_with("ok") && outcome.ends_with(&format!("first {first})")), "{statement}: {outcome}");
+    }
+    let inspect = db.inspect().await;
+    assert_eq!(springs(&inspect).await, 0);
+    // Positive control: outside the sandbox, the same text does reach the trap.
+    assert_eq!(inspect.count("SELECT length(1::bigint)::bigint").await, -1);
+    assert_eq!(springs(&inspect).await, 1, "the trap is real");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascade_temp_tables_and_row_locks_in_verify_are_refused() {
+    let db = TestDb::postgres().await;
+    let refused = [
+        ("DROP TABLE users CASCADE", "CASCADE"),
+        ("DROP TABLE orders, users CASCADE", "CASCADE"),
+        ("ALTER TABLE users DROP COLUMN email CASCADE", "CASCADE"),
+        ("ALTER TABLE users DROP CONSTRAINT users_pkey CASCADE", "CASCADE"),
+        ("CREATE TEMP TABLE users (id bigint, email text)", "temporary"),
+        ("CREATE TABLE pg_temp.users (id bigint)", "temporary"),
+        ("SELECT * INTO TEMP users FROM users", "temporary"),
+        ("SELECT * FROM pg_temp.users", "temporary"),
+    ];
+    let statements: Vec<&str> = refused.iter().map(|(s, _)| *s).collect();
+    let outcomes = probe(&db, POSTGRES_TRAPS, "up", &statements).await;
+    for (statement, expected) in refused {
+        let outcome = &outcomes[statement];
+        assert!(outcome.starts_with("denied: ") && outcome.contains(expected), "{statement}: {outcome}");
+    }
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT count(*) FROM pg_views WHERE viewname = 'user_emails'").await, 1);
+    assert_eq!(inspect.count("SELECT count(*) FROM pg_constraint WHERE conname = 'orders_user_id_fkey'").await, 1);
+
+    let db = TestDb::postgres().await;
+    let locking = [
+        "SELECT id FROM users FOR UPDATE NOWAIT",
+        "SELECT id FROM users FOR SHARE",
+        "SELECT id FROM (SELECT id FROM users FOR NO KEY UPDATE) u",
+    ];
+    let outcomes = probe(&db, POSTGRES_TRAPS, "verify", &locking).await;
+    for statement in locking {
+        let outcome = &outcomes[statement];
+        assert!(outcome.starts_with("denied: ") && outcome.contains("verify"), "{statement}: {outcome}");
+    }
+}
+
+const SQLITE_TABLES: &str = "
+    CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT NOT NULL UNIQUE);
+    INSERT INTO users (email) VALUES ('a@example.com'), ('b@example.com');
+    CREATE TABLE secrets (id INTEGER PRIMARY KEY AUTOINCREMENT, token TEXT NOT NULL);
+    INSERT INTO secrets (token) VALUES ('s3cret');
+    CREATE VIEW secret_tokens AS SELECT token FROM secrets WHERE token LIKE 's3%';
+    CREATE TABLE orders (id INTEGER PRIMARY KEY);
+    CREATE TABLE probe (id INTEGER PRIMARY KEY, phase TEXT NOT NULL, statement TEXT NOT NULL);
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_internal_tables_and_conflict_clauses_follow_the_grants() {
+    let db = TestDb::sqlite();
+    let refused = [
+        ("UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'secrets'", "sqlite_sequence"),
+        ("INSERT INTO sqlite_sequence (name, seq) VALUES ('orders', 5)", "sqlite_sequence"),
+        ("DELETE FROM sqlite_sequence", "sqlite_sequence"),
+        ("INSERT OR REPLACE INTO users (id, email) VALUES (1, 'x@example.com')", "grants.delete = [\"users\"]"),
+        ("REPLACE INTO users (id, email) VALUES (1, 'x@example.com')", "grants.delete = [\"users\"]"),
+        ("UPDATE OR REPLACE users SET email = 'b@example.com' WHERE id = 1", "grants.delete = [\"users\"]"),
+        ("INSERT OR ROLLBACK INTO users (email) VALUES ('a@example.com')", "transaction"),
+        ("SELECT sql FROM sqlite_master WHERE name = 'secret_tokens'", "sql column"),
+        ("SELECT sql FROM sqlite_schema", "sql column"),
+    ];
+    let allowed = [
+        "SELECT name FROM sqlite_master WHERE type = 'view'",
+        "INSERT OR IGNORE INTO users (email) VALUES ('a@example.com')",
+        "SELECT count(*) FROM users",
+    ];
+    let statements: Vec<&str> = refused.iter().map(|(s, _)| *s).chain(allowed).collect();
+    let outcomes = probe(&db, SQLITE_TABLES, "up", &statements).await;
+    for (statement, expected) in refused {
+        let outcome = &outcomes[statement];
+        assert!(outcome.starts_with("denied: ") && outcome.contains(expected), "{statement}: {outcome}");
+    }
+    for statement in allowed {
+        let outcome = &outcomes[statement];
+        assert!(outcome.starts_with("ok"), "{statement}: {outcome}");
+    }
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT seq FROM sqlite_sequence WHERE name = 'secrets'").await, 1);
+    assert_eq!(inspect.count("SELECT count(*) FROM users WHERE email = 'a@example.com' AND id = 1").await, 1);
+}
