@@ -17,7 +17,7 @@ use cap_std::fs::Dir;
 use crate::config::PROJECT_FILE;
 use crate::digest::{Content, Digest, DigestInput, migration_digest};
 use crate::manifest::{Kind, MANIFEST_FILE, Manifest};
-use crate::sumfile::SUM_FILE;
+use crate::sumfile::{SUM_FILE, SumFile};
 use crate::trust::SIGNATURE_SUFFIX;
 
 /// A migration's version: the number its folder name starts with.
@@ -124,6 +124,9 @@ pub struct Catalog {
     pub sum_file: Option<Vec<u8>>,
     /// `wasmig.sum.<KEYID>.minisig` files: (file name, raw bytes), in name order.
     pub signatures: Vec<(String, Vec<u8>)>,
+    /// Folders that differ from `wasmig.sum`, left unparsed: only [`Catalog::load_to_verify`]
+    /// keeps them here (for the trust report); [`Catalog::load`] refuses them.
+    pub unrecorded: Vec<Unrecorded>,
 }
 
 fn is_signature_file(name: &str) -> bool {
@@ -157,15 +160,64 @@ pub enum CatalogError {
     BadNeededBackfill { path: PathBuf, version: Version, problem: &'static str },
     #[error("version {version} is used by both {first} and {second}")]
     DuplicateVersion { version: Version, first: String, second: String },
+    #[error(
+        "artifacts failed verification, nothing was run: {}; \
+         review the changes, then run `wasmig hash` (and sign again) if they are meant",
+        .folders.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Untrusted { folders: Vec<Unrecorded> },
+}
+
+/// A migration folder whose files differ from what `wasmig.sum` records for it. It is refused
+/// before any of its files is parsed, so a tampered file is a trust failure whatever its bytes
+/// (even where they no longer parse as TOML or UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", match .recorded {
+    Some(recorded) => format!("migration {folder}: its files hash to {found}, but {SUM_FILE} records {recorded}"),
+    None => format!("migration {folder} is not in {SUM_FILE} (run `wasmig hash` and sign again)"),
+})]
+pub struct Unrecorded {
+    pub folder: String,
+    pub recorded: Option<Digest>,
+    pub found: Digest,
+}
+
+/// Whether [`Catalog::load`] holds the folders to `wasmig.sum` before parsing them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgainstSum {
+    /// Folders that differ from a well-formed sum file are refused unparsed.
+    Check,
+    /// They are kept unparsed in [`Catalog::unrecorded`], for the trust report.
+    Report,
+    /// `wasmig hash` reads the project to write a new sum file.
+    Ignore,
 }
 
 impl Catalog {
-    /// Reads every migration under `project_dir`.
+    /// Reads every migration under `project_dir`. When a well-formed `wasmig.sum` is present,
+    /// a folder whose files differ from it is refused before anything parses them.
     pub fn load(project_dir: &Path) -> Result<Catalog, CatalogError> {
+        Catalog::read(project_dir, AgainstSum::Check)
+    }
+
+    /// Reads every migration, keeping the folders that differ from `wasmig.sum` unparsed in
+    /// [`Catalog::unrecorded`]: for `wasmig verify-artifacts`, which reports every problem.
+    pub fn load_to_verify(project_dir: &Path) -> Result<Catalog, CatalogError> {
+        Catalog::read(project_dir, AgainstSum::Report)
+    }
+
+    /// Reads every migration without holding it to `wasmig.sum`: for `wasmig hash`, which
+    /// writes that file anew.
+    pub fn load_to_rehash(project_dir: &Path) -> Result<Catalog, CatalogError> {
+        Catalog::read(project_dir, AgainstSum::Ignore)
+    }
+
+    fn read(project_dir: &Path, against_sum: AgainstSum) -> Result<Catalog, CatalogError> {
         let dir = Dir::open_ambient_dir(project_dir, ambient_authority())
             .map_err(|source| CatalogError::OpenProject { path: project_dir.to_owned(), source })?;
         let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
         let mut catalog = Catalog::default();
+        let mut folders = Vec::new();
         for entry in dir.entries().map_err(read_error(project_dir.to_owned()))? {
             let entry = entry.map_err(read_error(project_dir.to_owned()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -186,10 +238,38 @@ impl Catalog {
             if !file_type.is_dir() {
                 return Err(CatalogError::UnexpectedProjectEntry { path });
             }
+            folders.push((name, path));
+        }
+        // A malformed sum file is reported by the trust check; only a readable one can say
+        // which folders changed.
+        let sum = match against_sum {
+            AgainstSum::Check | AgainstSum::Report => {
+                catalog.sum_file.as_deref().and_then(|bytes| SumFile::parse(bytes).ok())
+            }
+            AgainstSum::Ignore => None,
+        };
+        let mut unrecorded = Vec::new();
+        for (name, path) in folders {
             let (version, migration_name) =
                 parse_folder_name(&name).ok_or_else(|| CatalogError::BadFolderName { path: path.clone() })?;
             let folder = dir.open_dir(&name).map_err(read_error(path.clone()))?;
-            catalog.migrations.push(load_migration(&folder, &path, version, migration_name, &name)?);
+            let files = FolderFiles::read(&folder, &path)?;
+            let digest = files.digest();
+            if let Some(sum) = &sum {
+                let recorded = sum.entries.iter().find(|(f, _)| *f == name).map(|(_, d)| *d);
+                if recorded != Some(digest) {
+                    unrecorded.push(Unrecorded { folder: name, recorded, found: digest });
+                    continue;
+                }
+            }
+            catalog.migrations.push(load_migration(files, digest, &path, version, migration_name, &name)?);
+        }
+        unrecorded.sort_by(|a, b| a.folder.cmp(&b.folder));
+        match against_sum {
+            AgainstSum::Check if !unrecorded.is_empty() => {
+                return Err(CatalogError::Untrusted { folders: unrecorded });
+            }
+            _ => catalog.unrecorded = unrecorded,
         }
         catalog.migrations.sort_by_key(|m| m.version);
         catalog.signatures.sort();
@@ -269,6 +349,24 @@ impl FolderFiles {
         Ok(FolderFiles { files })
     }
 
+    /// The migration's digest, over the files' raw bytes (text files normalised).
+    fn digest(&self) -> Digest {
+        let inputs: Vec<DigestInput<'_>> = self
+            .files
+            .iter()
+            .map(|(name, bytes)| DigestInput {
+                name,
+                content: if name.ends_with(".sql") || name.ends_with(".toml") {
+                    Content::Text
+                } else {
+                    Content::Binary
+                },
+                bytes,
+            })
+            .collect();
+        migration_digest(&inputs)
+    }
+
     fn take(&mut self, name: &str) -> Option<Vec<u8>> {
         let index = self.files.iter().position(|(n, _)| n == name)?;
         Some(self.files.swap_remove(index).1)
@@ -281,24 +379,13 @@ fn text(bytes: Vec<u8>, path: PathBuf) -> Result<String, CatalogError> {
 }
 
 fn load_migration(
-    folder: &Dir,
+    mut files: FolderFiles,
+    digest: Digest,
     path: &Path,
     version: Version,
     name: String,
     folder_name: &str,
 ) -> Result<Migration, CatalogError> {
-    let files = FolderFiles::read(folder, path)?;
-    let digest_inputs: Vec<DigestInput<'_>> = files
-        .files
-        .iter()
-        .map(|(name, bytes)| DigestInput {
-            name,
-            content: if name.ends_with(".sql") || name.ends_with(".toml") { Content::Text } else { Content::Binary },
-            bytes,
-        })
-        .collect();
-    let digest = migration_digest(&digest_inputs);
-    let mut files = files;
     let manifest = match files.take(MANIFEST_FILE) {
         Some(bytes) => {
             let manifest_path = path.join(MANIFEST_FILE);
@@ -434,6 +521,35 @@ mod tests {
         let dir = project(&[("0001_c/migration.toml", "kind = component\n")]);
         let error = Catalog::load(dir.path()).unwrap_err();
         assert!(error.to_string().contains("0001_c/migration.toml"), "{error}");
+    }
+
+    #[test]
+    fn a_folder_that_differs_from_the_sum_is_refused_unparsed() {
+        let dir = project(&[
+            ("0001_a/up.sql", "SELECT 1;"),
+            ("0002_c/migration.toml", "kind = \"sql\"\n"),
+            ("0002_c/up.sql", ""),
+        ]);
+        let catalog = Catalog::load(dir.path()).unwrap();
+        std::fs::write(dir.path().join(SUM_FILE), SumFile::of(&catalog).render()).unwrap();
+        assert!(Catalog::load(dir.path()).is_ok());
+        // Broken TOML and bytes that are not UTF-8: refused as changed files, never parsed.
+        std::fs::write(dir.path().join("0002_c/migration.toml"), "kind = \"sql\n").unwrap();
+        std::fs::write(dir.path().join("0001_a/up.sql"), b"SELECT \xff;").unwrap();
+        let error = Catalog::load(dir.path()).unwrap_err();
+        let CatalogError::Untrusted { folders } = &error else { panic!("not a trust failure: {error}") };
+        let names: Vec<&str> = folders.iter().map(|f| f.folder.as_str()).collect();
+        assert_eq!(names, ["0001_a", "0002_c"], "{error}");
+        assert!(error.to_string().contains("wasmig hash"), "{error}");
+        // A folder the sum does not know is refused the same way.
+        std::fs::create_dir(dir.path().join("0003_new")).unwrap();
+        std::fs::write(dir.path().join("0003_new/up.sql"), "").unwrap();
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("0003_new is not in wasmig.sum"), "{error}");
+        // `wasmig hash` still reads what it parses.
+        std::fs::write(dir.path().join("0001_a/up.sql"), "SELECT 2;").unwrap();
+        std::fs::write(dir.path().join("0002_c/migration.toml"), "kind = \"sql\"\n").unwrap();
+        assert_eq!(Catalog::load_to_rehash(dir.path()).unwrap().migrations.len(), 3);
     }
 
     #[test]

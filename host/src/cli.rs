@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use wasmig::backfill::settings::{MAX_WORKERS, ThrottleOverrides};
+use wasmig::backfill::settings::{MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides};
 use wasmig::digest::Digest;
 use wasmig::scaffold::{self, Template};
 use wasmig::trust::{self, Date};
@@ -165,14 +165,15 @@ enum BackfillAction {
 /// Throttling for this run; beats wasmig.toml and the migration's manifest.
 #[derive(Debug, Clone, Copy, clap::Args)]
 struct ThrottleArgs {
-    /// Pause after every committed batch, in milliseconds.
-    #[arg(long)]
+    /// Pause after every committed batch, in milliseconds (0 to 3600000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_PAUSE_MS))]
     pause_ms: Option<u64>,
-    /// At most this many rows per second (per worker).
-    #[arg(long)]
+    /// At most this many rows per second, per worker (1 to 1000000000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     max_rows_per_second: Option<u64>,
-    /// PostgreSQL: wait before each batch while a standby replays further behind than this.
-    #[arg(long)]
+    /// PostgreSQL: wait before each batch while a standby replays further behind than this
+    /// many milliseconds (1 to 3600000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_PAUSE_MS))]
     max_replication_lag_ms: Option<u64>,
     /// Run this many workers in this process, each on its own connection and chunk
     /// (a chunked backfill on PostgreSQL; SQLite runs one writer at a time); at most 64.
@@ -223,8 +224,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         command @ (Command::Hash | Command::Sign { .. } | Command::VerifyArtifacts { .. } | Command::Grants) => {
             let config = load_config(&project, &args.database, &args.trust_file)?;
-            let catalog = Catalog::load(&project).map_err(wasmig::Error::from)?;
-            artifacts(&config, &catalog, command)
+            // `hash` writes the sum file anew, so it reads folders that differ from the old one.
+            let catalog = match command {
+                Command::Hash => Catalog::load_to_rehash(&project),
+                Command::VerifyArtifacts { .. } => Catalog::load_to_verify(&project),
+                _ => Catalog::load(&project),
+            };
+            artifacts(&config, &catalog.map_err(wasmig::Error::from)?, command)
         }
         command => {
             let mut config = load_config(&project, &args.database, &args.trust_file)?;

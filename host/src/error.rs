@@ -121,6 +121,7 @@ pub enum ErrorKind {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::Catalog(CatalogError::Untrusted { .. }) => ErrorKind::Trust,
             Error::Config(_) | Error::Catalog(_) | Error::Repair(_) => ErrorKind::Project,
             Error::Trust(_) => ErrorKind::Trust,
             Error::Connect(_) => ErrorKind::Connection,

@@ -77,7 +77,8 @@ pub fn new_migration(
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(ScaffoldError::BadName(name.to_owned()));
     }
-    let catalog = Catalog::load(project_dir)?;
+    // The new folder is not in wasmig.sum yet, nor are the ones made before it was hashed.
+    let catalog = Catalog::load_to_rehash(project_dir)?;
     let next = Version(catalog.migrations.last().map_or(1, |m| m.version.0 + 1));
     let folder = project_dir.join(format!("{next}_{name}"));
     let mut files = Vec::new();

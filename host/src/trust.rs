@@ -68,6 +68,13 @@ pub enum TrustConfigError {
     ThresholdTooHigh { threshold: usize, keys: usize },
     #[error("[trust] threshold must be at least 1")]
     ZeroThreshold,
+    #[error("[[trust.keys]] {name:?}: public_key uses signature algorithm {tag:?}; minisign keys use \"Ed\"")]
+    BadAlgorithm { name: String, tag: String },
+    #[error(
+        "[[trust.keys]] {first:?} and {second:?} are the same key ({key_id}); \
+         the threshold counts distinct keys, so list each key once"
+    )]
+    DuplicateKey { first: String, second: String, key_id: String },
 }
 
 /// The key id minisign shows for a key or signature: its 8-byte id as hex, little-endian.
@@ -84,6 +91,7 @@ impl TrustPolicy {
             .keys
             .iter()
             .map(|key| {
+                check_algorithm(&key.name, key.public_key.trim())?;
                 let public_key = PublicKey::from_base64(key.public_key.trim())
                     .map_err(|e| TrustConfigError::BadKey { name: key.name.clone(), reason: e.to_string() })?;
                 let expires = key
@@ -99,6 +107,16 @@ impl TrustPolicy {
                 Ok(TrustedKey { name: key.name.clone(), key_id: key_id(public_key.keynum()), public_key, expires })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for (index, key) in keys.iter().enumerate() {
+            if let Some(first) = keys[..index].iter().find(|k| k.key_id == key.key_id || k.public_key == key.public_key)
+            {
+                return Err(TrustConfigError::DuplicateKey {
+                    first: first.name.clone(),
+                    second: key.name.clone(),
+                    key_id: key.key_id.clone(),
+                });
+            }
+        }
         let threshold = section.threshold.unwrap_or(1);
         if threshold == 0 {
             return Err(TrustConfigError::ZeroThreshold);
@@ -108,6 +126,56 @@ impl TrustPolicy {
         }
         Ok(TrustPolicy { require_signatures: section.require_signatures, threshold, keys })
     }
+}
+
+/// A minisign public key is base64 of a two-byte algorithm tag, an 8-byte key id and a 32-byte
+/// Ed25519 key; minisign refuses any tag but `Ed`, and so does wasmig.
+fn check_algorithm(name: &str, base64: &str) -> Result<(), TrustConfigError> {
+    let bad = |reason: &str| TrustConfigError::BadKey { name: name.to_owned(), reason: reason.to_owned() };
+    let decoded = decode_base64(base64).ok_or_else(|| bad("not base64"))?;
+    if decoded.len() != 42 {
+        return Err(bad("a minisign public key is 42 bytes"));
+    }
+    if &decoded[..2] != b"Ed" {
+        return Err(TrustConfigError::BadAlgorithm {
+            name: name.to_owned(),
+            tag: String::from_utf8_lossy(&decoded[..2]).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Standard base64 with padding, as minisign writes keys.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let padding = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if padding > 2 || chunk[..4 - padding].contains(&b'=') {
+            return None;
+        }
+        let mut group = 0u32;
+        for &c in &chunk[..4 - padding] {
+            group = (group << 6) | value(c)?;
+        }
+        group <<= 6 * padding as u32;
+        let group = group.to_be_bytes();
+        out.extend_from_slice(&group[1..4 - padding]);
+    }
+    Some(out)
 }
 
 /// A calendar day (UTC), for key expiry.
@@ -171,7 +239,8 @@ pub struct MigrationCheck {
 pub struct SignatureCheck {
     pub file: String,
     pub key_id: Option<String>,
-    /// `valid`, `expired`, `untrusted` (no trusted key has its id) or `invalid`.
+    /// `valid`, `duplicate` (a valid signature by a key already counted), `expired`,
+    /// `untrusted` (no trusted key has its id) or `invalid`.
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
@@ -237,7 +306,13 @@ impl TrustReport {
 
     /// The key ids of the signers, for the history.
     pub fn signer_key_ids(&self) -> Vec<String> {
-        self.signatures.iter().filter(|s| s.state == "valid").filter_map(|s| s.key_id.clone()).collect()
+        let mut ids: Vec<String> = Vec::new();
+        for id in self.signatures.iter().filter(|s| s.state == "valid").filter_map(|s| s.key_id.clone()) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
     }
 }
 
@@ -264,8 +339,16 @@ pub fn check(catalog: &Catalog, policy: &TrustPolicy, today: Date) -> TrustRepor
         Some(bytes) => check_signatures(catalog, bytes, policy, today, &mut problems),
         None => Vec::new(),
     };
-    let signers: Vec<String> =
-        signatures.iter().filter(|s| s.state == "valid").filter_map(|s| s.signer.clone()).collect();
+    let mut signers: Vec<String> = Vec::new();
+    let mut signer_ids: Vec<&str> = Vec::new();
+    for signature in signatures.iter().filter(|s| s.state == "valid") {
+        if let (Some(name), Some(id)) = (&signature.signer, &signature.key_id)
+            && !signer_ids.contains(&id.as_str())
+        {
+            signer_ids.push(id);
+            signers.push(name.clone());
+        }
+    }
     if policy.require_signatures && sum.is_some() && signers.len() < policy.threshold {
         let not_counted = signatures
             .iter()
@@ -309,30 +392,34 @@ fn check_digests(catalog: &Catalog, sum: Option<&SumFile>, problems: &mut Vec<Tr
             .collect();
     };
     let recorded = |folder: &str| -> Option<&Digest> { sum.entries.iter().find(|(f, _)| f == folder).map(|(_, d)| d) };
-    let checks = catalog
+    // Folders the catalog left unparsed because they differ from the sum are judged here too.
+    let folders = catalog
         .migrations
         .iter()
-        .map(|migration| {
-            let (state, sum_digest) = match recorded(&migration.folder) {
-                Some(digest) if *digest == migration.digest => ("match", None),
-                Some(digest) => {
+        .map(|m| (m.folder.as_str(), m.digest))
+        .chain(catalog.unrecorded.iter().map(|u| (u.folder.as_str(), u.found)));
+    let checks: Vec<MigrationCheck> = folders
+        .map(|(folder, digest)| {
+            let (state, sum_digest) = match recorded(folder) {
+                Some(recorded) if *recorded == digest => ("match", None),
+                Some(recorded) => {
                     problems.push(TrustProblem::DigestMismatch {
-                        folder: migration.folder.clone(),
-                        sum: digest.to_string(),
-                        files: migration.digest.to_string(),
+                        folder: folder.to_owned(),
+                        sum: recorded.to_string(),
+                        files: digest.to_string(),
                     });
-                    ("mismatch", Some(digest.to_string()))
+                    ("mismatch", Some(recorded.to_string()))
                 }
                 None => {
-                    problems.push(TrustProblem::NotInSum { folder: migration.folder.clone() });
+                    problems.push(TrustProblem::NotInSum { folder: folder.to_owned() });
                     ("not-in-sum", None)
                 }
             };
-            MigrationCheck { folder: migration.folder.clone(), digest: migration.digest.to_string(), state, sum_digest }
+            MigrationCheck { folder: folder.to_owned(), digest: digest.to_string(), state, sum_digest }
         })
         .collect();
     for (folder, _) in &sum.entries {
-        if !catalog.migrations.iter().any(|m| &m.folder == folder) {
+        if !checks.iter().any(|c| &c.folder == folder) {
             problems.push(TrustProblem::MissingFolder { folder: folder.clone() });
         }
     }
@@ -391,9 +478,13 @@ fn check_signatures(
             Some(expires) if expires < today => {
                 checks.push(check("expired", Some(key), Some(format!("key {} expired on {expires}", key.name))))
             }
-            _ if counted_keys.contains(&id) => {
-                checks.push(check("valid", Some(key), Some("duplicate signer, counted once".into())))
-            }
+            // The threshold counts distinct keys: the same key's signature under another file
+            // name (or twice in one) is not a second signer.
+            _ if counted_keys.contains(&id) => checks.push(check(
+                "duplicate",
+                Some(key),
+                Some(format!("key {} already signed; a key counts once", key.name)),
+            )),
             _ => {
                 counted_keys.push(id.clone());
                 checks.push(check("valid", Some(key), None));
@@ -428,6 +519,58 @@ mod tests {
             TrustPolicy::from_section(&section).unwrap_err(),
             TrustConfigError::ThresholdTooHigh { threshold: 2, keys: 0 }
         );
+    }
+
+    #[test]
+    fn base64_decodes_as_minisign_writes_it() {
+        assert_eq!(decode_base64("RWQ=").unwrap(), b"Ed");
+        assert_eq!(decode_base64("RWRh").unwrap(), b"Eda");
+        assert_eq!(decode_base64("RW=="), Some(b"E".to_vec()));
+        assert_eq!(decode_base64("RW"), None);
+        assert_eq!(decode_base64("R=Q="), None);
+    }
+
+    fn key_with_tag(tag: &[u8; 2]) -> String {
+        let mut bytes = tag.to_vec();
+        bytes.extend([7u8; 40]);
+        // Standard base64, enough for 42 bytes (a multiple of 3).
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        bytes
+            .chunks(3)
+            .flat_map(|c| {
+                let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+                (0..4).rev().map(move |i| ALPHABET[((n >> (6 * i)) & 63) as usize] as char)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_with_another_algorithm_tag_is_refused() {
+        let section = |key: String| TrustSection {
+            require_signatures: false,
+            threshold: None,
+            keys: vec![KeySection { name: "ops".into(), public_key: key, expires: None }],
+        };
+        let error = TrustPolicy::from_section(&section(key_with_tag(b"ED"))).unwrap_err();
+        assert!(matches!(error, TrustConfigError::BadAlgorithm { ref tag, .. } if tag == "ED"), "{error}");
+        let error = TrustPolicy::from_section(&section(key_with_tag(b"XX"))).unwrap_err();
+        assert!(matches!(error, TrustConfigError::BadAlgorithm { .. }), "{error}");
+        assert!(TrustPolicy::from_section(&section(key_with_tag(b"Ed"))).is_ok());
+    }
+
+    #[test]
+    fn the_same_key_listed_twice_is_refused() {
+        let key = key_with_tag(b"Ed");
+        let section = TrustSection {
+            require_signatures: true,
+            threshold: Some(2),
+            keys: vec![
+                KeySection { name: "alice".into(), public_key: key.clone(), expires: None },
+                KeySection { name: "alice-again".into(), public_key: key, expires: None },
+            ],
+        };
+        let error = TrustPolicy::from_section(&section).unwrap_err();
+        assert!(matches!(error, TrustConfigError::DuplicateKey { .. }), "{error}");
     }
 
     #[test]

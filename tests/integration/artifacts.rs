@@ -90,7 +90,7 @@ type Tamper = Box<dyn Fn(&Path)>;
 async fn tampered_artifacts_are_refused_before_any_statement(backend: Backend) {
     let release = key();
     let trust = trust_section(true, 1, &[("release", &release, None)]);
-    let cases: [(&str, Tamper); 5] = [
+    let cases: [(&str, Tamper); 7] = [
         // `n < 5` becomes `n < 4`: still valid SQL, quietly inserting one row fewer.
         (
             "SQL file",
@@ -104,6 +104,24 @@ async fn tampered_artifacts_are_refused_before_any_statement(backend: Backend) {
         // The flipped byte is in the manifest's comment: still valid TOML, so only the digest can tell.
         ("manifest", Box::new(|dir| flip_byte(&dir.join("0002_add_email_domain/migration.toml"), 24))),
         ("sum file", Box::new(|dir| flip_byte(&dir.join("wasmig.sum"), 140))),
+        // Changes that no longer parse are refused as changed files too, never as bad files.
+        (
+            "manifest that no longer parses",
+            Box::new(|dir| {
+                let path = dir.join("0002_add_email_domain/migration.toml");
+                let text = std::fs::read_to_string(&path).expect("manifest");
+                std::fs::write(&path, text.replacen("kind = \"component\"", "kind = \"component", 1)).expect("write");
+            }),
+        ),
+        (
+            "SQL file that is no longer UTF-8",
+            Box::new(|dir| {
+                let path = dir.join("0001_users/up.sql");
+                let mut bytes = std::fs::read(&path).expect("up.sql");
+                bytes[3] = 0xff;
+                std::fs::write(&path, bytes).expect("write");
+            }),
+        ),
         (
             "signature",
             Box::new(|dir| {
@@ -126,11 +144,16 @@ async fn tampered_artifacts_are_refused_before_any_statement(backend: Backend) {
             Backend::Postgres => Some(StatementLog::start(&db).await),
             Backend::Sqlite => None,
         };
-        let migrator = project.migrator(&db).await;
-        let failure = migrator.up(None).await.expect_err(artifact);
-        assert_eq!(failure.error.kind(), ErrorKind::Trust, "{artifact}: {failure}");
-        assert!(failure.to_string().contains("nothing was run"), "{artifact}: {failure}");
-        drop(migrator);
+        let kind_and_message = match wasmig::Migrator::open(project.config(&db)).await {
+            Ok(migrator) => {
+                let failure = migrator.up(None).await.expect_err(artifact);
+                (failure.error.kind(), failure.to_string())
+            }
+            // A folder that differs from the sum file is refused while the project is read.
+            Err(error) => (error.kind(), error.to_string()),
+        };
+        assert_eq!(kind_and_message.0, ErrorKind::Trust, "{artifact}: {}", kind_and_message.1);
+        assert!(kind_and_message.1.contains("nothing was run"), "{artifact}: {}", kind_and_message.1);
         let inspect = db.inspect().await;
         if let Some(log) = log {
             inspect.execute("SELECT 'positive control' AS marker").await;
@@ -148,6 +171,26 @@ fn problems_of(project: &Project) -> Vec<String> {
     let config = wasmig::Config::load(project.path(), None).expect("config");
     let catalog = Catalog::load(project.path()).expect("catalog");
     trust::check(&catalog, &config.trust, Date::today()).problems.iter().map(ToString::to_string).collect()
+}
+
+/// The threshold counts distinct trusted keys: one key's signature copied under every name,
+/// the other signer's included, is still one signer.
+#[tokio::test]
+async fn one_key_copied_under_every_name_counts_once() {
+    let (alice, bob) = (key(), key());
+    let trust = trust_section(true, 2, &[("alice", &alice, None), ("bob", &bob, None)]);
+    let project = signed_project(&trust, &[&alice]);
+    let original = project.path().join(format!("wasmig.sum.{}.minisig", alice.id));
+    for name in [bob.id.as_str(), "COPY", "0000000000000000", "alice-2"] {
+        std::fs::copy(&original, project.path().join(format!("wasmig.sum.{name}.minisig"))).expect("copy signature");
+    }
+    let problems = problems_of(&project);
+    assert!(problems.iter().any(|p| p.contains("1 valid signature") && p.contains("2 required")), "{problems:?}");
+    let db = TestDb::sqlite();
+    let failure = project.migrator(&db).await.up(None).await.expect_err("one signer is not two");
+    assert_eq!(failure.error.kind(), ErrorKind::Trust, "{failure}");
+    let inspect = db.inspect().await;
+    assert_eq!(tables(&inspect, Backend::Sqlite).await, 0, "nothing was applied");
 }
 
 #[test]

@@ -155,6 +155,14 @@ fn keygen_hash_sign_and_verify_artifacts_never_show_the_secret() {
     let report: serde_json::Value = serde_json::from_slice(&tampered.stdout).expect("JSON report");
     assert_eq!(report["problems"][0]["problem"], "digest-mismatch");
     assert_eq!(report["problems"][0]["folder"], "0001_users");
+    // A change that leaves a file unparseable is still reported as a change, with exit 9.
+    project.write_bytes("0001_users/up.sql", b"DROP TABLE \xff users;");
+    let unparseable = wasmig(&project, &["verify-artifacts", "--format", "json"]);
+    assert_eq!(unparseable.status.code(), Some(9), "{}", stderr(&unparseable));
+    let report: serde_json::Value = serde_json::from_slice(&unparseable.stdout).expect("JSON report");
+    assert_eq!(report["problems"][0]["problem"], "digest-mismatch");
+    let up = wasmig(&project, &["up"]);
+    assert_eq!(up.status.code(), Some(9), "{}", stderr(&up));
 
     for output in [&keygen, &unsigned, &sign, &verified, &tampered] {
         let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(output));
