@@ -13,7 +13,7 @@ use crate::backfill::settings::{ProjectBackfillSection, ThrottleOverrides};
 use crate::db::DatabaseUrl;
 use crate::db::UnsupportedUrl;
 use crate::history::{HistoryTable, IdentifierError};
-use crate::limits::{LimitOverrides, Limits};
+use crate::limits::{LimitOverrides, Limits, MAX_SECONDS, OutOfRange, in_range};
 use crate::trust::{TrustConfigError, TrustPolicy, TrustSection};
 
 pub const PROJECT_FILE: &str = "wasmig.toml";
@@ -38,6 +38,16 @@ pub struct ProjectFile {
     pub guard: GuardSection,
     #[serde(default)]
     pub backfill: ProjectBackfillSection,
+}
+
+impl ProjectFile {
+    /// Every numeric setting's range, as the README's table of settings gives it.
+    fn validate_ranges(&self) -> Result<(), OutOfRange> {
+        in_range("database.connect_timeout_secs", self.database.connect_timeout_secs, 1, MAX_SECONDS)?;
+        in_range("lock.timeout_secs", self.lock.timeout_secs, 0, MAX_SECONDS)?;
+        self.limits.validate()?;
+        self.backfill.validate()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -116,6 +126,8 @@ pub enum ConfigError {
     Trust { path: PathBuf, source: TrustConfigError },
     #[error("{path}: [guard] postgres_role: {source}")]
     GuardRole { path: PathBuf, source: IdentifierError },
+    #[error("{path}: {source}")]
+    OutOfRange { path: PathBuf, source: OutOfRange },
 }
 
 /// The folder `wasmig` uses when none is given: the current folder if it holds a
@@ -155,6 +167,7 @@ impl Config {
         };
         let trust = TrustPolicy::from_section(&file.trust)
             .map_err(|source| ConfigError::Trust { path: path.to_owned(), source })?;
+        file.validate_ranges().map_err(|source| ConfigError::OutOfRange { path: path.to_owned(), source })?;
         let postgres_role = file
             .guard
             .postgres_role

@@ -42,6 +42,33 @@ impl Default for Limits {
     }
 }
 
+/// A numeric setting outside its documented range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} = {value} is out of range: it takes {min} to {max}")]
+pub struct OutOfRange {
+    pub key: &'static str,
+    pub value: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+/// Checks that the setting `key`, when given, lies in `min..=max`. Every numeric setting is
+/// bounded, so no later arithmetic (deadlines, byte counts, sleeps) can overflow or hang.
+pub fn in_range<T: Copy + Into<u64>>(
+    key: &'static str,
+    value: Option<T>,
+    min: u64,
+    max: u64,
+) -> Result<(), OutOfRange> {
+    match value.map(Into::into) {
+        Some(value) if value < min || value > max => Err(OutOfRange { key, value, min, max }),
+        _ => Ok(()),
+    }
+}
+
+/// One day: the longest any wait or deadline of wasmig may be set to.
+pub const MAX_SECONDS: u64 = 86_400;
+
 /// Limit settings as written in a TOML file; absent keys keep the value beneath.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +82,25 @@ pub struct LimitOverrides {
     pub result_rows: Option<u64>,
     pub result_mib: Option<u64>,
 }
+
+impl LimitOverrides {
+    /// Each limit's range, as the README's table of settings gives it.
+    pub fn validate(&self) -> Result<(), OutOfRange> {
+        in_range("limits.fuel", self.fuel, 1, 1_000_000_000_000_000)?;
+        // A component's memory is 32-bit linear memory: 4 GiB at the most.
+        in_range("limits.memory_mib", self.memory_mib, 1, 4096)?;
+        in_range("limits.timeout_secs", self.timeout_secs, 1, MAX_SECONDS)?;
+        in_range("limits.hostcall_mib", self.hostcall_mib, 1, MAX_HOSTCALL_MIB)?;
+        in_range("limits.statement_timeout_secs", self.statement_timeout_secs, 1, MAX_SECONDS)?;
+        in_range("limits.lock_timeout_secs", self.lock_timeout_secs, 1, MAX_SECONDS)?;
+        in_range("limits.result_rows", self.result_rows, 1, 100_000_000)?;
+        in_range("limits.result_mib", self.result_mib, 1, 4096)
+    }
+}
+
+/// The most a guest may send the host in one call. wasmtime's own cap on a call's transfer is
+/// set to four times the limit; this keeps that within what the engine accepts.
+pub const MAX_HOSTCALL_MIB: u64 = 1024;
 
 impl Limits {
     pub fn with(self, overrides: &LimitOverrides) -> Limits {
@@ -78,6 +124,8 @@ pub enum Limit {
     Fuel(u64),
     Memory(u64),
     Deadline(Duration),
+    /// Bytes a guest sent the host in one call (wasmtime's own cap, behind the guard's).
+    Hostcall(u64),
 }
 
 impl fmt::Display for Limit {
@@ -86,6 +134,9 @@ impl fmt::Display for Limit {
             Limit::Fuel(fuel) => write!(f, "fuel limit of {fuel} (limits.fuel)"),
             Limit::Memory(bytes) => write!(f, "memory limit of {} MiB (limits.memory_mib)", bytes / (1024 * 1024)),
             Limit::Deadline(timeout) => write!(f, "time limit of {}s (limits.timeout_secs)", timeout.as_secs_f64()),
+            Limit::Hostcall(bytes) => {
+                write!(f, "limit of {} MiB per host call (limits.hostcall_mib)", bytes / (1024 * 1024))
+            }
         }
     }
 }
@@ -93,6 +144,27 @@ impl fmt::Display for Limit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_limits_name_the_key_and_the_range() {
+        let huge = LimitOverrides { timeout_secs: Some(u64::MAX), ..Default::default() };
+        let error = huge.validate().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "limits.timeout_secs = 18446744073709551615 is out of range: it takes 1 to 86400"
+        );
+        for bad in [
+            LimitOverrides { hostcall_mib: Some(0), ..Default::default() },
+            LimitOverrides { fuel: Some(0), ..Default::default() },
+            LimitOverrides { memory_mib: Some(5000), ..Default::default() },
+            LimitOverrides { result_rows: Some(0), ..Default::default() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert_eq!(LimitOverrides::default().validate(), Ok(()));
+        let edges = LimitOverrides { timeout_secs: Some(86_400), hostcall_mib: Some(1024), ..Default::default() };
+        assert_eq!(edges.validate(), Ok(()));
+    }
 
     #[test]
     fn overrides_replace_only_what_they_name() {

@@ -58,6 +58,8 @@ pub enum ManifestError {
     Backfill(#[from] BackfillSettingsError),
     #[error("{0}")]
     BadGrant(#[from] crate::guard::BadGrant),
+    #[error("{0}")]
+    OutOfRange(#[from] crate::limits::OutOfRange),
 }
 
 impl Manifest {
@@ -81,6 +83,7 @@ impl Manifest {
         {
             return Err(ManifestError::ComponentOutsideFolder(file.clone()));
         }
+        self.limits.validate()?;
         let grants = Grants::from_section(&self.grants)?;
         if let Some(backfill) = &self.backfill {
             backfill.validate(&grants)?;

@@ -41,6 +41,40 @@ fn malformed_project_file_exits_3_naming_it() {
     assert!(text.contains("wasmig.toml"), "{text}");
 }
 
+/// Every numeric setting has a range; a value outside it is a project error naming the file,
+/// the key and the range, never an overflow or a hang.
+#[test]
+fn out_of_range_settings_exit_3_naming_the_key_and_range() {
+    let huge = u64::MAX;
+    for (file, text, key) in [
+        ("wasmig.toml", format!("[limits]\ntimeout_secs = {huge}\n"), "limits.timeout_secs"),
+        ("wasmig.toml", "[limits]\nhostcall_mib = 0\n".to_owned(), "limits.hostcall_mib"),
+        ("wasmig.toml", format!("[backfill]\npause_ms = {huge}\n"), "backfill.pause_ms"),
+        ("wasmig.toml", "[backfill]\nworkers = 500\n".to_owned(), "backfill.workers"),
+        ("wasmig.toml", format!("[database]\nconnect_timeout_secs = {huge}\n"), "database.connect_timeout_secs"),
+        ("wasmig.toml", format!("[lock]\ntimeout_secs = {huge}\n"), "lock.timeout_secs"),
+        (
+            "0001_c/migration.toml",
+            format!("kind = \"component\"\n[limits]\nfuel = 0\ntimeout_secs = {huge}\n"),
+            "limits.fuel",
+        ),
+        (
+            "0001_c/migration.toml",
+            format!("kind = \"component\"\n[backfill]\nbatch_size = 2000000\npause_ms = {huge}\n"),
+            "backfill.batch_size",
+        ),
+    ] {
+        let project = Project::new();
+        project.write("0001_c/migration.wasm", "");
+        project.write(file, &text);
+        let output = wasmig(&project, &["--database", "sqlite::memory:", "up"]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{file} {text}: {message}");
+        assert!(message.contains(file) && message.contains(key) && message.contains("out of range"), "{message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
+
 #[test]
 fn malformed_manifest_exits_3_naming_it() {
     let db = TestDb::sqlite();

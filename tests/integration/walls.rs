@@ -201,3 +201,28 @@ async fn sqlite_internal_tables_and_conflict_clauses_follow_the_grants() {
     assert_eq!(inspect.count("SELECT seq FROM sqlite_sequence WHERE name = 'secrets'").await, 1);
     assert_eq!(inspect.count("SELECT count(*) FROM users WHERE email = 'a@example.com' AND id = 1").await, 1);
 }
+
+/// A statement past wasmtime's own cap on a call's transfer (four times `limits.hostcall_mib`)
+/// stops the call before the guard sees it; the error names the limit, not wasmtime's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_past_the_engines_cap_names_limits_hostcall_mib() {
+    let db = TestDb::sqlite();
+    let project = Project::new();
+    let setup = format!(
+        "{SQLITE_TABLES}\nINSERT INTO probe (phase, statement) VALUES ('up', 'SELECT ''' || hex(zeroblob(3 * 1024 * 1024)) || '''');"
+    );
+    project.sql("0001_setup", &setup, None, None).component(
+        "0002_probe",
+        "statement-probe",
+        &format!("{GRANTS}[limits]\nhostcall_mib = 1\nresult_mib = 16\n"),
+    );
+    let failure = project.migrator(&db).await.up(None).await.expect_err("a 6 MiB statement passes a 4 MiB cap");
+    assert!(
+        matches!(
+            &failure.error,
+            Error::Sandbox(SandboxError::Trap { limit: Some(wasmig::limits::Limit::Hostcall(_)), .. })
+        ),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("limits.hostcall_mib"), "{failure}");
+}

@@ -8,8 +8,11 @@ use serde::Deserialize;
 
 use crate::guard::{Access, Grants, TableName, parse_table};
 use crate::history::Identifier;
+use crate::limits::{MAX_SECONDS, OutOfRange, in_range};
 
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
+/// The most rows one batch may ask for.
+pub const MAX_BATCH_SIZE: u64 = 1_000_000;
 /// Rows per chunk when the manifest names a key but no `chunk_rows`.
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 /// How long a worker's lease on a chunk lasts without a committed batch renewing it.
@@ -68,7 +71,18 @@ pub struct ThrottleOverrides {
     pub workers: Option<u32>,
 }
 
+/// The longest pause after a batch and the longest replication lag one may set: an hour.
+pub const MAX_PAUSE_MS: u64 = 3_600_000;
+
 impl ThrottleOverrides {
+    /// Each throttle's range, wherever it was written.
+    pub fn validate(&self) -> Result<(), OutOfRange> {
+        in_range("backfill.pause_ms", self.pause_ms, 0, MAX_PAUSE_MS)?;
+        in_range("backfill.max_rows_per_second", self.max_rows_per_second, 1, 1_000_000_000)?;
+        in_range("backfill.max_replication_lag_ms", self.max_replication_lag_ms, 1, MAX_PAUSE_MS)?;
+        in_range("backfill.workers", self.workers, 1, u64::from(MAX_WORKERS))
+    }
+
     /// `self`, with `over`'s settings replacing those it names.
     pub fn then(self, over: &ThrottleOverrides) -> ThrottleOverrides {
         ThrottleOverrides {
@@ -93,6 +107,11 @@ pub struct ProjectBackfillSection {
 }
 
 impl ProjectBackfillSection {
+    pub fn validate(&self) -> Result<(), OutOfRange> {
+        self.throttle().validate()?;
+        in_range("backfill.lease_secs", self.lease_secs, 1, MAX_SECONDS)
+    }
+
     pub fn throttle(&self) -> ThrottleOverrides {
         ThrottleOverrides {
             pause_ms: self.pause_ms,
@@ -124,6 +143,8 @@ pub enum BackfillSettingsError {
     BadKey(String),
     #[error("backfill.table {0:?} must also be granted for reading ([grants] read, update or delete)")]
     TableNotGranted(String),
+    #[error("{0}")]
+    OutOfRange(#[from] OutOfRange),
 }
 
 /// How the backfill's table is split into chunks.
@@ -148,6 +169,9 @@ impl BackfillSettings {
         if self.workers.is_some_and(|workers| !(1..=MAX_WORKERS).contains(&workers)) {
             return Err(BackfillSettingsError::BadWorkers);
         }
+        in_range("backfill.batch_size", Some(self.batch_size), 1, MAX_BATCH_SIZE)?;
+        in_range("backfill.chunk_rows", self.chunk_rows, 1, 1_000_000_000_000)?;
+        self.throttle().validate()?;
         match (&self.table, &self.key) {
             (None, None) if self.chunk_rows.is_some() => Err(BackfillSettingsError::ChunksWithoutKey),
             (None, None) => Ok(()),
@@ -292,9 +316,14 @@ mod tests {
         assert_eq!(settings("workers = 0").validate(&grants(&[])), Err(BackfillSettingsError::BadWorkers));
         assert_eq!(settings("workers = 65").validate(&grants(&[])), Err(BackfillSettingsError::BadWorkers));
         assert_eq!(settings("workers = 64").validate(&grants(&[])), Ok(()));
-        // wasmig.toml's [backfill] workers is not validated against grants; the plan caps it.
+        // wasmig.toml's [backfill] workers out of range is a project error naming the key; the
+        // plan still caps whatever reaches it.
         let project = ProjectBackfillSection { workers: Some(500), ..Default::default() };
+        let error = project.validate().unwrap_err();
+        assert_eq!(error.to_string(), "backfill.workers = 500 is out of range: it takes 1 to 64");
         assert_eq!(BackfillPlan::new(&project, &settings(""), &Default::default()).workers, MAX_WORKERS);
+        let error = settings("pause_ms = 18446744073709551615").validate(&grants(&[])).unwrap_err();
+        assert!(error.to_string().contains("backfill.pause_ms"), "{error}");
     }
 
     #[test]

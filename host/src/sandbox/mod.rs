@@ -406,6 +406,7 @@ impl LoadedComponent {
             Some(Trap::OutOfFuel) => Some(Limit::Fuel(limits.fuel)),
             Some(Trap::Interrupt) => Some(Limit::Deadline(limits.timeout)),
             _ if store.data().limiter.refused => Some(Limit::Memory(limits.memory_bytes)),
+            _ if hostcall_fuel_exhausted(&error) => Some(Limit::Hostcall(limits.hostcall_bytes)),
             _ => None,
         };
         let mut guest_output = String::from_utf8_lossy(&stdout.contents()).into_owned();
@@ -418,6 +419,13 @@ impl LoadedComponent {
             guest_output,
         }
     }
+}
+
+/// Whether wasmtime refused to copy a call's arguments into the host because they passed the
+/// store's hostcall fuel (four times `limits.hostcall_mib`, the guard's own limit behind it).
+/// wasmtime keeps that error's type private, so its text is the only sign of it.
+fn hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| cause.to_string().contains("fuel allocated for hostcalls has been exhausted"))
 }
 
 fn log_output(migration: &str, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
