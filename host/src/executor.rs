@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::catalog::{Body, ComponentMigration, Migration};
-use crate::db::{Access, is_truthy};
+use crate::db::{Access, LOCK_LOST_CODE, LockError, NotCommitted, is_truthy};
 use crate::error::Error;
 use crate::history::NewRecord;
 use crate::migrator::Migrator;
@@ -42,14 +42,41 @@ impl Migrator {
     ) -> Result<T, Error> {
         self.in_transaction_work_ends(migration, access, async || {
             let value = work().await?;
-            let (action, ended) = match access {
-                Access::ReadWrite => ("commit", self.db.commit().await),
-                Access::ReadOnly => ("roll back", self.db.rollback().await),
-            };
-            ended.map_err(|source| Error::Transaction { migration: migration.folder.clone(), action, source })?;
+            match access {
+                Access::ReadWrite => self.commit_holding_the_lock(migration).await?,
+                Access::ReadOnly => self.db.rollback().await.map_err(|source| Error::Transaction {
+                    migration: migration.folder.clone(),
+                    action: "roll back",
+                    source,
+                })?,
+            }
             Ok(value)
         })
         .await
+    }
+
+    /// Commits, together with the lock's check where the lock can be lost (invariant 8): the
+    /// check goes out with COMMIT in one round trip, and if the lock is gone it fails, which
+    /// rolls the transaction back instead.
+    async fn commit_holding_the_lock(&self, migration: &Migration) -> Result<(), Error> {
+        let check = match self.lock_check.lock() {
+            Ok(check) => check.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let transaction = |action, source| Error::Transaction { migration: migration.folder.clone(), action, source };
+        let Some(check) = check else {
+            return self.db.commit().await.map_err(|source| transaction("commit", source));
+        };
+        match self.db.execute_and_commit(check.statement, &check.params).await {
+            Ok(_) => Ok(()),
+            Err(NotCommitted::Statement(error)) if error.code == LOCK_LOST_CODE => {
+                Err(Error::Lock(LockError::Lost { migration: migration.folder.clone() }))
+            }
+            Err(NotCommitted::Statement(source)) => {
+                Err(transaction("check the migration lock before committing", source))
+            }
+            Err(NotCommitted::Commit(source)) => Err(transaction("commit", source)),
+        }
     }
 
     /// Runs `work` in a transaction that `work` ends itself when it succeeds (a backfill batch

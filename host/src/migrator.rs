@@ -12,7 +12,7 @@ use crate::backfill::store::{BackfillState, BackfillStatus};
 use crate::catalog::{Body, Catalog, Migration, Version};
 use crate::config::Config;
 use crate::db::Access;
-use crate::db::{self, Backend, Database, HeldLock};
+use crate::db::{self, Backend, Database, HeldLock, LockCheck};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::error::RepairError;
@@ -33,6 +33,8 @@ pub struct Migrator {
     applied_by: tokio::sync::OnceCell<String>,
     /// Where backfill progress goes.
     pub(crate) observer: Arc<dyn BackfillObserver>,
+    /// While the migration lock is held: the check each migration's COMMIT carries.
+    pub(crate) lock_check: std::sync::Mutex<Option<LockCheck>>,
 }
 
 /// Where a migration stands, for `status`.
@@ -74,6 +76,7 @@ impl Migrator {
             sandbox: OnceLock::new(),
             applied_by: tokio::sync::OnceCell::new(),
             observer: Arc::new(LogObserver),
+            lock_check: std::sync::Mutex::new(None),
         })
     }
 
@@ -89,6 +92,7 @@ impl Migrator {
             sandbox: OnceLock::new(),
             applied_by: tokio::sync::OnceCell::new(),
             observer: self.observer.clone(),
+            lock_check: std::sync::Mutex::new(None),
         })
     }
 
@@ -137,14 +141,23 @@ impl Migrator {
     /// the lock whatever `work` returns.
     async fn locked<T>(&self, work: impl AsyncFnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
         let lock: Box<dyn HeldLock> = self.db.lock(&self.config.history.lock_name(), self.config.lock_timeout).await?;
+        self.set_lock_check(lock.commit_check());
         let result = match self.history().ensure().await {
             Ok(()) => work().await,
             Err(error) => Err(error.into()),
         };
+        self.set_lock_check(None);
         if let Err(error) = lock.release().await {
             tracing::warn!(%error, "could not release the migration lock; it is freed when this process exits");
         }
         result
+    }
+
+    fn set_lock_check(&self, check: Option<LockCheck>) {
+        match self.lock_check.lock() {
+            Ok(mut held) => *held = check,
+            Err(poisoned) => *poisoned.into_inner() = check,
+        }
     }
 
     /// The migrations `up` would apply, without taking the lock or changing anything.

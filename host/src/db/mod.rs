@@ -155,7 +155,23 @@ pub trait Database: Send + Sync {
 #[async_trait]
 pub trait HeldLock: Send {
     async fn release(self: Box<Self>) -> Result<(), DbError>;
+
+    /// Invariant 8: a statement to run last in each migration's transaction, pipelined with its
+    /// COMMIT, that fails (SQLSTATE 22012) unless this lock is still held, so that a run whose
+    /// lock session was lost commits nothing more. `None` where the lock cannot be lost while
+    /// the process lives (SQLite's file lock).
+    fn commit_check(&self) -> Option<LockCheck>;
 }
+
+/// See [`HeldLock::commit_check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockCheck {
+    pub statement: &'static str,
+    pub params: Vec<Value>,
+}
+
+/// The SQLSTATE [`LockCheck`]'s statement fails with when the lock is gone (division by zero).
+pub const LOCK_LOST_CODE: &str = "22012";
 
 /// Why the migration lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +180,11 @@ pub enum LockError {
     Timeout { name: String, waited: Duration },
     #[error("could not take the migration lock {name:?}: {source}")]
     Failed { name: String, source: DbError },
+    #[error(
+        "migration {migration}: this run lost the migration lock (its lock session ended), so the \
+         migration was rolled back and the run stopped; another run may hold the lock now"
+    )]
+    Lost { migration: String },
 }
 
 /// Why a database could not be reached.

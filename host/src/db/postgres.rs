@@ -24,7 +24,9 @@ use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 
 use crate::guard::GuardSettings;
 
-use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError, NotCommitted};
+use super::{
+    Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError, NotCommitted,
+};
 use super::{Rows, ScriptRow, Value};
 
 /// How often a waiting run asks for the advisory lock again.
@@ -300,7 +302,9 @@ impl Database for PostgresDatabase {
                 session.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(|e| failed(db_error(e)))?;
             let acquired: bool = row.try_get(0).map_err(|e| failed(db_error(e)))?;
             if acquired {
-                return Ok(Box::new(AdvisoryLock { session, key }));
+                let row = session.query_one("SELECT pg_backend_pid()", &[]).await.map_err(|e| failed(db_error(e)))?;
+                let pid: i32 = row.try_get(0).map_err(|e| failed(db_error(e)))?;
+                return Ok(Box::new(AdvisoryLock { session, key, pid }));
             }
             if started.elapsed() >= timeout {
                 return Err(LockError::Timeout { name: name.to_owned(), waited: started.elapsed() });
@@ -323,12 +327,25 @@ fn poisoned() -> DbError {
 struct AdvisoryLock {
     session: Client,
     key: i64,
+    /// The lock session's backend, which pg_locks names as the holder.
+    pid: i32,
 }
 
 #[async_trait]
 impl HeldLock for AdvisoryLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
         self.session.execute("SELECT pg_advisory_unlock($1)", &[&self.key]).await.map(|_| ()).map_err(db_error)
+    }
+
+    fn commit_check(&self) -> Option<LockCheck> {
+        // A bigint advisory key shows in pg_locks as its high and low 32 bits.
+        let high = i64::from((self.key >> 32) as u32);
+        let low = i64::from(self.key as u32);
+        Some(LockCheck {
+            statement: "SELECT 1 / count(*)::int FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
+                        AND granted AND pid = $1 AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1",
+            params: vec![Value::Int(i64::from(self.pid)), Value::Int(high), Value::Int(low)],
+        })
     }
 }
 

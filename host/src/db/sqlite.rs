@@ -19,7 +19,7 @@ use rusqlite::{Connection, Statement};
 use crate::guard::sqlite::StatementScope;
 use crate::guard::{GuardSettings, Policy};
 
-use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockError};
+use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError};
 use super::{NotCommitted, Rows, ScriptRow, Value};
 
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -293,6 +293,11 @@ impl HeldLock for FileLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
         self.file.unlock().map_err(|e| DbError::new("lock-file", e.to_string()))
     }
+
+    fn commit_check(&self) -> Option<LockCheck> {
+        // The OS holds the file lock for as long as this process keeps the file open.
+        None
+    }
 }
 
 struct NoLock;
@@ -301,6 +306,10 @@ struct NoLock;
 impl HeldLock for NoLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
         Ok(())
+    }
+
+    fn commit_check(&self) -> Option<LockCheck> {
+        None
     }
 }
 
