@@ -226,3 +226,39 @@ async fn a_transfer_past_the_engines_cap_names_limits_hostcall_mib() {
     );
     assert!(failure.to_string().contains("limits.hostcall_mib"), "{failure}");
 }
+
+/// SQLite runs in this process, outside the component's fuel and epoch: a statement it runs for
+/// a component stops at the call's deadline, and a value past `limits.result_mib` is refused
+/// before the host's heap grows for it. Each is the component's `limit` error, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_statements_stop_at_the_calls_deadline_and_value_cap() {
+    let db = TestDb::sqlite();
+    let statements = [
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+        "SELECT length(printf('%.*c', 400000000, 'x'))",
+        "SELECT count(*) FROM users",
+    ];
+    let rows: Vec<String> = statements
+        .iter()
+        .map(|s| format!("INSERT INTO probe (phase, statement) VALUES ('up', '{}');", s.replace('\'', "''")))
+        .collect();
+    let project = Project::new();
+    project.sql("0001_setup", &format!("{SQLITE_TABLES}\n{}", rows.join("\n")), None, None).component(
+        "0002_probe",
+        "statement-probe",
+        // SQLite's authorizer reports a recursive CTE's reads as reads of a table of its name.
+        &format!("{}[limits]\ntimeout_secs = 2\nresult_mib = 8\n", GRANTS.replace("\"probe\"", "\"probe\", \"r\"")),
+    );
+    let started = std::time::Instant::now();
+    let failure = project.migrator(&db).await.up(None).await.expect_err("the probe reports and fails");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the deadline bound the statement");
+    let Error::Sandbox(SandboxError::Guest { message, .. }) = &failure.error else {
+        panic!("expected the probe's report, got {failure}");
+    };
+    let outcomes: HashMap<&str, &str> = message.lines().filter_map(|line| line.split_once('\t')).collect();
+    let endless = outcomes[statements[0]];
+    assert!(endless.starts_with("limit: ") && endless.contains("limits.timeout_secs"), "{endless}");
+    let huge = outcomes[statements[1]];
+    assert!(huge.starts_with("limit: ") && huge.contains("limits.result_mib"), "{huge}");
+    assert!(outcomes[statements[2]].starts_with("ok"), "the connection still works: {message}");
+}

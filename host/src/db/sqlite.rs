@@ -23,6 +23,10 @@ use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldL
 use super::{NotCommitted, Rows, ScriptRow, Value};
 
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How many virtual-machine steps SQLite takes between looks at a guarded call's deadline.
+const PROGRESS_STEPS: i32 = 10_000;
+/// SQLite's own cap on a string or blob, restored when a guarded call ends.
+const DEFAULT_MAX_LENGTH: i32 = 1_000_000_000;
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -40,6 +44,10 @@ struct GuardState {
     /// What the guard knows of the statement being prepared.
     scope: StatementScope,
     refusal: Option<String>,
+    /// While a component call runs: when SQLite interrupts its statement, and why.
+    deadline: Option<(Instant, String)>,
+    /// While a component call runs: what a too-long value is reported as.
+    value_limit: Option<String>,
 }
 
 /// A statement from the cache, or (while a component call runs) freshly prepared: the
@@ -92,7 +100,7 @@ impl SqliteDatabase {
         connection
             .authorizer(Some(move |context: AuthContext<'_>| {
                 let Ok(mut state) = state.lock() else { return Authorization::Deny };
-                let GuardState { policy, scope, refusal } = &mut *state;
+                let GuardState { policy, scope, refusal, .. } = &mut *state;
                 let Some(policy) = policy else { return Authorization::Allow };
                 match crate::guard::sqlite::authorize(policy, scope, &context) {
                     Ok(()) => Authorization::Allow,
@@ -102,6 +110,20 @@ impl SqliteDatabase {
                     }
                 }
             }))
+            .map_err(|e| failed(e.to_string()))?;
+        // SQLite runs in this process, outside the component's fuel and epoch: a statement it
+        // runs for a component (a recursive CTE, a huge sort) is interrupted at the call's
+        // deadline instead of running on.
+        let state = guard.clone();
+        connection
+            .progress_handler(
+                PROGRESS_STEPS,
+                Some(move || {
+                    state
+                        .lock()
+                        .map_or(true, |state| state.deadline.as_ref().is_some_and(|(at, _)| Instant::now() >= *at))
+                }),
+            )
             .map_err(|e| failed(e.to_string()))?;
         Ok(SqliteDatabase { connection: Mutex::new(connection), path, guard })
     }
@@ -133,8 +155,25 @@ impl SqliteDatabase {
         bind(&mut prepared, params)?;
         // Stepping through any rows (INSERT … RETURNING) runs the statement to completion.
         let mut results = prepared.raw_query();
-        while results.next().map_err(db_error)?.is_some() {}
+        while results.next().map_err(|e| self.step_error(e))?.is_some() {}
         Ok(connection.changes())
+    }
+
+    /// A statement's error; while a component call runs, an interrupt or a value past
+    /// SQLite's length cap is the limit that caused it.
+    fn step_error(&self, error: rusqlite::Error) -> DbError {
+        let code = match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => Some(failure.code),
+            _ => None,
+        };
+        let Ok(state) = self.guard.lock() else { return db_error(error) };
+        match (code, &state.deadline, &state.value_limit) {
+            (Some(rusqlite::ErrorCode::OperationInterrupted), Some((_, limit)), _) => {
+                DbError::new("limit", limit.clone())
+            }
+            (Some(rusqlite::ErrorCode::TooBig), _, Some(limit)) => DbError::new("limit", limit.clone()),
+            _ => db_error(error),
+        }
     }
 
     fn connection(&self) -> Result<MutexGuard<'_, Connection>, DbError> {
@@ -174,7 +213,7 @@ impl Database for SqliteDatabase {
         let width = columns.len();
         let mut results = prepared.raw_query();
         let mut values = Vec::new();
-        while let Some(row) = results.next().map_err(db_error)? {
+        while let Some(row) = results.next().map_err(|e| self.step_error(e))? {
             let mut out = Vec::with_capacity(width);
             for index in 0..width {
                 out.push(column_value(row.get_ref(index).map_err(db_error)?)?);
@@ -231,15 +270,37 @@ impl Database for SqliteDatabase {
     }
 
     async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
+        let timeout = guard.call_timeout.min(guard.statement_timeout);
+        let max_length = i32::try_from(guard.max_value_bytes).unwrap_or(i32::MAX).min(DEFAULT_MAX_LENGTH);
+        self.connection()?.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max_length).map_err(db_error)?;
         let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
         state.policy = Some(guard.policy.clone());
         state.refusal = None;
+        let setting = if guard.call_timeout <= guard.statement_timeout {
+            "limits.timeout_secs"
+        } else {
+            "limits.statement_timeout_secs"
+        };
+        state.deadline = Some((
+            Instant::now() + timeout,
+            format!("the statement was stopped at the call's time limit of {}s ({setting})", timeout.as_secs_f64()),
+        ));
+        state.value_limit = Some(format!(
+            "the statement built a value longer than {} MiB (limits.result_mib)",
+            guard.max_value_bytes / (1024 * 1024)
+        ));
         Ok(())
     }
 
     async fn leave_guarded(&self) -> Result<(), DbError> {
         let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
         state.policy = None;
+        state.deadline = None;
+        state.value_limit = None;
+        drop(state);
+        self.connection()?
+            .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, DEFAULT_MAX_LENGTH)
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -446,6 +507,8 @@ mod tests {
             postgres_role: None,
             statement_timeout: Duration::from_secs(1),
             lock_timeout: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(1),
+            max_value_bytes: 1 << 20,
         };
         db.enter_guarded(&guard).await.unwrap();
         db.execute("ALTER TABLE users ADD COLUMN nickname TEXT", &[]).await.unwrap();

@@ -506,6 +506,12 @@ pub struct GuardSettings {
     pub postgres_role: Option<String>,
     pub statement_timeout: std::time::Duration,
     pub lock_timeout: std::time::Duration,
+    /// The call's wall-clock limit (`limits.timeout_secs`): SQLite, which runs in this process,
+    /// interrupts a statement still running when it passes.
+    pub call_timeout: std::time::Duration,
+    /// The largest value a statement may build (`limits.result_mib`): SQLite refuses a longer
+    /// string or blob instead of growing the host's heap for it.
+    pub max_value_bytes: u64,
 }
 
 /// The guard's off switch, compiled only into the benchmark that measures its cost.

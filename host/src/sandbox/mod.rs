@@ -304,6 +304,8 @@ impl LoadedComponent {
             postgres_role: postgres_role.map(str::to_owned),
             statement_timeout: limits.statement_timeout,
             lock_timeout: limits.lock_timeout,
+            call_timeout: limits.timeout,
+            max_value_bytes: limits.result_bytes,
         };
         let walls = |source| SandboxError::Walls { migration: self.migration.clone(), source };
         db.enter_guarded(&guard).await.map_err(walls)?;

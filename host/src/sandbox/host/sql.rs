@@ -58,6 +58,7 @@ impl SqlConnection {
         match error.code.as_str() {
             "denied" => self.denied(error.message),
             "multiple-statements" | "invalid-parameter" => SqlError::Invalid(error.message),
+            "limit" => SqlError::Limit(error.message),
             _ => SqlError::Database(types::DbError { code: error.code, message: error.message }),
         }
     }
