@@ -169,3 +169,18 @@ async fn core_module_is_not_a_component(backend: Backend) {
     assert!(failure.to_string().contains("0001_core/migration.wasm"), "{failure}");
 }
 on_both_backends!(not_a_component, core_module_is_not_a_component);
+
+/// A trap's report leads with its cause and the limit; wasmtime's wasm backtrace is left to `-v`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_reports_lead_with_the_cause_not_the_backtrace() {
+    for (plugin, marker, extra) in
+        [("hostile-panic", "panic_marker", ""), ("hostile-loop", "loop_marker", "[limits]\nfuel = 50000000\n")]
+    {
+        let error = expect_refused(Backend::Sqlite, plugin, marker, extra).await;
+        let Error::Sandbox(SandboxError::Trap { message, .. }) = &error else { panic!("not a trap: {error}") };
+        assert!(!message.contains("backtrace"), "{plugin}: {message}");
+        assert!(message.starts_with("wasm trap: "), "{plugin}: {message}");
+        let first_line = error.to_string().lines().next().unwrap_or_default().to_owned();
+        assert!(first_line.contains("trapped") && !first_line.contains("backtrace"), "{plugin}: {first_line}");
+    }
+}

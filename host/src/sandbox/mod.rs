@@ -413,13 +413,29 @@ impl LoadedComponent {
         };
         let mut guest_output = String::from_utf8_lossy(&stdout.contents()).into_owned();
         guest_output.push_str(&String::from_utf8_lossy(&stderr.contents()));
+        // The cause leads; the wasm backtrace wasmtime wraps around it is for -v.
+        if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+            tracing::debug!(migration = self.migration, call = %call, "wasm backtrace:\n{backtrace}");
+        }
         SandboxError::Trap {
             migration: self.migration.clone(),
             call: call.to_string(),
             limit,
-            message: format!("{error:#}"),
+            message: trap_cause(&error),
             guest_output,
         }
+    }
+}
+
+/// What stopped the call, in words: the trap itself, without the backtrace wasmtime adds as
+/// context around it.
+fn trap_cause(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => {
+            "call stack exhausted: the component recursed past the wasm stack wasmtime gives each call".to_owned()
+        }
+        Some(trap) => trap.to_string(),
+        None => error.chain().last().map_or_else(|| error.to_string(), ToString::to_string),
     }
 }
 
