@@ -262,3 +262,87 @@ async fn sqlite_statements_stop_at_the_calls_deadline_and_value_cap() {
     assert!(huge.starts_with("limit: ") && huge.contains("limits.result_mib"), "{huge}");
     assert!(outcomes[statements[2]].starts_with("ok"), "the connection still works: {message}");
 }
+
+/// The peak resident memory of this process (the host), from the kernel's account.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Result caps bind while rows arrive: a query of fifty million rows, or of rows a megabyte
+/// each, is stopped (and cancelled on the server) once it passes the cap, without the host
+/// buffering it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_caps_stop_reading_as_soon_as_they_are_passed() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let (rows, wide) = match backend {
+            Backend::Postgres => {
+                ("SELECT generate_series(1, 50000000)", "SELECT repeat('x', 1000000) FROM generate_series(1, 100000)")
+            }
+            Backend::Sqlite => (
+                "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 50000000) SELECT n FROM r",
+                "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 100000) SELECT printf('%.*c', 1000000, 'x') FROM r",
+            ),
+        };
+        for (statement, setting) in [(rows, "limits.result_rows"), (wide, "limits.result_mib")] {
+            let db = TestDb::new(backend).await;
+            let setup = match backend {
+                Backend::Postgres => POSTGRES_TRAPS,
+                Backend::Sqlite => SQLITE_TABLES,
+            };
+            let project = Project::new();
+            let insert =
+                format!("INSERT INTO probe (phase, statement) VALUES ('up', '{}');", statement.replace('\'', "''"));
+            project.sql("0001_setup", &format!("{setup}\n{insert}"), None, None).component(
+                "0002_probe",
+                "statement-probe",
+                &format!(
+                    "{}[limits]\nresult_rows = 1000\nresult_mib = 8\n",
+                    GRANTS.replace("\"probe\"", "\"probe\", \"r\"")
+                ),
+            );
+            let before = peak_rss_kib();
+            let failure = project.migrator(&db).await.up(None).await.expect_err("the probe reports and fails");
+            let grown_mib = (peak_rss_kib() - before) / 1024;
+            let Error::Sandbox(SandboxError::Guest { message, .. }) = &failure.error else {
+                panic!("{backend:?} {statement}: expected the probe's report, got {failure}");
+            };
+            assert!(message.contains("limit: ") && message.contains(setting), "{backend:?} {statement}: {message}");
+            assert!(grown_mib < 1024, "{backend:?} {statement}: the host grew by {grown_mib} MiB");
+        }
+    }
+}
+
+/// A call's wall-clock limit bounds the database work it started: a statement still running
+/// at the deadline is cancelled on the server, and the call ends as a trap on its time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_deadline_cancels_a_running_statement() {
+    let db = TestDb::postgres().await;
+    let slow = "SELECT count(*) FROM generate_series(1, 2000000000)";
+    let project = Project::new();
+    let insert = format!("INSERT INTO probe (phase, statement) VALUES ('up', '{slow}');");
+    project.sql("0001_setup", &format!("{POSTGRES_TRAPS}\n{insert}"), None, None).component(
+        "0002_probe",
+        "statement-probe",
+        &format!("{GRANTS}[limits]\ntimeout_secs = 2\nstatement_timeout_secs = 600\n"),
+    );
+    let started = std::time::Instant::now();
+    let failure = project.migrator(&db).await.up(None).await.expect_err("the deadline stops the call");
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(
+            &failure.error,
+            Error::Sandbox(SandboxError::Trap { limit: Some(wasmig::limits::Limit::Deadline(_)), .. })
+        ),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("limits.timeout_secs"), "{failure}");
+    assert!(elapsed < std::time::Duration::from_secs(20), "the call ran {elapsed:?} past a 2 s limit");
+    let inspect = db.inspect().await;
+    let still_running = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%generate_series(1, 2000000000)%' AND pid <> pg_backend_pid()";
+    assert_eq!(inspect.count(still_running).await, 0, "the statement was cancelled on the server");
+}

@@ -32,6 +32,57 @@ pub enum Value {
     TextArray(Vec<Option<String>>),
 }
 
+impl Value {
+    /// Roughly what the value costs once copied into a component: what result caps count.
+    pub fn cost(&self) -> u64 {
+        let len = |n: usize| n as u64;
+        match self {
+            Value::Text(s) => len(s.len()),
+            Value::Bytes(b) => len(b.len()),
+            Value::IntArray(a) => len(a.len() * 9),
+            Value::FloatArray(a) => len(a.len() * 9),
+            Value::TextArray(a) => a.iter().map(|s| 1 + s.as_ref().map_or(0, |s| len(s.len()))).sum(),
+            _ => 9,
+        }
+    }
+}
+
+/// Caps on what one query may return to a component (`limits.result_rows`, `result_mib`),
+/// applied while the rows arrive: reading stops, and the statement is cancelled, as soon as
+/// one is passed, so the host never holds more than the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultCap {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl ResultCap {
+    /// The error once `rows` rows of `bytes` bytes have arrived, if that passes a cap.
+    pub fn passed(&self, rows: u64, bytes: u64) -> Option<DbError> {
+        if rows > self.rows {
+            return Some(DbError::new(
+                LIMIT_CODE,
+                format!("the query returned more than {} rows; limits.result_rows is {}", self.rows, self.rows),
+            ));
+        }
+        (bytes > self.bytes).then(|| {
+            DbError::new(
+                LIMIT_CODE,
+                format!(
+                    "the query returned more than {} bytes; limits.result_mib is {}",
+                    self.bytes,
+                    self.bytes / (1024 * 1024)
+                ),
+            )
+        })
+    }
+}
+
+/// The code of a [`DbError`] that a component limit caused; its message names the setting.
+pub const LIMIT_CODE: &str = "limit";
+/// The code of a [`DbError`] for a statement stopped at the component call's deadline.
+pub const DEADLINE_CODE: &str = "deadline";
+
 /// The rows a query returned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rows {
@@ -111,6 +162,10 @@ pub trait Database: Send + Sync {
     /// Runs one statement and returns its rows.
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError>;
 
+    /// Runs a component's query, reading its rows only up to `cap`: past it, reading stops,
+    /// the statement is cancelled where the backend can, and the error is [`LIMIT_CODE`].
+    async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError>;
+
     /// Runs one statement and returns the number of rows it changed.
     async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError>;
 
@@ -134,7 +189,10 @@ pub trait Database: Send + Sync {
 
     /// Raises the database's own walls for a component call, inside the current transaction:
     /// PostgreSQL pins `search_path` and sets `statement_timeout`, `lock_timeout` and the
-    /// configured role with `SET LOCAL`; SQLite turns its authorizer on with the policy.
+    /// configured role with `SET LOCAL`; SQLite turns its authorizer on with the policy. Until
+    /// they are lowered, the call's deadline bounds every statement: one still running when it
+    /// passes is cancelled (PostgreSQL) or interrupted (SQLite), and fails with
+    /// [`DEADLINE_CODE`] (PostgreSQL) or [`LIMIT_CODE`] (SQLite).
     async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError>;
 
     /// Lowers them again, so the engine's own statements (the history row) run as before.

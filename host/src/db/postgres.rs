@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use futures_util::StreamExt;
 use futures_util::future::{join3, try_join, try_join_all};
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
@@ -27,7 +28,7 @@ use crate::guard::GuardSettings;
 use super::{
     Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError, NotCommitted,
 };
-use super::{Rows, ScriptRow, Value};
+use super::{ResultCap, Rows, ScriptRow, Value};
 
 /// How often a waiting run asks for the advisory lock again.
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -41,6 +42,8 @@ pub struct PostgresDatabase {
     statements: Mutex<HashMap<String, Statement>>,
     /// Simple-query text not sent yet: it goes first, pipelined, with the next request.
     pending: Pending,
+    /// While a component call runs: its deadline, and the limit that set it.
+    deadline: Mutex<Option<(Instant, String)>>,
 }
 
 /// The queue of simple-query text waiting for the next request. Fails closed: the walls of a
@@ -92,6 +95,7 @@ impl PostgresDatabase {
             redacted_url,
             statements: Mutex::new(HashMap::new()),
             pending: Pending::default(),
+            deadline: Mutex::new(None),
         })
     }
 
@@ -133,6 +137,30 @@ impl PostgresDatabase {
         // try_join polls the pending script first, so it is queued on the connection first.
         let ((), value) = try_join(self.client.batch_execute(&pending), request).await.map_err(db_error)?;
         Ok(value)
+    }
+
+    /// Runs `work` within the component call's deadline, if one is set. A statement still
+    /// running when it passes is cancelled on the server, and `work` is awaited to its end so
+    /// that the connection is idle again (and the cancel cannot reach a later statement).
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
+        let deadline = self.deadline.lock().map_err(|_| poisoned())?.clone();
+        let Some((at, limit)) = deadline else { return work.await };
+        let mut work = std::pin::pin!(work);
+        tokio::select! {
+            done = &mut work => done,
+            () = tokio::time::sleep_until(at.into()) => {
+                self.cancel_running().await;
+                let _ = work.await;
+                Err(DbError::new(super::DEADLINE_CODE, format!("the statement was cancelled at the call's {limit}")))
+            }
+        }
+    }
+
+    /// Asks the server to cancel whatever this session runs now.
+    async fn cancel_running(&self) {
+        if let Err(error) = self.client.cancel_token().cancel_query(NoTls).await {
+            tracing::warn!(%error, "could not cancel a component's statement; it runs on until statement_timeout");
+        }
     }
 
     fn cached(&self, statement: &str) -> Option<Statement> {
@@ -207,18 +235,49 @@ impl Database for PostgresDatabase {
         Ok(Rows { columns, values })
     }
 
+    async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {
+        self.bounded(async {
+            let prepared = self.prepare(statement).await?;
+            let stream = self.after_pending(self.client.query_raw(&prepared, as_params(params))).await?;
+            let mut stream = std::pin::pin!(stream);
+            let columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
+            let (mut values, mut bytes) = (Vec::new(), 0u64);
+            while let Some(row) = stream.next().await {
+                let row = row_values(&row.map_err(db_error)?)?;
+                bytes += row.iter().map(Value::cost).sum::<u64>();
+                values.push(row);
+                if let Some(passed) = cap.passed(values.len() as u64, bytes) {
+                    // Stop the server producing rows nobody will read, then drain what is
+                    // already on its way, so the session is idle when the guest is told.
+                    self.cancel_running().await;
+                    while stream.next().await.is_some() {}
+                    return Err(passed);
+                }
+            }
+            Ok(Rows { columns, values })
+        })
+        .await
+    }
+
     async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
-        let prepared = self.prepare(statement).await?;
-        self.after_pending(self.client.execute(&prepared, &as_params(params))).await
+        self.bounded(async {
+            let prepared = self.prepare(statement).await?;
+            self.after_pending(self.client.execute(&prepared, &as_params(params))).await
+        })
+        .await
     }
 
     async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
-        let prepared = self.prepare(statement).await?;
-        let bound: Vec<Vec<&(dyn ToSql + Sync)>> = param_sets.iter().map(|set| as_params(set)).collect();
-        // Polling all executions together lets tokio-postgres pipeline them: one round trip.
-        let counts =
-            self.after_pending(try_join_all(bound.iter().map(|params| self.client.execute(&prepared, params)))).await?;
-        Ok(counts.iter().sum())
+        self.bounded(async {
+            let prepared = self.prepare(statement).await?;
+            let bound: Vec<Vec<&(dyn ToSql + Sync)>> = param_sets.iter().map(|set| as_params(set)).collect();
+            // Polling all executions together lets tokio-postgres pipeline them: one round trip.
+            let counts = self
+                .after_pending(try_join_all(bound.iter().map(|params| self.client.execute(&prepared, params))))
+                .await?;
+            Ok(counts.iter().sum())
+        })
+        .await
     }
 
     async fn begin(&self, access: Access) -> Result<(), DbError> {
@@ -276,6 +335,8 @@ impl Database for PostgresDatabase {
             // The role name was validated as an identifier when the config was read.
             script.push_str(&format!(" SET LOCAL ROLE \"{role}\";"));
         }
+        let limit = format!("time limit of {}s (limits.timeout_secs)", guard.call_timeout.as_secs_f64());
+        *self.deadline.lock().map_err(|_| poisoned())? = Some((Instant::now() + guard.call_timeout, limit));
         // Queued behind a pending BEGIN and sent with the component's first statement, in
         // order on the wire: the walls are up before that statement runs, and if raising them
         // fails, the transaction is aborted, so nothing the component sends can run without them.
@@ -283,6 +344,10 @@ impl Database for PostgresDatabase {
     }
 
     async fn leave_guarded(&self) -> Result<(), DbError> {
+        match self.deadline.lock() {
+            Ok(mut deadline) => *deadline = None,
+            Err(poisoned) => *poisoned.into_inner() = None,
+        }
         // Sent ahead of the engine's next statement, so that statement runs with the walls down.
         self.defer(
             "RESET ROLE; RESET search_path; RESET standard_conforming_strings; \

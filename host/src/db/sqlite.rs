@@ -20,7 +20,7 @@ use crate::guard::sqlite::StatementScope;
 use crate::guard::{GuardSettings, Policy};
 
 use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError};
-use super::{NotCommitted, Rows, ScriptRow, Value};
+use super::{NotCommitted, ResultCap, Rows, ScriptRow, Value};
 
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How many virtual-machine steps SQLite takes between looks at a guarded call's deadline.
@@ -219,6 +219,29 @@ impl Database for SqliteDatabase {
                 out.push(column_value(row.get_ref(index).map_err(db_error)?)?);
             }
             values.push(out);
+        }
+        Ok(Rows { columns, values })
+    }
+
+    async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {
+        let connection = self.connection()?;
+        let mut prepared = self.prepare(&connection, statement)?;
+        bind(&mut prepared, params)?;
+        let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
+        let width = columns.len();
+        let mut results = prepared.raw_query();
+        let (mut values, mut bytes) = (Vec::new(), 0u64);
+        while let Some(row) = results.next().map_err(|e| self.step_error(e))? {
+            let mut out = Vec::with_capacity(width);
+            for index in 0..width {
+                out.push(column_value(row.get_ref(index).map_err(db_error)?)?);
+            }
+            bytes += out.iter().map(Value::cost).sum::<u64>();
+            values.push(out);
+            // Stepping no further stops the statement: SQLite makes a row only when asked.
+            if let Some(passed) = cap.passed(values.len() as u64, bytes) {
+                return Err(passed);
+            }
         }
         Ok(Rows { columns, values })
     }

@@ -351,8 +351,7 @@ impl LoadedComponent {
             policy,
             analyses: self.analyses.clone(),
             migration: self.migration.clone(),
-            result_rows: limits.result_rows,
-            result_bytes: limits.result_bytes,
+            result_cap: crate::db::ResultCap { rows: limits.result_rows, bytes: limits.result_bytes },
             hostcall_bytes: limits.hostcall_bytes,
         };
         let result = self.invoke(&call, connection, &mut store).await;
@@ -407,6 +406,7 @@ impl LoadedComponent {
         let limit = match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Some(Limit::Fuel(limits.fuel)),
             Some(Trap::Interrupt) => Some(Limit::Deadline(limits.timeout)),
+            _ if error.downcast_ref::<host::sql::PastDeadline>().is_some() => Some(Limit::Deadline(limits.timeout)),
             _ if store.data().limiter.refused => Some(Limit::Memory(limits.memory_bytes)),
             _ if hostcall_fuel_exhausted(&error) => Some(Limit::Hostcall(limits.hostcall_bytes)),
             _ => None,

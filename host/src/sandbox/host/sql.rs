@@ -22,10 +22,15 @@ pub struct SqlConnection {
     pub policy: Policy,
     pub analyses: Arc<AnalysisCache>,
     pub migration: String,
-    pub result_rows: u64,
-    pub result_bytes: u64,
+    pub result_cap: db::ResultCap,
     pub hostcall_bytes: u64,
 }
+
+/// A statement the database stopped at the component call's deadline: the call ends as a trap
+/// on its time limit, since the guest may not run on past it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PastDeadline(pub String);
 
 impl SqlConnection {
     /// The guard's verdict on a statement before it is sent, and the text to send. On
@@ -54,13 +59,15 @@ impl SqlConnection {
         SqlError::Denied(refusal)
     }
 
-    fn sql_error(&self, error: DbError) -> SqlError {
-        match error.code.as_str() {
+    /// The guest's error for a database error, or a trap when the call's deadline passed.
+    fn sql_error(&self, error: DbError) -> wasmtime::Result<SqlError> {
+        Ok(match error.code.as_str() {
             "denied" => self.denied(error.message),
             "multiple-statements" | "invalid-parameter" => SqlError::Invalid(error.message),
-            "limit" => SqlError::Limit(error.message),
+            db::LIMIT_CODE => SqlError::Limit(error.message),
+            db::DEADLINE_CODE => return Err(wasmtime::Error::new(PastDeadline(error.message))),
             _ => SqlError::Database(types::DbError { code: error.code, message: error.message }),
-        }
+        })
     }
 
     /// The per-call cap on what a guest sends; wasmtime's own cap, set higher, is the backstop.
@@ -69,7 +76,7 @@ impl SqlConnection {
         statement: &str,
         values: impl Iterator<Item = &'a db::Value>,
     ) -> Result<(), SqlError> {
-        let bytes = statement.len() as u64 + values.map(value_bytes).sum::<u64>();
+        let bytes = statement.len() as u64 + values.map(db::Value::cost).sum::<u64>();
         if bytes > self.hostcall_bytes {
             return Err(SqlError::Limit(format!(
                 "the call sent {bytes} bytes; limits.hostcall_mib is {}",
@@ -77,37 +84,6 @@ impl SqlConnection {
             )));
         }
         Ok(())
-    }
-
-    fn check_result(&self, rows: &db::Rows) -> Result<(), SqlError> {
-        let count = rows.values.len() as u64;
-        if count > self.result_rows {
-            return Err(SqlError::Limit(format!(
-                "the query returned {count} rows; limits.result_rows is {}",
-                self.result_rows
-            )));
-        }
-        let bytes: u64 = rows.values.iter().flatten().map(value_bytes).sum();
-        if bytes > self.result_bytes {
-            return Err(SqlError::Limit(format!(
-                "the query returned {bytes} bytes; limits.result_mib is {}",
-                self.result_bytes / (1024 * 1024)
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Roughly what a value costs once copied into the guest.
-fn value_bytes(value: &db::Value) -> u64 {
-    let len = |n: usize| n as u64;
-    match value {
-        db::Value::Text(s) => len(s.len()),
-        db::Value::Bytes(b) => len(b.len()),
-        db::Value::IntArray(a) => len(a.len() * 9),
-        db::Value::FloatArray(a) => len(a.len() * 9),
-        db::Value::TextArray(a) => a.iter().map(|s| 1 + s.as_ref().map_or(0, |s| len(s.len()))).sum(),
-        _ => 9,
     }
 }
 
@@ -214,11 +190,10 @@ impl StoreState {
             Ok(statement) => statement,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let rows = match connection.db.query(&statement, &params).await {
-            Ok(rows) => rows,
-            Err(error) => return Ok(Err(connection.sql_error(error))),
-        };
-        Ok(connection.check_result(&rows).map(|()| rows))
+        match connection.db.query_capped(&statement, &params, connection.result_cap).await {
+            Ok(rows) => Ok(Ok(rows)),
+            Err(error) => Ok(Err(connection.sql_error(error)?)),
+        }
     }
 }
 
@@ -261,7 +236,10 @@ impl HostConnection for StoreState {
             Ok(statement) => statement,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        Ok(connection.db.execute(&statement, &params).await.map_err(|e| connection.sql_error(e)))
+        match connection.db.execute(&statement, &params).await {
+            Ok(changed) => Ok(Ok(changed)),
+            Err(error) => Ok(Err(connection.sql_error(error)?)),
+        }
     }
 
     async fn execute_many(
@@ -280,7 +258,10 @@ impl HostConnection for StoreState {
             Ok(statement) => statement,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        Ok(connection.db.execute_many(&statement, &param_sets).await.map_err(|e| connection.sql_error(e)))
+        match connection.db.execute_many(&statement, &param_sets).await {
+            Ok(changed) => Ok(Ok(changed)),
+            Err(error) => Ok(Err(connection.sql_error(error)?)),
+        }
     }
 
     async fn drop(&mut self, handle: Resource<SqlConnection>) -> wasmtime::Result<()> {
