@@ -86,6 +86,22 @@ fn malformed_manifest_exits_3_naming_it() {
     assert!(text.contains("0001_broken/migration.toml") && text.contains("batch"), "{text}");
 }
 
+/// A component that floods `log`, stdout and stderr still succeeds, and what reaches the
+/// deploy's log is capped per call, with a line saying so.
+#[test]
+fn a_component_flooding_the_log_is_capped_and_not_broken() {
+    let db = TestDb::sqlite();
+    let project = Project::new();
+    project.component("0001_flood", "hostile-log", "[limits]\nfuel = 100000000000\ntimeout_secs = 120\n");
+    let output = wasmig(&project, &["--database", &db.url, "up"]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", &log[log.len().saturating_sub(2000)..]);
+    assert!(log.len() < 2 * 1024 * 1024, "the log grew to {} bytes", log.len());
+    assert!(log.contains("log cap") && log.contains("were dropped"), "{}", &log[log.len().saturating_sub(2000)..]);
+    assert!(!log.contains("flood done"), "messages past the cap are dropped");
+    assert!(log.contains("printed") && log.contains("they were dropped"), "the dropped output is reported");
+}
+
 #[test]
 fn unknown_file_exits_3_naming_it() {
     let db = TestDb::sqlite();

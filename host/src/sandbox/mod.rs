@@ -13,6 +13,7 @@ pub mod bindings;
 mod cache;
 pub mod host;
 mod imports;
+mod output;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use self::bindings::{BatchRequest, Migration as MigrationWorld, MigrationPre};
 pub use self::cache::CacheOutcome;
 use self::cache::ComponentCache;
+use self::host::log::LogBudget;
 use self::host::sql::SqlConnection;
+use self::output::GuestOutput;
 use crate::db::Database;
 use crate::guard::postgres::AnalysisCache;
 use crate::guard::{Grants, GuardSettings, Phase, Policy};
@@ -128,6 +130,8 @@ pub struct StoreState {
     wasi: WasiCtx,
     limiter: MemoryCap,
     migration: String,
+    /// What the component may still log in this call.
+    log: LogBudget,
 }
 
 impl WasiView for StoreState {
@@ -323,8 +327,8 @@ impl LoadedComponent {
         limits: &Limits,
         policy: Policy,
     ) -> Result<CallReport, SandboxError> {
-        let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-        let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
+        let stdout = GuestOutput::new(CAPTURED_OUTPUT_BYTES);
+        let stderr = GuestOutput::new(CAPTURED_OUTPUT_BYTES);
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = StoreState {
             table: ResourceTable::new(),
@@ -334,6 +338,7 @@ impl LoadedComponent {
                 refused: false,
             },
             migration: self.migration.clone(),
+            log: LogBudget::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -357,6 +362,7 @@ impl LoadedComponent {
         let result = self.invoke(&call, connection, &mut store).await;
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         log_output(&self.migration, &stdout, &stderr);
+        store.data().log.report_dropped(&self.migration);
         match result {
             Err(error) => Err(trap(error, &store)),
             Ok(Err(message)) => {
@@ -400,8 +406,8 @@ impl LoadedComponent {
         error: wasmtime::Error,
         store: &Store<StoreState>,
         limits: &Limits,
-        stdout: &MemoryOutputPipe,
-        stderr: &MemoryOutputPipe,
+        stdout: &GuestOutput,
+        stderr: &GuestOutput,
     ) -> SandboxError {
         let limit = match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Some(Limit::Fuel(limits.fuel)),
@@ -411,8 +417,8 @@ impl LoadedComponent {
             _ if hostcall_fuel_exhausted(&error) => Some(Limit::Hostcall(limits.hostcall_bytes)),
             _ => None,
         };
-        let mut guest_output = String::from_utf8_lossy(&stdout.contents()).into_owned();
-        guest_output.push_str(&String::from_utf8_lossy(&stderr.contents()));
+        let mut guest_output = String::from_utf8_lossy(&stdout.contents().0).into_owned();
+        guest_output.push_str(&String::from_utf8_lossy(&stderr.contents().0));
         // The cause leads; the wasm backtrace wasmtime wraps around it is for -v.
         if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
             tracing::debug!(migration = self.migration, call = %call, "wasm backtrace:\n{backtrace}");
@@ -446,11 +452,21 @@ fn hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
     error.chain().any(|cause| cause.to_string().contains("fuel allocated for hostcalls has been exhausted"))
 }
 
-fn log_output(migration: &str, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
-    for line in String::from_utf8_lossy(&stdout.contents()).lines() {
+fn log_output(migration: &str, stdout: &GuestOutput, stderr: &GuestOutput) {
+    let (out, out_dropped) = stdout.contents();
+    let (err, err_dropped) = stderr.contents();
+    for line in String::from_utf8_lossy(&out).lines() {
         tracing::info!(migration, stream = "stdout", "{line}");
     }
-    for line in String::from_utf8_lossy(&stderr.contents()).lines() {
+    for line in String::from_utf8_lossy(&err).lines() {
         tracing::warn!(migration, stream = "stderr", "{line}");
+    }
+    if out_dropped + err_dropped > 0 {
+        tracing::warn!(
+            migration,
+            "the component printed {} bytes more than the {} KiB per stream and call that are kept; they were dropped",
+            out_dropped + err_dropped,
+            CAPTURED_OUTPUT_BYTES / 1024
+        );
     }
 }
