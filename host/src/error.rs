@@ -47,6 +47,17 @@ pub enum Error {
          a cursor must advance or the backfill would never end"
     )]
     CursorStuck { migration: String, cursor: String },
+    #[error(
+        "migration {migration}: backfill returned cursor {next:?} after {cursor:?}, which {problem}; \
+         with backfill.key = {key:?} a cursor must grow with every batch and stay within its chunk"
+    )]
+    CursorOutOfOrder { migration: String, key: String, cursor: String, next: String, problem: String },
+    #[error(
+        "migration {migration}: backfill took {batches} batches in this run without finishing \
+         (backfill.max_batches); a backfill without backfill.key cannot be checked for a cursor \
+         that moves but never ends — declare the key, or raise max_batches if this is expected"
+    )]
+    BackfillUnbounded { migration: String, batches: u64 },
     #[error("migration {migration}: {call} returned {found} where {expected} was expected")]
     UnexpectedOutcome { migration: String, call: String, expected: &'static str, found: String },
     #[error("migration {migration} has no [backfill] in its migration.toml")]
@@ -136,6 +147,8 @@ impl Error {
             | Error::VerifyFailed { .. }
             | Error::Transaction { .. }
             | Error::CursorStuck { .. }
+            | Error::CursorOutOfOrder { .. }
+            | Error::BackfillUnbounded { .. }
             | Error::BackfillGone { .. }
             | Error::BackfillLeaseLost { .. }
             | Error::UnexpectedOutcome { .. } => ErrorKind::MigrationFailed,

@@ -530,3 +530,38 @@ async fn backfill_waits_behind_a_lagging_standby() {
     let inspect = db.inspect().await;
     assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0);
 }
+
+/// Runs the cursor-misbehaving guest in `mode`; returns the error its backfill stopped with.
+async fn misbehaving_cursor(backend: Backend, mode: &str, backfill: &str) -> Error {
+    let db = TestDb::new(backend).await;
+    let project = Project::new();
+    let setup = format!(
+        "CREATE TABLE cursor_mode (mode TEXT NOT NULL);\nINSERT INTO cursor_mode VALUES ('{mode}');\n{}",
+        items_migration(100, 0)
+    );
+    project.sql("0001_setup", &setup, None, None).component(
+        "0002_cursor",
+        "hostile-cursor",
+        &format!("[backfill]\nbatch_size = 10\n{backfill}\n[grants]\nread = [\"cursor_mode\", \"items\"]\n"),
+    );
+    let failure = project.migrator(&db).await.up(None).await.expect_err(mode);
+    failure.error
+}
+
+/// A cursor must end: with a key it must grow and stay within its chunk, and a keyless
+/// backfill is bounded by backfill.max_batches; each stop says which rule it broke.
+async fn cursors_that_go_back_alternate_or_never_end_are_stopped(backend: Backend) {
+    let keyed = "table = \"items\"\nkey = \"id\"\nchunk_rows = 10";
+    for (mode, expected) in [("alternate", "does not come after it"), ("decrease", "does not come after it")] {
+        let error = misbehaving_cursor(backend, mode, keyed).await;
+        assert!(matches!(error, Error::CursorOutOfOrder { .. }), "{mode}: {error}");
+        assert!(error.to_string().contains(expected) && error.to_string().contains("backfill.key"), "{mode}: {error}");
+    }
+    let error = misbehaving_cursor(backend, "ignore-until", keyed).await;
+    assert!(error.to_string().contains("runs past its chunk's end"), "{error}");
+    let error = misbehaving_cursor(backend, "forever", "max_batches = 50").await;
+    assert!(matches!(error, Error::BackfillUnbounded { batches: 50, .. }), "{error}");
+    assert!(error.to_string().contains("backfill.max_batches"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::MigrationFailed);
+}
+on_both_backends!(misbehaving_cursors, cursors_that_go_back_alternate_or_never_end_are_stopped);

@@ -30,7 +30,7 @@ use futures_util::future::{join_all, try_join_all};
 use tokio::sync::Notify;
 
 use crate::catalog::{Migration, Version};
-use crate::db::{Access, Backend};
+use crate::db::{Access, Backend, Value};
 use crate::error::Error;
 use crate::limits::Limit;
 use crate::migrator::Migrator;
@@ -437,9 +437,66 @@ impl Migrator {
                 streak = 0;
             }
             let Some(next) = next else { return Ok(ChunkEnd::Done) };
+            let batches = u64::try_from(totals.batches).unwrap_or(0);
+            if plan.chunking.is_none() && batches >= plan.max_batches {
+                return Err(Error::BackfillUnbounded { migration: migration.folder.clone(), batches });
+            }
             cursor = Some(next);
             pacer.after_batch().await;
         }
+    }
+
+    /// With a declared key, each cursor must be past the one before it (or the chunk's start)
+    /// and not past the chunk's end: a cursor that goes back, alternates or runs past `until`
+    /// would revisit rows or never end.
+    async fn check_cursor_order(
+        &self,
+        migration: &Migration,
+        key: &str,
+        cursor: Option<&str>,
+        next: &str,
+        until: Option<&str>,
+    ) -> Result<(), Error> {
+        let out_of_order = |problem: String| Error::CursorOutOfOrder {
+            migration: migration.folder.clone(),
+            key: key.to_owned(),
+            cursor: cursor.unwrap_or("the start").to_owned(),
+            next: next.to_owned(),
+            problem,
+        };
+        if let Some(cursor) = cursor
+            && self.key_order(migration, next, cursor).await? != std::cmp::Ordering::Greater
+        {
+            return Err(out_of_order("does not come after it".into()));
+        }
+        if let Some(until) = until
+            && self.key_order(migration, next, until).await? == std::cmp::Ordering::Greater
+        {
+            return Err(out_of_order(format!("runs past its chunk's end {until:?}")));
+        }
+        Ok(())
+    }
+
+    /// How two key values (as text) order: as integers when both are, else as the database
+    /// orders text (the chunk bounds are the key cast to text).
+    async fn key_order(&self, migration: &Migration, a: &str, b: &str) -> Result<std::cmp::Ordering, Error> {
+        if let (Ok(a), Ok(b)) = (a.parse::<i64>(), b.parse::<i64>()) {
+            return Ok(a.cmp(&b));
+        }
+        let sql_error = |source| Error::Sql { migration: migration.folder.clone(), file: "cursor order", source };
+        let rows = self
+            .db
+            .query(
+                "SELECT CASE WHEN CAST($1 AS TEXT) < CAST($2 AS TEXT) THEN -1 \
+                 WHEN CAST($1 AS TEXT) = CAST($2 AS TEXT) THEN 0 ELSE 1 END",
+                &[Value::Text(a.to_owned()), Value::Text(b.to_owned())],
+            )
+            .await
+            .map_err(sql_error)?;
+        Ok(match rows.values.first().and_then(|row| row.first()) {
+            Some(Value::Int(n)) => n.cmp(&0),
+            _ => std::cmp::Ordering::Equal,
+        })
     }
 
     /// One batch, inside the transaction the caller opened, which it ends by committing: the
@@ -471,6 +528,9 @@ impl Migrator {
             && cursor == Some(next.as_str())
         {
             return Err(Error::CursorStuck { migration: migration.folder.clone(), cursor: next.clone() });
+        }
+        if let (Some(next), Some(chunking)) = (&next, &plan.chunking) {
+            self.check_cursor_order(migration, chunking.key.as_str(), cursor, next, chunk.until.as_deref()).await?;
         }
         let store = self.backfill_store();
         let step = CursorStep {

@@ -51,7 +51,14 @@ pub struct BackfillSettings {
     pub max_replication_lag_ms: Option<u64>,
     #[serde(default)]
     pub workers: Option<u32>,
+    /// A backfill without `key` cannot be checked for a cursor that moves but never ends; this
+    /// bounds the batches one run of it may take (default 10,000,000).
+    #[serde(default)]
+    pub max_batches: Option<u64>,
 }
+
+/// Batches one run of a keyless backfill may take unless `max_batches` says otherwise.
+pub const DEFAULT_MAX_BATCHES: u64 = 10_000_000;
 
 fn default_batch_size() -> u32 {
     DEFAULT_BATCH_SIZE
@@ -171,6 +178,7 @@ impl BackfillSettings {
         }
         in_range("backfill.batch_size", Some(self.batch_size), 1, MAX_BATCH_SIZE)?;
         in_range("backfill.chunk_rows", self.chunk_rows, 1, 1_000_000_000_000)?;
+        in_range("backfill.max_batches", self.max_batches, 1, 1_000_000_000_000)?;
         self.throttle().validate()?;
         match (&self.table, &self.key) {
             (None, None) if self.chunk_rows.is_some() => Err(BackfillSettingsError::ChunksWithoutKey),
@@ -240,6 +248,8 @@ pub struct BackfillPlan {
     pub lease: Duration,
     /// Workers this process runs at once (at least 1); more than one needs chunks to share.
     pub workers: u32,
+    /// Batches one run may take when there is no key to check the cursor against.
+    pub max_batches: u64,
 }
 
 impl BackfillPlan {
@@ -262,6 +272,7 @@ impl BackfillPlan {
             throttle: throttle.into(),
             lease,
             workers: throttle.workers.unwrap_or(1).clamp(1, MAX_WORKERS),
+            max_batches: manifest.max_batches.unwrap_or(DEFAULT_MAX_BATCHES),
         }
     }
 }
