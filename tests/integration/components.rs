@@ -184,3 +184,19 @@ async fn trap_reports_lead_with_the_cause_not_the_backtrace() {
         assert!(first_line.contains("trapped") && !first_line.contains("backtrace"), "{plugin}: {first_line}");
     }
 }
+
+/// An import with an allowed name but other types than the interface of that name is refused
+/// before instantiation, naming the import, not as a component of the wrong world.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_wasi_import_is_refused_naming_it() {
+    let db = TestDb::sqlite();
+    let project = Project::new();
+    project.component("0001_spoofed", "spoofed-wasi", "");
+    let failure = project.migrator(&db).await.up(None).await.expect_err("a spoofed import is refused");
+    let message = failure.to_string();
+    assert!(
+        matches!(&failure.error, Error::Sandbox(SandboxError::ImportMismatch { import, .. }) if import.starts_with("wasi:cli/environment")),
+        "{message}"
+    );
+    assert!(message.contains("0001_spoofed/migration.wasm") && message.contains("exfiltrate"), "{message}");
+}

@@ -46,6 +46,22 @@ pub fn refused_import(engine: &Engine, component: &Component) -> Option<String> 
         .map(|(name, _)| name.to_owned())
 }
 
+/// When the linker refused `component`, the import it refused, if the error names one: an
+/// import whose name is allowed but whose types are not those of the interface of that name
+/// (a function WASI does not have, another signature). wasmtime reports which import failed
+/// only in its error's text, so the component's own import names are looked for there.
+pub fn mismatched_import(engine: &Engine, component: &Component, error: &wasmtime::Error) -> Option<(String, String)> {
+    let text = format!("{error:#}");
+    let import = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .find(|name| text.contains(&format!("`{name}`")))?;
+    let reason = error.chain().last().map_or_else(|| text.clone(), |cause| cause.to_string());
+    let detail = text.split_once(": ").map_or(reason.clone(), |(_, rest)| rest.to_owned());
+    Some((import, if detail.is_empty() { reason } else { detail }))
+}
+
 fn is_world_type(name: &str, item: &ComponentItem) -> bool {
     matches!(item, ComponentItem::Resource(_)) && WORLD_TYPE_IMPORTS.contains(&name)
 }

@@ -105,6 +105,11 @@ pub enum SandboxError {
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path}: imports {import}, which migrations may not use (allowed: wasmig:migration and inert WASI)")]
     ImportRefused { path: PathBuf, import: String },
+    #[error(
+        "{path}: imports {import} with other types than the interface of that name ({reason}); \
+         a migration may import wasmig:migration and WASI only as wasmig serves them"
+    )]
+    ImportMismatch { path: PathBuf, import: String, reason: String },
     #[error("{path}: does not implement the wasmig:migration/migration world: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
     #[error("migration {migration}: {call} trapped{}: {message}{}", limit_suffix(.limit), output_suffix(.guest_output))]
@@ -238,7 +243,13 @@ impl Sandbox {
         }
         let wrong_world =
             |e: wasmtime::Error| SandboxError::WrongWorld { path: path.to_owned(), reason: format!("{e:#}") };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|error| {
+                match imports::mismatched_import(&self.engine, &component, &error) {
+                    Some((import, reason)) => SandboxError::ImportMismatch { path: path.to_owned(), import, reason },
+                    None => wrong_world(error),
+                }
+            })?;
         let pre = MigrationPre::new(instance_pre).map_err(wrong_world)?;
         let load_time = started.elapsed();
         tracing::debug!(migration, ?cache, ?load_time, "component loaded");
