@@ -43,6 +43,10 @@ impl Identifier {
 pub struct HistoryTable {
     schema: Option<Identifier>,
     table: Identifier,
+    /// The schema an unqualified table was found to resolve to on the server (PostgreSQL's
+    /// `current_schema()`), written into every statement so that none resolves through
+    /// `pg_temp`; the lock name keeps to what the project file says.
+    resolved: Option<Identifier>,
 }
 
 impl HistoryTable {
@@ -50,12 +54,32 @@ impl HistoryTable {
         Ok(HistoryTable {
             schema: schema.map(Identifier::new).transpose()?,
             table: Identifier::new(table.unwrap_or(DEFAULT_TABLE))?,
+            resolved: None,
         })
+    }
+
+    /// Whether the project file leaves the schema to the server.
+    pub fn is_unqualified(&self) -> bool {
+        self.schema.is_none()
+    }
+
+    /// The table with its statements qualified by `schema`, the server's current schema, when
+    /// the project file names none. Invariant 9: the engine's own SQL never resolves a name
+    /// through `pg_temp`, where a temporary table of the same name would shadow it.
+    pub fn resolved_in(mut self, schema: &str) -> Result<Self, IdentifierError> {
+        if self.schema.is_none() {
+            self.resolved = Some(Identifier::new(schema)?);
+        }
+        Ok(self)
     }
 
     /// A table beside the history table: `<history>_<suffix>`.
     pub(crate) fn beside(&self, suffix: &str) -> HistoryTable {
-        HistoryTable { schema: self.schema.clone(), table: Identifier(format!("{}_{suffix}", self.table.0)) }
+        HistoryTable {
+            schema: self.schema.clone(),
+            table: Identifier(format!("{}_{suffix}", self.table.0)),
+            resolved: self.resolved.clone(),
+        }
     }
 
     /// The table recording explicit repairs of applied migrations' digests.
@@ -74,7 +98,7 @@ impl HistoryTable {
 
 impl fmt::Display for HistoryTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(schema) = &self.schema {
+        if let Some(schema) = self.schema.as_ref().or(self.resolved.as_ref()) {
             write!(f, "\"{}\".", schema.0)?;
         }
         write!(f, "\"{}\"", self.table.0)

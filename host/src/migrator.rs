@@ -16,7 +16,7 @@ use crate::db::{self, Backend, Database, HeldLock, LockCheck};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::error::RepairError;
-use crate::history::{AppliedMigration, History, Repair};
+use crate::history::{AppliedMigration, History, HistoryTable, Repair};
 use crate::plan::{self, DownTarget};
 use crate::report::{Report, RunError};
 use crate::sandbox::Sandbox;
@@ -64,10 +64,11 @@ pub struct StatusEntry {
 
 impl Migrator {
     /// Reads the project's migrations and connects to its database.
-    pub async fn open(config: Config) -> Result<Migrator, Error> {
+    pub async fn open(mut config: Config) -> Result<Migrator, Error> {
         let catalog = Catalog::load(&config.project_dir)?;
         let trust = trust::check(&catalog, &config.trust, Date::today());
         let db = db::connect(config.database()?, config.connect_timeout).await?;
+        config.history = resolve_history_schema(db.as_ref(), config.history).await?;
         Ok(Migrator {
             config,
             catalog,
@@ -419,5 +420,26 @@ impl Migrator {
             }
         }
         Ok(())
+    }
+}
+
+/// On PostgreSQL, an unqualified history table is pinned to the session's current schema, so
+/// that the engine's statements never resolve it through `pg_temp` (a temporary table of the
+/// same name, made by a SQL migration, would otherwise take the history rows).
+async fn resolve_history_schema(db: &dyn Database, history: HistoryTable) -> Result<HistoryTable, Error> {
+    if db.backend() != Backend::Postgres || !history.is_unqualified() {
+        return Ok(history);
+    }
+    let rows = db.query("SELECT current_schema()::text", &[]).await.map_err(|source| Error::Sql {
+        migration: "(none)".into(),
+        file: "the history table's schema",
+        source,
+    })?;
+    match rows.values.first().and_then(|row| row.first()) {
+        Some(db::Value::Text(schema)) if !schema.starts_with("pg_temp") => {
+            // A schema name wasmig cannot quote as an identifier stays the server's to resolve.
+            Ok(history.clone().resolved_in(schema).unwrap_or(history))
+        }
+        _ => Ok(history),
     }
 }

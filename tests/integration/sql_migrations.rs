@@ -156,3 +156,28 @@ async fn postgres_migration_and_history_row_share_one_transaction() {
     let distinct = inspect.count("SELECT count(DISTINCT xmin::text) FROM wasmig_history").await;
     assert_eq!(distinct, 2, "each migration commits on its own");
 }
+
+/// Invariant 9: the engine's own statements never resolve a name through `pg_temp`. A SQL
+/// migration that makes a temporary table named like the history table does not take the
+/// history rows: they land in the real table and survive the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_table_named_like_the_history_does_not_take_its_rows() {
+    let db = TestDb::postgres().await;
+    let project = Project::new();
+    project
+        .sql(
+            "0001_shadow",
+            "CREATE TEMP TABLE wasmig_history (LIKE public.wasmig_history INCLUDING ALL);\n\
+             CREATE TEMP TABLE wasmig_history_backfill (LIKE public.wasmig_history_backfill INCLUDING ALL);",
+            None,
+            None,
+        )
+        .sql("0002_users", &users_migration(2), None, None);
+    let migrator = project.migrator(&db).await;
+    migrator.up(None).await.expect("both migrations apply");
+    drop(migrator);
+    let inspect = db.inspect().await;
+    assert_eq!(inspect.count("SELECT count(*) FROM public.wasmig_history").await, 2, "the history kept both rows");
+    let again = project.migrator(&db).await.up(None).await.expect("a second run");
+    assert!(again.steps.is_empty(), "nothing is applied twice: {again:?}");
+}
