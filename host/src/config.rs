@@ -143,8 +143,14 @@ impl Config {
     pub fn load(project_dir: &Path, database_url: Option<&str>) -> Result<Config, ConfigError> {
         let path = project_dir.join(PROJECT_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        Config::parse(project_dir, &text, database_url)
+    }
+
+    /// Validates the text of `<project_dir>/wasmig.toml` (read by [`Config::load`]).
+    pub fn parse(project_dir: &Path, text: &str, database_url: Option<&str>) -> Result<Config, ConfigError> {
+        let path = project_dir.join(PROJECT_FILE);
         let file: ProjectFile =
-            toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.clone(), message: e.to_string() })?;
+            toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.clone(), message: e.to_string() })?;
         Config::from_project_file(project_dir, &path, file, database_url)
     }
 

@@ -33,7 +33,7 @@ const POSTGRES_TRAPS: &str = r#"
     CREATE TABLE probe (id SERIAL PRIMARY KEY, phase TEXT NOT NULL, statement TEXT NOT NULL);
 "#;
 
-const GRANTS: &str = "[grants]\nread = [\"probe\", \"users\", \"orders\"]\nupdate = [\"users\"]\ninsert = [\"users\"]\nddl = [\"users\", \"orders\"]\n";
+const GRANTS: &str = "[grants]\nread = [\"probe\", \"users\", \"orders\"]\nupdate = [\"users\"]\ninsert = [\"users\", \"replaced\"]\nddl = [\"users\", \"orders\"]\n";
 
 /// Runs `statements` in `phase` from the probe component after `setup`; returns each
 /// statement's outcome as the component reported it.
@@ -165,6 +165,8 @@ const SQLITE_TABLES: &str = "
     INSERT INTO secrets (token) VALUES ('s3cret');
     CREATE VIEW secret_tokens AS SELECT token FROM secrets WHERE token LIKE 's3%';
     CREATE TABLE orders (id INTEGER PRIMARY KEY);
+    CREATE TABLE replaced (id INTEGER PRIMARY KEY ON CONFLICT REPLACE, v TEXT);
+    INSERT INTO replaced VALUES (1, 'kept');
     CREATE TABLE probe (id INTEGER PRIMARY KEY, phase TEXT NOT NULL, statement TEXT NOT NULL);
 ";
 
@@ -179,6 +181,8 @@ async fn sqlite_internal_tables_and_conflict_clauses_follow_the_grants() {
         ("REPLACE INTO users (id, email) VALUES (1, 'x@example.com')", "grants.delete = [\"users\"]"),
         ("UPDATE OR REPLACE users SET email = 'b@example.com' WHERE id = 1", "grants.delete = [\"users\"]"),
         ("INSERT OR ROLLBACK INTO users (email) VALUES ('a@example.com')", "transaction"),
+        // The table's own definition replaces on conflict: a plain INSERT may delete a row.
+        ("INSERT INTO replaced (id, v) VALUES (1, 'overwritten')", "grants.delete = [\"replaced\"]"),
         ("SELECT sql FROM sqlite_master WHERE name = 'secret_tokens'", "sql column"),
         ("SELECT sql FROM sqlite_schema", "sql column"),
     ];

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::fallible_iterator::FallibleIterator;
-use rusqlite::hooks::{AuthContext, Authorization};
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement};
 
@@ -48,6 +48,9 @@ struct GuardState {
     deadline: Option<(Instant, String)>,
     /// While a component call runs: what a too-long value is reported as.
     value_limit: Option<String>,
+    /// Tables whose definition resolves conflicts by REPLACE (lower-cased), as of the schema
+    /// version beside them: writing them may delete rows, which needs the delete grant.
+    replacing: (i64, std::collections::BTreeSet<String>),
 }
 
 /// A statement from the cache, or (while a component call runs) freshly prepared: the
@@ -100,8 +103,13 @@ impl SqliteDatabase {
         connection
             .authorizer(Some(move |context: AuthContext<'_>| {
                 let Ok(mut state) = state.lock() else { return Authorization::Deny };
-                let GuardState { policy, scope, refusal, .. } = &mut *state;
+                let GuardState { policy, scope, refusal, replacing, .. } = &mut *state;
                 let Some(policy) = policy else { return Authorization::Allow };
+                if let AuthAction::Insert { table_name } | AuthAction::Update { table_name, .. } = context.action
+                    && replacing.1.contains(&table_name.to_ascii_lowercase())
+                {
+                    scope.replaces = true;
+                }
                 match crate::guard::sqlite::authorize(policy, scope, &context) {
                     Ok(()) => Authorization::Allow,
                     Err(refused) => {
@@ -157,6 +165,27 @@ impl SqliteDatabase {
         let mut results = prepared.raw_query();
         while results.next().map_err(|e| self.step_error(e))?.is_some() {}
         Ok(connection.changes())
+    }
+
+    /// Reads again which tables resolve conflicts by REPLACE, when the schema changed since.
+    fn refresh_replacing_tables(&self) -> Result<(), DbError> {
+        let connection = self.connection()?;
+        let version: i64 = connection.query_row("PRAGMA schema_version", [], |row| row.get(0)).map_err(db_error)?;
+        if self.guard.lock().map_err(|_| guard_poisoned())?.replacing.0 == version && version != 0 {
+            return Ok(());
+        }
+        let mut statement = connection
+            .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL")
+            .map_err(db_error)?;
+        let tables = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .map_err(db_error)?
+            .filter_map(Result::ok)
+            .filter(|(_, sql)| crate::guard::sqlite::declares_replace(sql))
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect();
+        self.guard.lock().map_err(|_| guard_poisoned())?.replacing = (version, tables);
+        Ok(())
     }
 
     /// A statement's error; while a component call runs, an interrupt or a value past
@@ -293,6 +322,7 @@ impl Database for SqliteDatabase {
     }
 
     async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
+        self.refresh_replacing_tables()?;
         let timeout = guard.call_timeout.min(guard.statement_timeout);
         let max_length = i32::try_from(guard.max_value_bytes).unwrap_or(i32::MAX).min(DEFAULT_MAX_LENGTH);
         self.connection()?.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max_length).map_err(db_error)?;

@@ -57,6 +57,12 @@ impl StatementScope {
     }
 }
 
+/// Whether a table's definition resolves a constraint's conflicts by REPLACE, so that a plain
+/// INSERT or UPDATE into it may delete rows.
+pub fn declares_replace(table_sql: &str) -> bool {
+    keywords(table_sql).windows(2).any(|pair| pair[0] == "CONFLICT" && pair[1] == "REPLACE")
+}
+
 /// The statement's bare words, upper-cased, in order; literals, quoted identifiers, comments,
 /// numbers and punctuation are left out.
 fn keywords(statement: &str) -> Vec<String> {
@@ -347,6 +353,9 @@ mod tests {
         assert_eq!(replaces("INSERT OR IGNORE INTO t VALUES (1)"), Ok(false));
         assert!(StatementScope::of("INSERT OR ROLLBACK INTO t VALUES (1)").is_err());
         assert!(StatementScope::of("UPDATE OR ROLLBACK t SET x = 1").is_err());
+        assert!(declares_replace("CREATE TABLE t (id INTEGER PRIMARY KEY ON CONFLICT REPLACE, x)"));
+        assert!(declares_replace("CREATE TABLE t (x UNIQUE on conflict replace)"));
+        assert!(!declares_replace("CREATE TABLE t (x TEXT DEFAULT 'ON CONFLICT REPLACE')"));
     }
 
     #[test]
