@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     let limits = config.limits;
     assert!(limits.timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");
     assert!(limits.statement_timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");
-    assert!(limits.hostcall_bytes >= 1 << 20 && limits.hostcall_bytes <= wasmig::limits::MAX_HOSTCALL_MIB << 20, "{text:?}");
+    assert!(
+        limits.hostcall_bytes >= 1 << 20 && limits.hostcall_bytes <= wasmig::limits::MAX_HOSTCALL_MIB << 20,
+        "{text:?}"
+    );
     assert!(limits.fuel >= 1 && limits.memory_bytes >= 1 << 20, "{text:?}");
     assert!(config.lock_timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");
     assert!(config.connect_timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::time::Instant::now() + limits.timeout;
     for (_, tables) in manifest.grants().describe() {
         for table in tables {
-            assert!(!table.contains([';', '"', ' ', '\''] ), "{text:?} grants {table:?}");
+            assert!(!table.contains([';', '"', ' ', '\'']), "{text:?} grants {table:?}");
         }
     }
 });
