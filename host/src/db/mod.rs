@@ -57,6 +57,9 @@ pub struct ResultCap {
 }
 
 impl ResultCap {
+    /// No cap: the engine's own queries.
+    pub const NONE: ResultCap = ResultCap { rows: u64::MAX, bytes: u64::MAX };
+
     /// The error once `rows` rows of `bytes` bytes have arrived, if that passes a cap.
     pub fn passed(&self, rows: u64, bytes: u64) -> Option<DbError> {
         if rows > self.rows {

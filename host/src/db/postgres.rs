@@ -228,11 +228,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let prepared = self.prepare(statement).await?;
-        let rows = self.after_pending(self.client.query(&prepared, &as_params(params))).await?;
-        let columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
-        let values = rows.iter().map(row_values).collect::<Result<Vec<_>, _>>()?;
-        Ok(Rows { columns, values })
+        self.query_capped(statement, params, ResultCap::NONE).await
     }
 
     async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {

@@ -235,21 +235,7 @@ impl Database for SqliteDatabase {
     }
 
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let connection = self.connection()?;
-        let mut prepared = self.prepare(&connection, statement)?;
-        bind(&mut prepared, params)?;
-        let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
-        let width = columns.len();
-        let mut results = prepared.raw_query();
-        let mut values = Vec::new();
-        while let Some(row) = results.next().map_err(|e| self.step_error(e))? {
-            let mut out = Vec::with_capacity(width);
-            for index in 0..width {
-                out.push(column_value(row.get_ref(index).map_err(db_error)?)?);
-            }
-            values.push(out);
-        }
-        Ok(Rows { columns, values })
+        self.query_capped(statement, params, ResultCap::NONE).await
     }
 
     async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {

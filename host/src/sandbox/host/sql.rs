@@ -70,6 +70,20 @@ impl SqlConnection {
         })
     }
 
+    /// The statement as it is sent, once the call's size and the guard allow it.
+    fn admit<'a>(&self, statement: String, values: impl Iterator<Item = &'a db::Value>) -> Result<String, SqlError> {
+        self.check_call_size(&statement, values)?;
+        self.screen(statement)
+    }
+
+    /// A database call's result as the guest sees it; a trap when the call's deadline passed.
+    fn outcome<T>(&self, result: Result<T, DbError>) -> wasmtime::Result<Result<T, SqlError>> {
+        match result {
+            Ok(value) => Ok(Ok(value)),
+            Err(error) => Ok(Err(self.sql_error(error)?)),
+        }
+    }
+
     /// The per-call cap on what a guest sends; wasmtime's own cap, set higher, is the backstop.
     fn check_call_size<'a>(
         &self,
@@ -183,17 +197,11 @@ impl StoreState {
     ) -> wasmtime::Result<Result<db::Rows, SqlError>> {
         let connection = self.table.get(handle)?;
         let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
-        if let Err(limit) = connection.check_call_size(&statement, params.iter()) {
-            return Ok(Err(limit));
-        }
-        let statement = match connection.screen(statement) {
+        let statement = match connection.admit(statement, params.iter()) {
             Ok(statement) => statement,
-            Err(refusal) => return Ok(Err(refusal)),
+            Err(refused) => return Ok(Err(refused)),
         };
-        match connection.db.query_capped(&statement, &params, connection.result_cap).await {
-            Ok(rows) => Ok(Ok(rows)),
-            Err(error) => Ok(Err(connection.sql_error(error)?)),
-        }
+        connection.outcome(connection.db.query_capped(&statement, &params, connection.result_cap).await)
     }
 }
 
@@ -229,17 +237,11 @@ impl HostConnection for StoreState {
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let connection = self.table.get(&handle)?;
         let params: Vec<db::Value> = params.into_iter().map(to_db).collect();
-        if let Err(limit) = connection.check_call_size(&statement, params.iter()) {
-            return Ok(Err(limit));
-        }
-        let statement = match connection.screen(statement) {
+        let statement = match connection.admit(statement, params.iter()) {
             Ok(statement) => statement,
-            Err(refusal) => return Ok(Err(refusal)),
+            Err(refused) => return Ok(Err(refused)),
         };
-        match connection.db.execute(&statement, &params).await {
-            Ok(changed) => Ok(Ok(changed)),
-            Err(error) => Ok(Err(connection.sql_error(error)?)),
-        }
+        connection.outcome(connection.db.execute(&statement, &params).await)
     }
 
     async fn execute_many(
@@ -251,17 +253,11 @@ impl HostConnection for StoreState {
         let connection = self.table.get(&handle)?;
         let param_sets: Vec<Vec<db::Value>> =
             param_sets.into_iter().map(|set| set.into_iter().map(to_db).collect()).collect();
-        if let Err(limit) = connection.check_call_size(&statement, param_sets.iter().flatten()) {
-            return Ok(Err(limit));
-        }
-        let statement = match connection.screen(statement) {
+        let statement = match connection.admit(statement, param_sets.iter().flatten()) {
             Ok(statement) => statement,
-            Err(refusal) => return Ok(Err(refusal)),
+            Err(refused) => return Ok(Err(refused)),
         };
-        match connection.db.execute_many(&statement, &param_sets).await {
-            Ok(changed) => Ok(Ok(changed)),
-            Err(error) => Ok(Err(connection.sql_error(error)?)),
-        }
+        connection.outcome(connection.db.execute_many(&statement, &param_sets).await)
     }
 
     async fn drop(&mut self, handle: Resource<SqlConnection>) -> wasmtime::Result<()> {
