@@ -35,6 +35,8 @@ pub struct Migrator {
     pub(crate) observer: Arc<dyn BackfillObserver>,
     /// While the migration lock is held: the check each migration's COMMIT carries.
     pub(crate) lock_check: std::sync::Mutex<Option<LockCheck>>,
+    /// The history table pinned to the server's current schema, once the lock is taken.
+    history_table: OnceLock<HistoryTable>,
 }
 
 /// Where a migration stands, for `status`.
@@ -64,11 +66,10 @@ pub struct StatusEntry {
 
 impl Migrator {
     /// Reads the project's migrations and connects to its database.
-    pub async fn open(mut config: Config) -> Result<Migrator, Error> {
+    pub async fn open(config: Config) -> Result<Migrator, Error> {
         let catalog = Catalog::load(&config.project_dir)?;
         let trust = trust::check(&catalog, &config.trust, Date::today());
         let db = db::connect(config.database()?, config.connect_timeout).await?;
-        config.history = resolve_history_schema(db.as_ref(), config.history).await?;
         Ok(Migrator {
             config,
             catalog,
@@ -78,6 +79,7 @@ impl Migrator {
             applied_by: tokio::sync::OnceCell::new(),
             observer: Arc::new(LogObserver),
             lock_check: std::sync::Mutex::new(None),
+            history_table: OnceLock::new(),
         })
     }
 
@@ -94,6 +96,7 @@ impl Migrator {
             applied_by: tokio::sync::OnceCell::new(),
             observer: self.observer.clone(),
             lock_check: std::sync::Mutex::new(None),
+            history_table: self.history_table.clone(),
         })
     }
 
@@ -112,7 +115,7 @@ impl Migrator {
     }
 
     pub(crate) fn history(&self) -> History<'_> {
-        History::new(self.db.as_ref(), &self.config.history)
+        History::new(self.db.as_ref(), self.history_table())
     }
 
     /// The sandbox, created on first use so that SQL-only runs never start an engine.
@@ -143,6 +146,20 @@ impl Migrator {
     async fn locked<T>(&self, work: impl AsyncFnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
         let lock: Box<dyn HeldLock> = self.db.lock(&self.config.history.lock_name(), self.config.lock_timeout).await?;
         self.set_lock_check(lock.commit_check());
+        // After the lock, so after the trust check: no statement reaches the database before
+        // it (invariant 2), and none of the migrations has run yet to make a temporary table.
+        if self.history_table.get().is_none() {
+            match resolve_history_schema(self.db.as_ref(), self.config.history.clone()).await {
+                Ok(table) => {
+                    let _ = self.history_table.set(table);
+                }
+                Err(error) => {
+                    self.set_lock_check(None);
+                    let _ = lock.release().await;
+                    return Err(error.into());
+                }
+            }
+        }
         let result = match self.history().ensure().await {
             Ok(()) => work().await,
             Err(error) => Err(error.into()),
@@ -152,6 +169,12 @@ impl Migrator {
             tracing::warn!(%error, "could not release the migration lock; it is freed when this process exits");
         }
         result
+    }
+
+    /// The engine's tables: pinned to a schema once a locked run resolved it, else as the
+    /// project file names them (a fresh session, which holds no temporary tables).
+    pub(crate) fn history_table(&self) -> &HistoryTable {
+        self.history_table.get().unwrap_or(&self.config.history)
     }
 
     fn set_lock_check(&self, check: Option<LockCheck>) {

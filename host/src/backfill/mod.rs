@@ -140,7 +140,7 @@ struct WorkerTotals {
 
 impl Migrator {
     pub(crate) fn backfill_store(&self) -> BackfillStore<'_> {
-        BackfillStore::new(self.db.as_ref(), &self.config.history)
+        BackfillStore::new(self.db.as_ref(), self.history_table())
     }
 
     fn backfill_plan(&self, migration: &Migration) -> Result<BackfillPlan, Error> {
