@@ -96,7 +96,7 @@ fn forbidden(kind: &str) -> (String, &'static str) {
 pub fn analyze(statement: &str) -> Result<Analysis, Rejection> {
     let analysis = analyze_once(statement)?;
     if analysis.statement != statement {
-        qualify::confirm(&analysis, DEFAULT_SCHEMA, |sent| match analyze_once(sent) {
+        confirm(&analysis, DEFAULT_SCHEMA, |sent| match analyze_once(sent) {
             Ok(analysis) => Ok(analysis),
             Err(Rejection::Invalid(message)) => Err(message),
             Err(Rejection::Refused(refusal)) => Err(refusal.to_string()),
@@ -104,6 +104,35 @@ pub fn analyze(statement: &str) -> Result<Analysis, Rejection> {
         .map_err(Rejection::Invalid)?;
     }
     Ok(analysis)
+}
+
+/// Checks that the text to be sent touches the same tables (now qualified) and calls the same
+/// functions as the statement that was checked, and leaves no table unqualified.
+fn confirm(
+    analysis: &Analysis,
+    schema: &str,
+    analyze: impl Fn(&str) -> Result<Analysis, String>,
+) -> Result<(), String> {
+    let sent = analyze(&analysis.statement)?;
+    let mut expected = analysis.tables.clone();
+    for (_, table) in &mut expected {
+        table.schema.get_or_insert_with(|| schema.to_owned());
+    }
+    expected.sort();
+    expected.dedup();
+    let same = sent.statement == analysis.statement
+        && sent.tables == expected
+        && sent.functions == analysis.functions
+        && sent.kind == analysis.kind;
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "wasmig could not qualify this statement's table names safely (as sent it would read {:?}); \
+             name every table with its schema",
+            sent.statement
+        ))
+    }
 }
 
 fn analyze_once(statement: &str) -> Result<Analysis, Rejection> {

@@ -5,14 +5,12 @@
 //! other schemas hold. Tables must still resolve where the grants say, so the guard writes the
 //! default schema in front of each unqualified table reference, at the byte offset the parser
 //! reports for it. `DROP` names its tables as plain name lists without offsets; it is rebuilt
-//! from its parse tree instead. [`confirm`] parses the result again and checks that it reads
-//! exactly the tables that were checked, each now qualified, and calls the same functions.
+//! from its parse tree instead. The guard then parses the result again and checks that it
+//! reads exactly the tables that were checked, each now qualified, and calls the same functions.
 
 use std::fmt;
 
 use pg_query::protobuf::{self, node::Node as NodeEnum};
-
-use super::postgres::Analysis;
 
 /// A name given as `schema.object` for something other than a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,35 +73,6 @@ pub fn drop_statement(parsed: &mut protobuf::ParseResult, schema: &str) -> Resul
         }
     }
     pg_query::deparse(parsed, Default::default()).map_err(|e| e.to_string())
-}
-
-/// Checks that the text to be sent touches the same tables (now qualified) and calls the same
-/// functions as the statement that was checked, and leaves no table unqualified.
-pub fn confirm(
-    analysis: &Analysis,
-    schema: &str,
-    analyze: impl Fn(&str) -> Result<Analysis, String>,
-) -> Result<(), String> {
-    let sent = analyze(&analysis.statement)?;
-    let mut expected = analysis.tables.clone();
-    for (_, table) in &mut expected {
-        table.schema.get_or_insert_with(|| schema.to_owned());
-    }
-    expected.sort();
-    expected.dedup();
-    let same = sent.statement == analysis.statement
-        && sent.tables == expected
-        && sent.functions == analysis.functions
-        && sent.kind == analysis.kind;
-    if same {
-        Ok(())
-    } else {
-        Err(format!(
-            "wasmig could not qualify this statement's table names safely (as sent it would read {:?}); \
-             name every table with its schema",
-            sent.statement
-        ))
-    }
 }
 
 #[cfg(test)]
