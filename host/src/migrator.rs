@@ -146,21 +146,11 @@ impl Migrator {
     async fn locked<T>(&self, work: impl AsyncFnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
         let lock: Box<dyn HeldLock> = self.db.lock(&self.config.history.lock_name(), self.config.lock_timeout).await?;
         self.set_lock_check(lock.commit_check());
-        // After the lock, so after the trust check: no statement reaches the database before
-        // it (invariant 2), and none of the migrations has run yet to make a temporary table.
-        if self.history_table.get().is_none() {
-            match resolve_history_schema(self.db.as_ref(), self.config.history.clone()).await {
-                Ok(table) => {
-                    let _ = self.history_table.set(table);
-                }
-                Err(error) => {
-                    self.set_lock_check(None);
-                    let _ = lock.release().await;
-                    return Err(error.into());
-                }
-            }
-        }
-        let result = match self.history().ensure().await {
+        let ready = match self.pin_history_schema().await {
+            Ok(()) => self.history().ensure().await.map_err(Error::from),
+            Err(error) => Err(error),
+        };
+        let result = match ready {
             Ok(()) => work().await,
             Err(error) => Err(error.into()),
         };
@@ -169,6 +159,17 @@ impl Migrator {
             tracing::warn!(%error, "could not release the migration lock; it is freed when this process exits");
         }
         result
+    }
+
+    /// Pins the history table to the server's current schema, once per migrator. Called with
+    /// the lock held, so after the trust check: no statement reaches the database before it
+    /// (invariant 2), and no migration has run yet to make a temporary table.
+    async fn pin_history_schema(&self) -> Result<(), Error> {
+        if self.history_table.get().is_none() {
+            let table = resolve_history_schema(self.db.as_ref(), self.config.history.clone()).await?;
+            let _ = self.history_table.set(table);
+        }
+        Ok(())
     }
 
     /// The engine's tables: pinned to a schema once a locked run resolved it, else as the

@@ -42,8 +42,9 @@ pub struct PostgresDatabase {
     statements: Mutex<HashMap<String, Statement>>,
     /// Simple-query text not sent yet: it goes first, pipelined, with the next request.
     pending: Pending,
-    /// While a component call runs: its deadline, and the limit that set it.
-    deadline: Mutex<Option<(Instant, String)>>,
+    /// While a component call runs: its deadline, and the time limit (`limits.timeout_secs`)
+    /// that set it.
+    deadline: Mutex<Option<(Instant, Duration)>>,
 }
 
 /// The queue of simple-query text waiting for the next request. Fails closed: the walls of a
@@ -143,15 +144,19 @@ impl PostgresDatabase {
     /// running when it passes is cancelled on the server, and `work` is awaited to its end so
     /// that the connection is idle again (and the cancel cannot reach a later statement).
     async fn bounded<T>(&self, work: impl Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
-        let deadline = self.deadline.lock().map_err(|_| poisoned())?.clone();
-        let Some((at, limit)) = deadline else { return work.await };
+        let deadline = *self.deadline.lock().map_err(|_| poisoned())?;
+        let Some((at, timeout)) = deadline else { return work.await };
         let mut work = std::pin::pin!(work);
         tokio::select! {
             done = &mut work => done,
             () = tokio::time::sleep_until(at.into()) => {
                 self.cancel_running().await;
                 let _ = work.await;
-                Err(DbError::new(super::DEADLINE_CODE, format!("the statement was cancelled at the call's {limit}")))
+                let seconds = timeout.as_secs_f64();
+                Err(DbError::new(
+                    super::DEADLINE_CODE,
+                    format!("the statement was cancelled at the call's time limit of {seconds}s (limits.timeout_secs)"),
+                ))
             }
         }
     }
@@ -331,8 +336,8 @@ impl Database for PostgresDatabase {
             // The role name was validated as an identifier when the config was read.
             script.push_str(&format!(" SET LOCAL ROLE \"{role}\";"));
         }
-        let limit = format!("time limit of {}s (limits.timeout_secs)", guard.call_timeout.as_secs_f64());
-        *self.deadline.lock().map_err(|_| poisoned())? = Some((Instant::now() + guard.call_timeout, limit));
+        *self.deadline.lock().map_err(|_| poisoned())? =
+            Some((Instant::now() + guard.call_timeout, guard.call_timeout));
         // Queued behind a pending BEGIN and sent with the component's first statement, in
         // order on the wire: the walls are up before that statement runs, and if raising them
         // fails, the transaction is aborted, so nothing the component sends can run without them.

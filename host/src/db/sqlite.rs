@@ -5,6 +5,7 @@
 //! ready for `json_each`. The migration lock is an OS file lock beside the database file,
 //! released by the OS if the process dies.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::fallible_iterator::FallibleIterator;
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::hooks::{AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement};
 
@@ -44,13 +45,53 @@ struct GuardState {
     /// What the guard knows of the statement being prepared.
     scope: StatementScope,
     refusal: Option<String>,
-    /// While a component call runs: when SQLite interrupts its statement, and why.
-    deadline: Option<(Instant, String)>,
-    /// While a component call runs: what a too-long value is reported as.
-    value_limit: Option<String>,
+    /// While a component call runs: the limits SQLite enforces for it.
+    walls: Option<CallWalls>,
     /// Tables whose definition resolves conflicts by REPLACE (lower-cased), as of the schema
     /// version beside them: writing them may delete rows, which needs the delete grant.
-    replacing: (i64, std::collections::BTreeSet<String>),
+    replacing: (i64, Arc<BTreeSet<String>>),
+}
+
+/// What SQLite enforces while a component call runs; the messages are made only when a limit
+/// is hit, since a backfill enters a call per batch.
+struct CallWalls {
+    /// When SQLite interrupts the statement it runs.
+    deadline: Instant,
+    timeout: Duration,
+    timeout_setting: &'static str,
+    max_value_bytes: u64,
+}
+
+impl CallWalls {
+    fn new(guard: &GuardSettings) -> CallWalls {
+        let (timeout, timeout_setting) = if guard.call_timeout <= guard.statement_timeout {
+            (guard.call_timeout, "limits.timeout_secs")
+        } else {
+            (guard.statement_timeout, "limits.statement_timeout_secs")
+        };
+        CallWalls {
+            deadline: Instant::now() + timeout,
+            timeout,
+            timeout_setting,
+            max_value_bytes: guard.max_value_bytes,
+        }
+    }
+
+    fn interrupted(&self) -> DbError {
+        let (seconds, setting) = (self.timeout.as_secs_f64(), self.timeout_setting);
+        DbError::new(
+            super::LIMIT_CODE,
+            format!("the statement was stopped at the call's time limit of {seconds}s ({setting})"),
+        )
+    }
+
+    fn too_big(&self) -> DbError {
+        let mib = self.max_value_bytes / (1024 * 1024);
+        DbError::new(
+            super::LIMIT_CODE,
+            format!("the statement built a value longer than {mib} MiB (limits.result_mib)"),
+        )
+    }
 }
 
 /// A statement from the cache, or (while a component call runs) freshly prepared: the
@@ -103,13 +144,8 @@ impl SqliteDatabase {
         connection
             .authorizer(Some(move |context: AuthContext<'_>| {
                 let Ok(mut state) = state.lock() else { return Authorization::Deny };
-                let GuardState { policy, scope, refusal, replacing, .. } = &mut *state;
+                let GuardState { policy, scope, refusal, .. } = &mut *state;
                 let Some(policy) = policy else { return Authorization::Allow };
-                if let AuthAction::Insert { table_name } | AuthAction::Update { table_name, .. } = context.action
-                    && replacing.1.contains(&table_name.to_ascii_lowercase())
-                {
-                    scope.replaces = true;
-                }
                 match crate::guard::sqlite::authorize(policy, scope, &context) {
                     Ok(()) => Authorization::Allow,
                     Err(refused) => {
@@ -129,7 +165,7 @@ impl SqliteDatabase {
                 Some(move || {
                     state
                         .lock()
-                        .map_or(true, |state| state.deadline.as_ref().is_some_and(|(at, _)| Instant::now() >= *at))
+                        .map_or(true, |state| state.walls.as_ref().is_some_and(|w| Instant::now() >= w.deadline))
                 }),
             )
             .map_err(|e| failed(e.to_string()))?;
@@ -147,8 +183,10 @@ impl SqliteDatabase {
         {
             let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
             state.refusal = None;
-            state.scope =
+            let mut scope =
                 StatementScope::of(statement).map_err(|refusal| DbError::new("denied", refusal.to_string()))?;
+            scope.replacing_tables = state.replacing.1.clone();
+            state.scope = scope;
         }
         connection.prepare(statement).map(Prepared::Fresh).map_err(|error| {
             match self.guard.lock().ok().and_then(|mut state| state.refusal.take()) {
@@ -184,7 +222,7 @@ impl SqliteDatabase {
             .filter(|(_, sql)| crate::guard::sqlite::declares_replace(sql))
             .map(|(name, _)| name.to_ascii_lowercase())
             .collect();
-        self.guard.lock().map_err(|_| guard_poisoned())?.replacing = (version, tables);
+        self.guard.lock().map_err(|_| guard_poisoned())?.replacing = (version, Arc::new(tables));
         Ok(())
     }
 
@@ -196,11 +234,9 @@ impl SqliteDatabase {
             _ => None,
         };
         let Ok(state) = self.guard.lock() else { return db_error(error) };
-        match (code, &state.deadline, &state.value_limit) {
-            (Some(rusqlite::ErrorCode::OperationInterrupted), Some((_, limit)), _) => {
-                DbError::new("limit", limit.clone())
-            }
-            (Some(rusqlite::ErrorCode::TooBig), _, Some(limit)) => DbError::new("limit", limit.clone()),
+        match (code, &state.walls) {
+            (Some(rusqlite::ErrorCode::OperationInterrupted), Some(walls)) => walls.interrupted(),
+            (Some(rusqlite::ErrorCode::TooBig), Some(walls)) => walls.too_big(),
             _ => db_error(error),
         }
     }
@@ -309,33 +345,19 @@ impl Database for SqliteDatabase {
 
     async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
         self.refresh_replacing_tables()?;
-        let timeout = guard.call_timeout.min(guard.statement_timeout);
         let max_length = i32::try_from(guard.max_value_bytes).unwrap_or(i32::MAX).min(DEFAULT_MAX_LENGTH);
         self.connection()?.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max_length).map_err(db_error)?;
         let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
         state.policy = Some(guard.policy.clone());
         state.refusal = None;
-        let setting = if guard.call_timeout <= guard.statement_timeout {
-            "limits.timeout_secs"
-        } else {
-            "limits.statement_timeout_secs"
-        };
-        state.deadline = Some((
-            Instant::now() + timeout,
-            format!("the statement was stopped at the call's time limit of {}s ({setting})", timeout.as_secs_f64()),
-        ));
-        state.value_limit = Some(format!(
-            "the statement built a value longer than {} MiB (limits.result_mib)",
-            guard.max_value_bytes / (1024 * 1024)
-        ));
+        state.walls = Some(CallWalls::new(guard));
         Ok(())
     }
 
     async fn leave_guarded(&self) -> Result<(), DbError> {
         let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
         state.policy = None;
-        state.deadline = None;
-        state.value_limit = None;
+        state.walls = None;
         drop(state);
         self.connection()?
             .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, DEFAULT_MAX_LENGTH)

@@ -303,10 +303,10 @@ fn string_list(items: Option<&Value>) -> Vec<String> {
 
 /// A list of names made only of strings (`schema.object`), as functions, operators, types,
 /// collations and operator classes are named; `None` for any other list.
-fn name_list(items: &Value) -> Option<Vec<String>> {
-    let items = items.as_array()?;
-    let names = string_list(Some(&Value::Array(items.clone())));
-    (!items.is_empty() && names.len() == items.len()).then_some(names)
+fn name_list(value: &Value) -> Option<Vec<String>> {
+    let count = value.as_array()?.len();
+    let names = string_list(Some(value));
+    (count > 0 && names.len() == count).then_some(names)
 }
 
 fn table_from_names(names: &[String]) -> Option<TableName> {

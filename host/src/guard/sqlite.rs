@@ -12,6 +12,9 @@
 //! and triggers over tables it may have no grant on, is read only by SQLite's own rewrite of
 //! the schema during a granted ALTER TABLE.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use rusqlite::hooks::{AuthAction, AuthContext};
 
 use super::{Access, Phase, Policy, Refusal, TableName, function_allowed};
@@ -27,11 +30,14 @@ const READ_PRAGMAS: &[&str] =
     &["table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"];
 
 /// What the guard knows of the statement being prepared, beyond one authorizer request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatementScope {
     /// The statement resolves conflicts by REPLACE (`INSERT OR REPLACE`, `REPLACE INTO`,
     /// `UPDATE OR REPLACE`, `ON CONFLICT REPLACE`): every row it writes may delete another.
     pub replaces: bool,
+    /// Tables (lower-cased) whose own definition resolves conflicts by REPLACE
+    /// ([`declares_replace`]): a plain write to one may delete rows too.
+    pub replacing_tables: Arc<BTreeSet<String>>,
     /// The statement is an ALTER TABLE the policy allowed; SQLite's own rewrite of the schema
     /// that follows reads `sqlite_master.sql`.
     pub altering: bool,
@@ -53,7 +59,7 @@ impl StatementScope {
                 _ => {}
             }
         }
-        Ok(StatementScope { replaces, altering: false })
+        Ok(StatementScope { replaces, ..StatementScope::default() })
     }
 }
 
@@ -167,7 +173,9 @@ pub fn authorize(policy: &Policy, scope: &mut StatementScope, context: &AuthCont
             // SQLite keeps its counters and statistics itself, without asking the authorizer.
             Err(class(&format!("writing {table_name}"), "SQLite's internal tables are SQLite's own"))
         }
-        AuthAction::Insert { table_name } | AuthAction::Update { table_name, .. } if scope.replaces => {
+        AuthAction::Insert { table_name } | AuthAction::Update { table_name, .. }
+            if scope.replaces || scope.replacing_tables.contains(&table_name.to_ascii_lowercase()) =>
+        {
             let target = table(table_name);
             let access =
                 if matches!(context.action, AuthAction::Insert { .. }) { Access::Insert } else { Access::Update };
@@ -385,7 +393,7 @@ mod tests {
             GrantsSection { insert: vec!["users".into()], update: vec!["users".into()], ..Default::default() };
         let p = Policy { grants: Grants::from_section(&section).unwrap(), phase: Phase::Data };
         let mut plain = StatementScope::default();
-        let mut replacing = StatementScope { replaces: true, altering: false };
+        let mut replacing = StatementScope { replaces: true, ..StatementScope::default() };
         let insert = context(AuthAction::Insert { table_name: "users" });
         assert!(authorize(&p, &mut plain, &insert).is_ok());
         let refusal = authorize(&p, &mut replacing, &insert).unwrap_err();
