@@ -13,6 +13,7 @@ pub mod bindings;
 mod cache;
 pub mod host;
 mod imports;
+mod log_budget;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -27,8 +28,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use self::bindings::{BatchRequest, Migration as MigrationWorld, MigrationPre};
 pub use self::cache::CacheOutcome;
 use self::cache::ComponentCache;
-use self::host::log::LogBudget;
 use self::host::sql::SqlConnection;
+use self::log_budget::LogBudget;
 use self::output::GuestOutput;
 use crate::db::Database;
 use crate::guard::postgres::AnalysisCache;
