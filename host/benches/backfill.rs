@@ -53,7 +53,7 @@ impl Mode {
 
 /// The error with the server's message, which tokio-postgres keeps out of its `Display`.
 fn describe(error: impl std::error::Error) -> String {
-    wasmig::report::error_chain(&error)
+    wasmig::core::error_chain(&error)
 }
 
 fn env_number(name: &str, default: i64) -> i64 {

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backfill::settings::{ProjectBackfillSection, ThrottleOverrides};
-use crate::db::DatabaseUrl;
-use crate::db::UnsupportedUrl;
-use crate::history::{HistoryTable, IdentifierError};
-use crate::limits::{LimitOverrides, Limits, MAX_SECONDS, OutOfRange, in_range};
+use crate::core::limits::{LimitOverrides, Limits, MAX_SECONDS, OutOfRange, in_range};
+use crate::core::{Identifier, IdentifierError};
+use crate::db::{DatabaseUrl, UnsupportedUrl};
+use crate::ledger::HistoryTable;
+use crate::project::backfill::{ProjectBackfillSection, ThrottleOverrides};
+use crate::project::layout::PROJECT_FILE;
 use crate::trust::{TrustConfigError, TrustPolicy, TrustSection};
 
-pub const PROJECT_FILE: &str = "wasmig.toml";
 
 /// `wasmig.toml` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -178,7 +178,7 @@ impl Config {
             .guard
             .postgres_role
             .as_deref()
-            .map(|role| crate::history::Identifier::new(role).map(|_| role.to_owned()))
+            .map(|role| Identifier::new(role).map(|_| role.to_owned()))
             .transpose()
             .map_err(|source| ConfigError::GuardRole { path: path.to_owned(), source })?;
         let history = HistoryTable::new(file.history.schema.as_deref(), file.history.table.as_deref())

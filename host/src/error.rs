@@ -1,15 +1,17 @@
 //! [`Error`]: every way a wasmig run can fail, each carrying the data that names what failed
-//! (file, migration, limit, URL), and [`ErrorKind`], the coarse class the CLI maps to an exit
-//! code.
+//! (file, migration, limit, URL); [`ErrorKind`], the coarse class the CLI maps to an exit
+//! code; and [`RunError`], a failed run's error with what it had committed.
 
-use crate::catalog::CatalogError;
-use crate::catalog::Version;
+use std::fmt;
+
 use crate::config::ConfigError;
+use crate::core::limits::Limit;
+use crate::core::{Digest, Version};
 use crate::db::{ConnectError, DbError, LockError};
-use crate::digest::Digest;
-use crate::history::HistoryError;
-use crate::limits::Limit;
+use crate::ledger::HistoryError;
 use crate::plan::PlanError;
+use crate::project::catalog::CatalogError;
+use crate::report::Report;
 use crate::sandbox::SandboxError;
 use crate::trust::TrustError;
 
@@ -156,5 +158,40 @@ impl Error {
             Error::NoBackfill { .. } | Error::BackfillNotApplied { .. } => ErrorKind::Project,
             Error::BackfillPaused { .. } | Error::BackfillUnfinished { .. } => ErrorKind::BackfillUnfinished,
         }
+    }
+}
+
+/// A failed run: the error, and what had committed before it. Built once, where a run ends,
+/// from the error and the run's report so far.
+#[derive(Debug)]
+pub struct RunError {
+    pub error: Error,
+    pub done: Report,
+}
+
+impl RunError {
+    pub fn new(error: impl Into<Error>, done: Report) -> Self {
+        RunError { error: error.into(), done }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.error)?;
+        if self.done.steps.is_empty() {
+            write!(f, "\nnothing was committed by this run")
+        } else {
+            write!(f, "\ncommitted before the failure:")?;
+            for step in &self.done.steps {
+                write!(f, "\n  {step}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }

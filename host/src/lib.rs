@@ -1,9 +1,9 @@
 //! wasmig: database migrations as plain SQL or as sandboxed WebAssembly components.
 //!
-//! A run reads the project ([`catalog`]), connects ([`db`]), takes the migration lock, reads
-//! the [`history`], makes a [`plan`] and executes each step in one transaction with its
-//! history row. Components run in the [`sandbox`], which grants them nothing but a SQL handle
-//! and `log`, under fuel, memory and time [`limits`].
+//! A run reads the project (its catalog of migrations), verifies it against the sum file and
+//! the trust policy, connects, takes the migration lock, reads the history, makes a plan and
+//! executes each step in one transaction with its history row. Components run in a sandbox
+//! that grants them nothing but a SQL handle and `log`, under fuel, memory and time limits.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,32 +16,72 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Layers
+//!
+//! The engine is built in layers, each a module of `src/`. A layer uses only the layers above
+//! it in this table (the foundation first), and the test `tests/layers.rs` holds the code to
+//! it: an import of a later layer, or an import circle, fails it.
+//!
+//! | layer | modules | owns |
+//! | --- | --- | --- |
+//! | 1 | `core` | Version, Digest, Identifier/TableName and `quote_ident`, limits, OS user, error-chain text |
+//! | 2 | `guard` | grants, policy, refusals; PostgreSQL analysis, SQLite authorizer; pure |
+//! | 3 | `project` | the files on disk: layout and names, manifest and its `[backfill]`, catalog, sum file, scaffold |
+//! | 4 | `trust` | verification against the sum file and the trust policy; signing, keygen |
+//! | 5 | `db` | the `Database` trait, a typed `DbError`, the `Dialect`; PostgreSQL, SQLite, URLs |
+//! | 6 | `ledger` | every table the engine owns: history, repairs, backfills, chunks; their DDL |
+//! | 7 | `sandbox` | the wasmtime engine, component loading and cache, the host interfaces |
+//! | 8 | `config` | `wasmig.toml` and the environment, validated into a `Config` |
+//! | 9 | `plan`, `report` | the pure plan; plain report data |
+//! | 10 | `error` | `Error`, `ErrorKind`, `RunError` |
+//! | 11 | `run` | `Session`, the step executor, the backfill runner |
+//! | 12 | `migrator` | the facade a Rust user and the CLI call |
+//! | 13 | `cli` | the `wasmig` binary: arguments, human and JSON output, over this crate's public API |
+//!
+//! The public API is what this file exports. The `internals` feature makes the layers'
+//! modules reachable for the project's own tests, fuzz targets and benchmarks; it is not
+//! part of the API and may change with any release.
 
-pub mod backfill;
-pub mod catalog;
-pub mod config;
-pub mod db;
-pub mod digest;
-mod error;
-mod executor;
-pub mod guard;
-pub mod history;
-pub mod limits;
-pub mod manifest;
-mod migrator;
-pub mod plan;
-pub mod report;
-pub mod sandbox;
-pub mod scaffold;
-pub mod signing;
-pub mod sumfile;
-pub mod trust;
+/// Declares the layers' modules: private, or public (and hidden) with `internals`.
+macro_rules! layers {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )*};
+}
 
-pub use backfill::events::{BackfillEvent, BackfillObserver};
-pub use backfill::store::{BackfillState, BackfillStatus};
-pub use catalog::{Catalog, Migration, Version};
-pub use config::Config;
-pub use error::{Error, ErrorKind, RepairError};
-pub use migrator::{Migrator, State, StatusEntry};
-pub use plan::DownTarget;
-pub use report::{Report, RunError};
+layers!(core, guard, project, trust, db, ledger, sandbox, config, plan, report, error, run, migrator);
+
+pub use crate::config::{Config, ConfigError, default_project_dir};
+pub use crate::core::digest::BadDigest;
+pub use crate::core::limits::{Limit, LimitOverrides, Limits, MAX_HOSTCALL_MIB, MAX_SECONDS, OutOfRange};
+pub use crate::core::{Digest, Version};
+pub use crate::db::{Backend, ConnectError, DbError, DbErrorKind, LockError};
+pub use crate::error::{Error, ErrorKind, RepairError, RunError};
+pub use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryError, Repair};
+pub use crate::migrator::{Migrator, State, StatusEntry};
+pub use crate::plan::{DownTarget, PlanError};
+pub use crate::project::backfill::{MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides};
+pub use crate::project::catalog::{Body, Catalog, CatalogError, ComponentMigration, Migration, SqlScripts};
+pub use crate::project::scaffold::{ScaffoldError, Template};
+pub use crate::report::{Action, Report, StepReport};
+pub use crate::run::backfill::events::{BackfillEvent, BackfillObserver};
+pub use crate::sandbox::SandboxError;
+pub use crate::trust::signing::SigningError;
+pub use crate::trust::{
+    Date, DigestState, SignatureState, SumFileState, TrustError, TrustReport, check as verify_artifacts,
+};
+
+/// Writing a new migration's files and a project's `wasmig.toml`.
+pub mod scaffold {
+    pub use crate::project::scaffold::{Created, ScaffoldError, Template, init, new_migration};
+}
+
+/// Hashing a project into `wasmig.sum`, signing it, and making keys.
+pub mod signing {
+    pub use crate::trust::signing::*;
+}

@@ -4,8 +4,9 @@
 //! Invariant 5 is checked here: an applied migration whose files changed, or whose folder is
 //! gone, stops the plan before anything runs.
 
-use crate::catalog::{Catalog, Migration, Version};
-use crate::history::AppliedMigration;
+use crate::core::{Digest, Version};
+use crate::ledger::AppliedMigration;
+use crate::project::catalog::{Catalog, Migration};
 
 /// Where `down` stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub enum PlanError {
         "migration {folder} was applied with digest {recorded} but its files now hash to {found}; \
          applied migrations are immutable (write a new migration, or record the change with `wasmig repair`)"
     )]
-    DigestMismatch { folder: String, recorded: String, found: String },
+    DigestMismatch { folder: String, recorded: Digest, found: Digest },
     #[error("migration {version} ({name}) is applied but its folder is missing from the project")]
     MissingApplied { version: Version, name: String },
     #[error(
@@ -48,12 +49,11 @@ pub fn check_applied(catalog: &Catalog, applied: &[AppliedMigration]) -> Result<
 }
 
 fn check_digest(migration: &Migration, row: &AppliedMigration) -> Result<(), PlanError> {
-    let found = migration.digest.to_string();
-    if found != row.digest {
+    if migration.digest != row.digest {
         return Err(PlanError::DigestMismatch {
             folder: migration.folder.clone(),
-            recorded: row.digest.clone(),
-            found,
+            recorded: row.digest,
+            found: migration.digest,
         });
     }
     Ok(())
@@ -127,8 +127,8 @@ pub fn plan_down<'c>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Body, SqlScripts};
-    use crate::digest::{Content, DigestInput, migration_digest};
+    use crate::project::catalog::{Body, SqlScripts};
+    use crate::core::digest::{Content, DigestInput, migration_digest};
 
     fn migration(version: u64, down: bool) -> Migration {
         let up = format!("SELECT {version};");
@@ -155,7 +155,7 @@ mod tests {
                     version: m.version,
                     name: m.name.clone(),
                     kind: "sql".into(),
-                    digest: m.digest.to_string(),
+                    digest: m.digest,
                     applied_at: String::new(),
                     applied_by: String::new(),
                     duration_ms: 0,
@@ -204,7 +204,7 @@ mod tests {
     fn changed_applied_migration_is_refused_naming_both_digests() {
         let c = catalog(&[1, 2]);
         let mut history = applied(&c, &[1]);
-        history[0].digest = "blake3:00".into();
+        history[0].digest = format!("blake3:{}", "0".repeat(64)).parse().expect("a digest");
         let error = plan_up(&c, &history, None).unwrap_err();
         let text = error.to_string();
         assert!(

@@ -264,17 +264,17 @@ async fn repair_is_explicit_and_recorded(backend: Backend) {
     let migrator = project.migrator(&db).await;
     assert_eq!(migrator.up(None).await.expect_err("changed").error.kind(), ErrorKind::Integrity);
 
-    let wrong: wasmig::digest::Digest = format!("blake3:{}", "0".repeat(64)).parse().expect("digest");
+    let wrong: wasmig::Digest = format!("blake3:{}", "0".repeat(64)).parse().expect("digest");
     let refused = migrator.repair(wasmig::Version(1), wrong, "typo").await.expect_err("wrong digest");
     assert!(matches!(refused.error, Error::Repair(wasmig::RepairError::NotWhatWasAccepted { .. })), "{refused}");
 
     let found = migrator.catalog().migrations[0].digest;
     let repair = migrator.repair(wasmig::Version(1), found, "comment added, SQL unchanged").await.expect("repair");
-    assert_eq!(repair.new_digest, found.to_string());
+    assert_eq!(repair.new_digest.to_string(), found.to_string());
     migrator.up(None).await.expect("up accepts the repaired migration");
     let repairs = migrator.repairs().await.expect("repairs");
     assert_eq!(repairs.len(), 1);
     assert_eq!(repairs[0].reason, "comment added, SQL unchanged");
-    assert_eq!(migrator.applied().await.expect("history")[0].digest, found.to_string());
+    assert_eq!(migrator.applied().await.expect("history")[0].digest.to_string(), found.to_string());
 }
 on_both_backends!(repair, repair_is_explicit_and_recorded);

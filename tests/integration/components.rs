@@ -1,7 +1,7 @@
 //! Component migrations: the SDK examples end to end, and hostile or broken components, each
 //! refused with an error naming what failed while the database stays as it was.
 
-use wasmig::limits::Limit;
+use wasmig::Limit;
 use wasmig::sandbox::SandboxError;
 use wasmig::{DownTarget, Error, ErrorKind, Version};
 use wasmig_tests::{Backend, Project, TestDb, users_migration};

@@ -38,3 +38,47 @@ async fn execute_and_commit_commits_only_with_its_statement(backend: Backend) {
     assert_eq!(rows.values.len(), 1);
 }
 on_both_backends!(execute_and_commit, execute_and_commit_commits_only_with_its_statement);
+
+/// SQLite's calls block: waiting on another connection's write lock (up to its 30 s busy
+/// timeout) must not stall the async runtime, or a second task on it (another backfill
+/// worker, a progress ticker) stops with it. On a one-thread runtime a tick that lands while
+/// `begin` waits shows the wait ran elsewhere.
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_waiting_on_a_lock_leaves_the_runtime_free() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("busy.db");
+    let wasmig = connect(&DatabaseUrl::Sqlite(path.clone()), Duration::from_secs(5)).await.expect("open with wasmig");
+    let holder = rusqlite::Connection::open(&path).expect("open SQLite");
+    holder.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").expect("lock");
+
+    let released = Arc::new(AtomicBool::new(false));
+    let release = {
+        let released = released.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            released.store(true, Ordering::SeqCst);
+            holder.execute_batch("COMMIT").expect("release the write lock");
+        })
+    };
+    let ticks = Arc::new(AtomicU32::new(0));
+    let ticker = {
+        let (ticks, released) = (ticks.clone(), released.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if !released.load(Ordering::SeqCst) {
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    wasmig.begin(Access::ReadWrite).await.expect("begin once the other writer commits");
+    wasmig.rollback().await.expect("rollback");
+    ticker.abort();
+    release.join().expect("the releasing thread");
+    let ticks = ticks.load(Ordering::SeqCst);
+    assert!(ticks >= 10, "the runtime stalled while SQLite waited for the lock: {ticks} ticks in 600 ms");
+}

@@ -222,10 +222,7 @@ async fn a_transfer_past_the_engines_cap_names_limits_hostcall_mib() {
     );
     let failure = project.migrator(&db).await.up(None).await.expect_err("a 6 MiB statement passes a 4 MiB cap");
     assert!(
-        matches!(
-            &failure.error,
-            Error::Sandbox(SandboxError::Trap { limit: Some(wasmig::limits::Limit::Hostcall(_)), .. })
-        ),
+        matches!(&failure.error, Error::Sandbox(SandboxError::Trap { limit: Some(wasmig::Limit::Hostcall(_)), .. })),
         "{failure}"
     );
     assert!(failure.to_string().contains("limits.hostcall_mib"), "{failure}");
@@ -338,10 +335,7 @@ async fn the_calls_deadline_cancels_a_running_statement() {
     let failure = project.migrator(&db).await.up(None).await.expect_err("the deadline stops the call");
     let elapsed = started.elapsed();
     assert!(
-        matches!(
-            &failure.error,
-            Error::Sandbox(SandboxError::Trap { limit: Some(wasmig::limits::Limit::Deadline(_)), .. })
-        ),
+        matches!(&failure.error, Error::Sandbox(SandboxError::Trap { limit: Some(wasmig::Limit::Deadline(_)), .. })),
         "{failure}"
     );
     assert!(failure.to_string().contains("limits.timeout_secs"), "{failure}");

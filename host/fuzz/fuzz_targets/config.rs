@@ -11,15 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(config) = Config::parse(std::path::Path::new("/nonexistent-project"), text, None) else { return };
     let limits = config.limits;
-    assert!(limits.timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");
-    assert!(limits.statement_timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");
+    assert!(limits.timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
+    assert!(limits.statement_timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
     assert!(
-        limits.hostcall_bytes >= 1 << 20 && limits.hostcall_bytes <= wasmig::limits::MAX_HOSTCALL_MIB << 20,
+        limits.hostcall_bytes >= 1 << 20 && limits.hostcall_bytes <= wasmig::core::limits::MAX_HOSTCALL_MIB << 20,
         "{text:?}"
     );
     assert!(limits.fuel >= 1 && limits.memory_bytes >= 1 << 20, "{text:?}");
-    assert!(config.lock_timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");
-    assert!(config.connect_timeout.as_secs() <= wasmig::limits::MAX_SECONDS, "{text:?}");
+    assert!(config.lock_timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
+    assert!(config.connect_timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
     // The instant arithmetic a run does with them must hold.
     let now = std::time::Instant::now();
     let _ = now + limits.timeout + config.lock_timeout + config.connect_timeout;

@@ -4,13 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasmig::manifest::Manifest;
+use wasmig::project::manifest::Manifest;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(manifest) = Manifest::parse(text) else { return };
     assert_eq!(manifest.limits.validate(), Ok(()), "{text:?}");
-    let limits = wasmig::limits::Limits::default().with(&manifest.limits);
+    let limits = wasmig::core::limits::Limits::default().with(&manifest.limits);
     let _ = std::time::Instant::now() + limits.timeout;
     for (_, tables) in manifest.grants().describe() {
         for table in tables {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasmig::sumfile::SumFile;
+use wasmig::project::sumfile::SumFile;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(sum) = SumFile::parse(data) else { return };

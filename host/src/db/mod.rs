@@ -1,10 +1,9 @@
-//! The backend boundary: one small trait, [`Database`], implemented for PostgreSQL and
-//! SQLite, plus the values and rows that cross it.
-//!
-//! Everything above this module is backend-agnostic. Where a capability differs (advisory
-//! locks, read-only transactions, arrays), the trait names it and each backend says how it
-//! provides it; nothing degrades silently.
+//! The backend boundary: the [`Database`] trait and what crosses it, a typed [`DbError`], and
+//! the [`Dialect`] that answers backend differences; PostgreSQL and SQLite implement it.
 
+mod database;
+mod dialect;
+mod error;
 mod postgres;
 mod sqlite;
 mod url;
@@ -12,269 +11,26 @@ mod url;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use crate::guard::GuardSettings;
-
-pub use self::url::{DatabaseUrl, UnsupportedUrl, redact};
-
-/// A SQL value crossing the backend boundary (parameters and result columns).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Bytes(Vec<u8>),
-    IntArray(Vec<Option<i64>>),
-    FloatArray(Vec<Option<f64>>),
-    TextArray(Vec<Option<String>>),
-}
-
-impl Value {
-    /// Roughly what the value costs once copied into a component: what result caps count.
-    pub fn cost(&self) -> u64 {
-        let len = |n: usize| n as u64;
-        match self {
-            Value::Text(s) => len(s.len()),
-            Value::Bytes(b) => len(b.len()),
-            Value::IntArray(a) => len(a.len() * 9),
-            Value::FloatArray(a) => len(a.len() * 9),
-            Value::TextArray(a) => a.iter().map(|s| 1 + s.as_ref().map_or(0, |s| len(s.len()))).sum(),
-            _ => 9,
-        }
-    }
-}
-
-/// Caps on what one query may return to a component (`limits.result_rows`, `result_mib`),
-/// applied while the rows arrive: reading stops, and the statement is cancelled, as soon as
-/// one is passed, so the host never holds more than the cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResultCap {
-    pub rows: u64,
-    pub bytes: u64,
-}
-
-impl ResultCap {
-    /// No cap: the engine's own queries.
-    pub const NONE: ResultCap = ResultCap { rows: u64::MAX, bytes: u64::MAX };
-
-    /// The error once `rows` rows of `bytes` bytes have arrived, if that passes a cap.
-    pub fn passed(&self, rows: u64, bytes: u64) -> Option<DbError> {
-        if rows > self.rows {
-            return Some(DbError::new(
-                LIMIT_CODE,
-                format!("the query returned more than {} rows; limits.result_rows is {}", self.rows, self.rows),
-            ));
-        }
-        (bytes > self.bytes).then(|| {
-            DbError::new(
-                LIMIT_CODE,
-                format!(
-                    "the query returned more than {} bytes; limits.result_mib is {}",
-                    self.bytes,
-                    self.bytes / (1024 * 1024)
-                ),
-            )
-        })
-    }
-}
-
-/// The code of a [`DbError`] that a component limit caused; its message names the setting.
-pub const LIMIT_CODE: &str = "limit";
-/// The code of a [`DbError`] for a statement stopped at the component call's deadline.
-pub const DEADLINE_CODE: &str = "deadline";
-
-/// The rows a query returned.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rows {
-    pub columns: Vec<String>,
-    pub values: Vec<Vec<Value>>,
-}
-
-/// An error the database reported: its SQLSTATE (PostgreSQL) or extended result code name
-/// (SQLite), and its message.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message} (code {code})")]
-pub struct DbError {
-    pub code: String,
-    pub message: String,
-}
-
-impl DbError {
-    pub(crate) fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        DbError { code: code.into(), message: message.into() }
-    }
-}
-
-/// Why [`Database::execute_and_commit`] did not commit.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum NotCommitted {
-    /// The last statement failed, so the transaction was not committed.
-    #[error("{0}")]
-    Statement(DbError),
-    /// The statement ran, but the database refused the COMMIT.
-    #[error("{0}")]
-    Commit(DbError),
-}
-
-/// Which database a connection talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::Postgres => "postgresql",
-            Backend::Sqlite => "sqlite",
-        })
-    }
-}
-
-/// How a transaction may touch data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    ReadWrite,
-    /// PostgreSQL enforces it (`BEGIN READ ONLY`); SQLite has no read-only transaction, so
-    /// read-only work there is rolled back at the end instead.
-    ReadOnly,
-}
-
-/// The first column of one row returned by a script, as text, for assertions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScriptRow {
-    /// 1-based position of the statement in the script.
-    pub statement: usize,
-    pub first_column: Option<String>,
-}
-
-/// A connection to the target database. All calls run on one session, in order; the
-/// caller opens and closes transactions explicitly.
-#[async_trait]
-pub trait Database: Send + Sync {
-    fn backend(&self) -> Backend;
-
-    /// Runs a script of one or more statements without parameters (a migration's SQL file)
-    /// and returns the first column of every row its queries produced.
-    async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError>;
-
-    /// Runs one statement and returns its rows.
-    async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError>;
-
-    /// Runs a component's query, reading its rows only up to `cap`: past it, reading stops,
-    /// the statement is cancelled where the backend can, and the error is [`LIMIT_CODE`].
-    async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError>;
-
-    /// Runs one statement and returns the number of rows it changed.
-    async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError>;
-
-    /// Runs one statement once per parameter set, prepared once, in as few round trips as
-    /// the backend allows; returns the total number of rows changed.
-    async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError>;
-
-    async fn begin(&self, access: Access) -> Result<(), DbError>;
-    async fn commit(&self) -> Result<(), DbError>;
-
-    /// Runs one last statement and commits, in one round trip where the backend can pipeline
-    /// them. The transaction never commits without the statement: if it fails, the
-    /// transaction is rolled back (PostgreSQL's COMMIT of an aborted transaction is a
-    /// rollback). On any error the caller still rolls back, which is harmless when the
-    /// transaction has already ended.
-    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted>;
-    async fn rollback(&self) -> Result<(), DbError>;
-
-    /// Forgets prepared statements, which a schema change may have made stale.
-    fn forget_prepared_statements(&self);
-
-    /// Raises the database's own walls for a component call, inside the current transaction:
-    /// PostgreSQL pins `search_path` and sets `statement_timeout`, `lock_timeout` and the
-    /// configured role with `SET LOCAL`; SQLite turns its authorizer on with the policy. Until
-    /// they are lowered, the call's deadline bounds every statement: one still running when it
-    /// passes is cancelled (PostgreSQL) or interrupted (SQLite), and fails with
-    /// [`DEADLINE_CODE`] (PostgreSQL) or [`LIMIT_CODE`] (SQLite).
-    async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError>;
-
-    /// Lowers them again, so the engine's own statements (the history row) run as before.
-    async fn leave_guarded(&self) -> Result<(), DbError>;
-
-    /// Takes the migration lock named `name`, polling until `timeout`. The lock is held by a
-    /// session of its own (PostgreSQL: an advisory lock on a dedicated connection, which a
-    /// blocking lock would deadlock against `CREATE INDEX CONCURRENTLY`; SQLite: an OS file
-    /// lock beside the database file), so the process dying releases it.
-    async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError>;
-
-    /// Who the database says we are, for the history's `applied_by`.
-    async fn current_user(&self) -> Result<String, DbError>;
-}
-
-/// A held migration lock. Dropping it releases the lock too; `release` does so and reports
-/// failure.
-#[async_trait]
-pub trait HeldLock: Send {
-    async fn release(self: Box<Self>) -> Result<(), DbError>;
-
-    /// Invariant 8: a statement to run last in each migration's transaction, pipelined with its
-    /// COMMIT, that fails (SQLSTATE 22012) unless this lock is still held, so that a run whose
-    /// lock session was lost commits nothing more. `None` where the lock cannot be lost while
-    /// the process lives (SQLite's file lock).
-    fn commit_check(&self) -> Option<LockCheck>;
-}
-
-/// See [`HeldLock::commit_check`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct LockCheck {
-    pub statement: &'static str,
-    pub params: Vec<Value>,
-}
-
-/// The SQLSTATE [`LockCheck`]'s statement fails with when the lock is gone (division by zero).
-pub const LOCK_LOST_CODE: &str = "22012";
-
-/// Why the migration lock could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("another wasmig run held the migration lock {name:?} for {waited:?}; giving up")]
-    Timeout { name: String, waited: Duration },
-    #[error("could not take the migration lock {name:?}: {source}")]
-    Failed { name: String, source: DbError },
-    #[error(
-        "migration {migration}: this run lost the migration lock (its lock session ended), so the \
-         migration was rolled back and the run stopped; another run may hold the lock now"
-    )]
-    Lost { migration: String },
-}
-
-/// Why a database could not be reached.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("could not connect to {url} within {waited:?}: {reason}")]
-    Unreachable { url: String, waited: Duration, reason: String },
-    #[error("could not open SQLite database {url}: {reason}")]
-    Sqlite { url: String, reason: String },
-}
+pub use self::database::{
+    Access, Database, HeldLock, LockCheck, ResultCap, Rows, Value, is_truthy,
+};
+pub use self::dialect::{Backend, Dialect, StatementScreen};
+pub use self::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
+pub use self::url::{DatabaseUrl, UnsupportedUrl};
 
 /// Connects to `url`, retrying until `timeout` so that a database that is still starting
 /// (a CI service container, say) is waited for.
 pub async fn connect(url: &DatabaseUrl, timeout: Duration) -> Result<Arc<dyn Database>, ConnectError> {
-    match url {
-        DatabaseUrl::Postgres(_) => Ok(Arc::new(postgres::PostgresDatabase::connect(url, timeout).await?)),
-        DatabaseUrl::Sqlite(_) | DatabaseUrl::SqliteMemory => Ok(Arc::new(sqlite::SqliteDatabase::open(url)?)),
-    }
+    let shown = url.to_string();
+    Ok(match url {
+        DatabaseUrl::Postgres(raw) => Arc::new(postgres::PostgresDatabase::connect(raw, shown, timeout).await?),
+        DatabaseUrl::Sqlite(path) => {
+            // Opening may wait on another connection's lock too (switching to WAL).
+            let path = path.clone();
+            let opened = tokio::task::spawn_blocking(move || sqlite::SqliteDatabase::open(Some(&path), &shown)).await;
+            Arc::new(opened.map_err(|error| ConnectError::Sqlite { url: url.to_string(), reason: error.to_string() })??)
+        }
+        DatabaseUrl::SqliteMemory => Arc::new(sqlite::SqliteDatabase::open(None, &shown)?),
+    })
 }
 
-/// Interprets a script row's first column as an assertion: true, `t`, or a non-zero number.
-pub fn is_truthy(value: Option<&str>) -> bool {
-    match value {
-        None => false,
-        Some(text) => {
-            let text = text.trim();
-            text.eq_ignore_ascii_case("t")
-                || text.eq_ignore_ascii_case("true")
-                || text.parse::<f64>().is_ok_and(|n| n != 0.0)
-        }
-    }
-}

@@ -25,10 +25,9 @@ use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 
 use crate::guard::GuardSettings;
 
-use super::{
-    Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError, NotCommitted,
-};
-use super::{ResultCap, Rows, ScriptRow, Value};
+use super::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
+use super::dialect::{self, Dialect};
+use super::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
 
 /// How often a waiting run asks for the advisory lock again.
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -79,11 +78,8 @@ impl Pending {
 }
 
 impl PostgresDatabase {
-    pub async fn connect(url: &DatabaseUrl, timeout: Duration) -> Result<Self, ConnectError> {
-        let DatabaseUrl::Postgres(raw) = url else {
-            unreachable!("PostgresDatabase::connect is only called with a postgres URL")
-        };
-        let redacted_url = url.to_string();
+    /// Connects with the `postgres://` URL `raw`, which messages show as `redacted_url`.
+    pub async fn connect(raw: &str, redacted_url: String, timeout: Duration) -> Result<Self, ConnectError> {
         let config = tokio_postgres::Config::from_str(raw).map_err(|e| ConnectError::Unreachable {
             url: redacted_url.clone(),
             waited: Duration::ZERO,
@@ -154,7 +150,7 @@ impl PostgresDatabase {
                 let _ = work.await;
                 let seconds = timeout.as_secs_f64();
                 Err(DbError::new(
-                    super::DEADLINE_CODE,
+                    DbErrorKind::Deadline,
                     format!("the statement was cancelled at the call's time limit of {seconds}s (limits.timeout_secs)"),
                 ))
             }
@@ -212,8 +208,8 @@ async fn connect_client(
 
 #[async_trait]
 impl Database for PostgresDatabase {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
+    fn dialect(&self) -> &'static Dialect {
+        &dialect::POSTGRES
     }
 
     async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
@@ -360,7 +356,7 @@ impl Database for PostgresDatabase {
         let failed = |source| LockError::Failed { name: name.to_owned(), source };
         let session = connect_client(&self.config, &self.redacted_url, Duration::from_secs(10))
             .await
-            .map_err(|e| failed(DbError::new("connection", e.to_string())))?;
+            .map_err(|e| failed(DbError::client("connection", e.to_string())))?;
         let key = advisory_key(name);
         let started = Instant::now();
         loop {
@@ -386,7 +382,7 @@ impl Database for PostgresDatabase {
 }
 
 fn poisoned() -> DbError {
-    DbError::new("internal", "the connection's request queue was poisoned by an earlier panic; the call is refused")
+    DbError::client("internal", "the connection's request queue was poisoned by an earlier panic; the call is refused")
 }
 
 /// A session-level advisory lock; closing its session (dropping the client) releases it.
@@ -435,15 +431,15 @@ fn db_error(error: tokio_postgres::Error) -> DbError {
                 message.push_str(": ");
                 message.push_str(detail);
             }
-            DbError::new(db.code().code(), message)
+            DbError::reported(db.code().code(), message)
         }
-        None => DbError::new("client", describe(&error)),
+        None => DbError::client("client", describe(&error)),
     }
 }
 
 /// The error with its causes, which tokio-postgres keeps out of its own `Display`.
 fn describe(error: &tokio_postgres::Error) -> String {
-    crate::report::error_chain(error)
+    crate::core::error_chain(error)
 }
 
 fn row_values(row: &Row) -> Result<Vec<Value>, DbError> {
@@ -453,7 +449,7 @@ fn row_values(row: &Row) -> Result<Vec<Value>, DbError> {
 fn column_value(row: &Row, index: usize) -> Result<Value, DbError> {
     let column = &row.columns()[index];
     let ty = column.type_();
-    let get_error = |e: tokio_postgres::Error| DbError::new("client", describe(&e));
+    let get_error = |e: tokio_postgres::Error| DbError::client("client", describe(&e));
     macro_rules! get {
         ($t:ty, $wrap:expr) => {
             row.try_get::<_, Option<$t>>(index).map_err(get_error)?.map_or(Value::Null, $wrap)
@@ -478,7 +474,7 @@ fn column_value(row: &Row, index: usize) -> Result<Value, DbError> {
         Type::FLOAT8_ARRAY => get!(Vec<Option<f64>>, Value::FloatArray),
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => get!(Vec<Option<String>>, Value::TextArray),
         _ => {
-            return Err(DbError::new(
+            return Err(DbError::client(
                 "unsupported-type",
                 format!(
                     "column {:?} has type {ty}, which wasmig does not return as a value; \

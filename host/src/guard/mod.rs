@@ -16,6 +16,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::core::TableName;
+
 /// `[grants]` in `migration.toml`: the tables a component may touch, by kind of access.
 /// The default grants nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -34,22 +36,6 @@ pub struct GrantsSection {
     pub ddl: Vec<String>,
 }
 
-/// A table name as grants and statements are compared: schema and name, lower-cased unless
-/// the statement quoted them.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TableName {
-    pub schema: Option<String>,
-    pub name: String,
-}
-
-impl fmt::Display for TableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.schema {
-            Some(schema) => write!(f, "{schema}.{}", self.name),
-            None => f.write_str(&self.name),
-        }
-    }
-}
 
 /// How a statement touches a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

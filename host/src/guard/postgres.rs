@@ -22,7 +22,9 @@ use pg_query::protobuf::{AlterTableType, DropBehavior, ObjectType, OnConflictAct
 use serde_json::{Map, Value};
 
 use super::qualify::{self, QualifiedName};
-use super::{Access, Policy, Refusal, TableName, postgres_function_allowed};
+use crate::core::TableName;
+
+use super::{Access, Policy, Refusal, postgres_function_allowed};
 
 /// The schema an unqualified table name means: the guard qualifies such names with it before
 /// the statement is sent, so the guard and the server resolve tables alike.

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use rusqlite::hooks::{AuthAction, AuthContext};
 
-use super::{Access, Phase, Policy, Refusal, TableName, function_allowed};
+use crate::core::TableName;
+
+use super::{Access, Phase, Policy, Refusal, function_allowed};
 
 pub const DEFAULT_SCHEMA: &str = "main";
 

@@ -9,12 +9,13 @@
 //! Two failure levels are kept apart: a trap ([`SandboxError::Trap`], naming the limit when
 //! one was reached) and the guest's own `Err` ([`SandboxError::Guest`]).
 
-pub mod bindings;
+mod bindings;
 mod cache;
-pub mod host;
+mod host;
 mod imports;
 mod log_budget;
 mod output;
+pub(crate) mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
 
 use self::bindings::{BatchRequest, Migration as MigrationWorld, MigrationPre};
 pub use self::cache::CacheOutcome;
@@ -31,19 +32,16 @@ use self::cache::ComponentCache;
 use self::host::sql::SqlConnection;
 use self::log_budget::LogBudget;
 use self::output::GuestOutput;
+use self::state::{MAX_TABLE_ELEMENTS, MemoryCap, StoreState};
 use crate::db::Database;
 use crate::guard::postgres::AnalysisCache;
 use crate::guard::{Grants, GuardSettings, Phase, Policy};
-use crate::limits::{Limit, Limits};
+use crate::core::limits::{Limit, Limits, MAX_CONCURRENT_CALLS};
 
 /// How often the epoch advances; the granularity of the wall-clock deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much of a guest's stdout and stderr is kept per call.
 const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
-/// Cap on table elements (function references) a guest may allocate.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-/// How many component calls one sandbox runs at once: one per backfill worker of the process.
-pub const MAX_CONCURRENT_CALLS: u32 = 64;
 /// Guest memory a finished call's slot keeps mapped and resets by copying instead of by
 /// `madvise`, so the next batch's instance finds it already paged in. Only dirty pages are
 /// reset, and only slots in use stay warm, so this is at most a few MiB per worker.
@@ -127,42 +125,6 @@ fn limit_suffix(limit: &Option<Limit>) -> String {
 
 fn output_suffix(output: &str) -> String {
     if output.trim().is_empty() { String::new() } else { format!("\nguest output:\n{}", output.trim_end()) }
-}
-
-/// Per-call store data: WASI's empty context, the resource table holding the SQL handle,
-/// and the memory cap.
-pub struct StoreState {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    limiter: MemoryCap,
-    migration: String,
-    /// What the component may still log in this call.
-    log: LogBudget,
-}
-
-impl WasiView for StoreState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-/// Caps linear memory and tables, and remembers a refusal so a resulting trap can be
-/// reported as the memory limit rather than as a crash.
-struct MemoryCap {
-    max_memory_bytes: usize,
-    refused: bool,
-}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.max_memory_bytes;
-        self.refused |= !allowed;
-        Ok(allowed)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

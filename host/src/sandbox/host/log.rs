@@ -1,7 +1,7 @@
 //! The `log` interface: a component's messages, tagged with its migration, into the host's
 //! tracing output, up to the call's [`LogBudget`](crate::sandbox::log_budget::LogBudget).
 
-use crate::sandbox::StoreState;
+use crate::sandbox::state::StoreState;
 use crate::sandbox::bindings::wasmig::migration::log::{Host, Level};
 
 /// A guest may log at most this many bytes per message; the rest is cut.

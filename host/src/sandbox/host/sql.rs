@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use crate::db::{self, Backend, Database, DbError};
+use crate::db::{self, Database, DbError, DbErrorKind, StatementScreen};
 use crate::guard::Policy;
 use crate::guard::postgres::{self, AnalysisCache, Rejection};
-use crate::sandbox::StoreState;
+use crate::sandbox::state::StoreState;
 use crate::sandbox::bindings::wasmig::migration::sql::{Host, HostConnection};
 use crate::sandbox::bindings::wasmig::migration::types::{self, SqlError, Value};
 
@@ -38,7 +38,7 @@ impl SqlConnection {
     /// statements resolve everything else in `pg_catalog` alone); on SQLite the authorizer
     /// decides while the statement is prepared, and the text goes as it is.
     fn screen(&self, statement: String) -> Result<String, SqlError> {
-        if self.db.backend() != Backend::Postgres {
+        if self.db.dialect().screen == StatementScreen::Authorizer {
             return Ok(statement);
         }
         let analysis = match self.analyses.analyze(&statement) {
@@ -61,12 +61,14 @@ impl SqlConnection {
 
     /// The guest's error for a database error, or a trap when the call's deadline passed.
     fn sql_error(&self, error: DbError) -> wasmtime::Result<SqlError> {
-        Ok(match error.code.as_str() {
-            "denied" => self.denied(error.message),
-            "multiple-statements" | "invalid-parameter" => SqlError::Invalid(error.message),
-            db::LIMIT_CODE => SqlError::Limit(error.message),
-            db::DEADLINE_CODE => return Err(wasmtime::Error::new(PastDeadline(error.message))),
-            _ => SqlError::Database(types::DbError { code: error.code, message: error.message }),
+        Ok(match error.kind {
+            DbErrorKind::Denied => self.denied(error.message),
+            DbErrorKind::MultipleStatements | DbErrorKind::InvalidParameter => SqlError::Invalid(error.message),
+            DbErrorKind::Limit => SqlError::Limit(error.message),
+            DbErrorKind::Deadline => return Err(wasmtime::Error::new(PastDeadline(error.message))),
+            DbErrorKind::Database | DbErrorKind::UndefinedTable | DbErrorKind::DivisionByZero | DbErrorKind::Client => {
+                SqlError::Database(types::DbError { code: error.code, message: error.message })
+            }
         })
     }
 

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 
 use minisign::{KeyPair, PublicKey, SecretKey, SecretKeyBox};
 
-use crate::catalog::Catalog;
-use crate::sumfile::{SUM_FILE, SumFile, signed_bytes};
-use crate::trust::{SIGNATURE_SUFFIX, key_id};
+use crate::project::catalog::Catalog;
+use crate::project::layout::{SIGNATURE_SUFFIX, SUM_FILE};
+use crate::project::sumfile::{SumFile, signed_bytes};
+
+use super::verify::key_id;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
@@ -78,7 +80,7 @@ pub fn keygen(secret_path: &Path) -> Result<GeneratedKey, SigningError> {
 
 /// Writes `wasmig.sum` for the catalog as it is on disk.
 pub fn write_sum(project_dir: &Path, catalog: &Catalog) -> Result<(PathBuf, SumFile), SigningError> {
-    let sum = SumFile::of(catalog);
+    let sum = catalog.current_sum();
     let path = project_dir.join(SUM_FILE);
     std::fs::write(&path, sum.render()).map_err(|source| SigningError::Write { path: path.clone(), source })?;
     Ok((path, sum))
@@ -102,7 +104,7 @@ pub fn secret_key(text: &str, origin: &str, password: Option<String>) -> Result<
 pub fn sign(project_dir: &Path, catalog: &Catalog, key: &SecretKey) -> Result<PathBuf, SigningError> {
     let bytes = catalog.sum_file.as_ref().ok_or(SigningError::NoSumFile)?;
     let recorded = SumFile::parse(bytes).map_err(|e| SigningError::StaleSumFile { detail: e.to_string() })?;
-    let current = SumFile::of(catalog);
+    let current = catalog.current_sum();
     if recorded != current {
         let detail = format!("it records total {}, the files hash to {}", recorded.total, current.total);
         return Err(SigningError::StaleSumFile { detail });

@@ -1,27 +1,29 @@
 //! The SQLite backend over rusqlite (bundled SQLite): the embedded default.
 //!
-//! Parameters bind by number: `$N` and `?N` take the Nth value whatever their order in the
-//! text, `?` takes the next one. Arrays have no SQLite type, so they arrive as JSON text,
-//! ready for `json_each`. The migration lock is an OS file lock beside the database file,
-//! released by the OS if the process dies.
+//! Its calls run on tokio's blocking threads ([`SqliteDatabase`]); the authorizer and the
+//! call's limits guard a component's statements. Values cross in [`values`]. The migration
+//! lock is an OS file lock beside the database file, released by the OS if the process dies.
+
+mod values;
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::hooks::{AuthContext, Authorization};
-use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement};
 
+use crate::db::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
+use crate::db::dialect::{self, Dialect};
+use crate::db::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
 use crate::guard::sqlite::StatementScope;
 use crate::guard::{GuardSettings, Policy};
 
-use super::{Access, Backend, ConnectError, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError};
-use super::{NotCommitted, ResultCap, Rows, ScriptRow, Value};
+use self::values::{bind, column_value, db_error, value_as_text};
 
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How many virtual-machine steps SQLite takes between looks at a guarded call's deadline.
@@ -31,7 +33,16 @@ const DEFAULT_MAX_LENGTH: i32 = 1_000_000_000;
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A SQLite database. Its calls block (on another connection's write lock for up to
+/// [`BUSY_TIMEOUT`], or on a long statement), so each runs on tokio's blocking threads and
+/// never stalls the async workers that other tasks (a second backfill worker, the lock's
+/// heartbeat, a progress ticker) run on.
 pub struct SqliteDatabase {
+    connection: Arc<Connected>,
+}
+
+/// The connection itself, and what its calls share; every method blocks.
+struct Connected {
     connection: Mutex<Connection>,
     /// `None` for an in-memory database, which no other process can reach.
     path: Option<PathBuf>,
@@ -80,7 +91,7 @@ impl CallWalls {
     fn interrupted(&self) -> DbError {
         let (seconds, setting) = (self.timeout.as_secs_f64(), self.timeout_setting);
         DbError::new(
-            super::LIMIT_CODE,
+            DbErrorKind::Limit,
             format!("the statement was stopped at the call's time limit of {seconds}s ({setting})"),
         )
     }
@@ -88,7 +99,7 @@ impl CallWalls {
     fn too_big(&self) -> DbError {
         let mib = self.max_value_bytes / (1024 * 1024);
         DbError::new(
-            super::LIMIT_CODE,
+            DbErrorKind::Limit,
             format!("the statement built a value longer than {mib} MiB (limits.result_mib)"),
         )
     }
@@ -122,20 +133,37 @@ impl std::ops::DerefMut for Prepared<'_> {
 }
 
 impl SqliteDatabase {
-    pub fn open(url: &DatabaseUrl) -> Result<Self, ConnectError> {
-        let failed = |reason: String| ConnectError::Sqlite { url: url.to_string(), reason };
-        let (connection, path) = match url {
-            DatabaseUrl::Sqlite(path) => {
+    /// Opens the SQLite file `path`, or a private in-memory database; messages name it as
+    /// `shown`.
+    pub fn open(path: Option<&Path>, shown: &str) -> Result<Self, ConnectError> {
+        Ok(SqliteDatabase { connection: Arc::new(Connected::open(path, shown)?) })
+    }
+
+    /// Runs `work` on the connection on a blocking thread, and waits for it without blocking.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connected) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || work(&connection))
+            .await
+            .map_err(|error| DbError::client("internal", format!("a SQLite call did not finish: {error}")))
+    }
+}
+
+impl Connected {
+    fn open(path: Option<&Path>, shown: &str) -> Result<Self, ConnectError> {
+        let failed = |reason: String| ConnectError::Sqlite { url: shown.to_owned(), reason };
+        let connection = match path {
+            Some(path) => {
                 let connection = Connection::open(path).map_err(|e| failed(e.to_string()))?;
                 // WAL lets readers (a `status` in another terminal) run beside a long backfill.
                 connection.pragma_update(None, "journal_mode", "WAL").map_err(|e| failed(e.to_string()))?;
-                (connection, Some(path.clone()))
+                connection
             }
-            DatabaseUrl::SqliteMemory => (Connection::open_in_memory().map_err(|e| failed(e.to_string()))?, None),
-            DatabaseUrl::Postgres(_) => {
-                unreachable!("SqliteDatabase::open is only called with a sqlite URL")
-            }
+            None => Connection::open_in_memory().map_err(|e| failed(e.to_string()))?,
         };
+        let path = path.map(Path::to_path_buf);
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| failed(e.to_string()))?;
         connection.pragma_update(None, "foreign_keys", "ON").map_err(|e| failed(e.to_string()))?;
         let guard = Arc::new(Mutex::new(GuardState::default()));
@@ -169,7 +197,7 @@ impl SqliteDatabase {
                 }),
             )
             .map_err(|e| failed(e.to_string()))?;
-        Ok(SqliteDatabase { connection: Mutex::new(connection), path, guard })
+        Ok(Connected { connection: Mutex::new(connection), path, guard })
     }
 
     fn guarded(&self) -> bool {
@@ -184,13 +212,13 @@ impl SqliteDatabase {
             let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
             state.refusal = None;
             let mut scope =
-                StatementScope::of(statement).map_err(|refusal| DbError::new("denied", refusal.to_string()))?;
+                StatementScope::of(statement).map_err(|refusal| DbError::new(DbErrorKind::Denied, refusal.to_string()))?;
             scope.replacing_tables = state.replacing.1.clone();
             state.scope = scope;
         }
         connection.prepare(statement).map(Prepared::Fresh).map_err(|error| {
             match self.guard.lock().ok().and_then(|mut state| state.refusal.take()) {
-                Some(refusal) => DbError::new("denied", refusal),
+                Some(refusal) => DbError::new(DbErrorKind::Denied, refusal),
                 None => db_error(error),
             }
         })
@@ -244,17 +272,14 @@ impl SqliteDatabase {
     fn connection(&self) -> Result<MutexGuard<'_, Connection>, DbError> {
         self.connection
             .lock()
-            .map_err(|_| DbError::new("internal", "the SQLite connection was poisoned by an earlier panic"))
+            .map_err(|_| DbError::client("internal", "the SQLite connection was poisoned by an earlier panic"))
     }
 }
 
-#[async_trait]
-impl Database for SqliteDatabase {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
+/// The blocking calls behind [`Database`] for [`SqliteDatabase`].
+impl Connected {
 
-    async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
+    fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
         let connection = self.connection()?;
         let mut batch = rusqlite::Batch::new(&connection, script);
         let mut rows = Vec::new();
@@ -270,11 +295,8 @@ impl Database for SqliteDatabase {
         Ok(rows)
     }
 
-    async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
-        self.query_capped(statement, params, ResultCap::NONE).await
-    }
 
-    async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {
+    fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {
         let connection = self.connection()?;
         let mut prepared = self.prepare(&connection, statement)?;
         bind(&mut prepared, params)?;
@@ -297,12 +319,12 @@ impl Database for SqliteDatabase {
         Ok(Rows { columns, values })
     }
 
-    async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
+    fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
         let connection = self.connection()?;
         self.execute_on(&connection, statement, params)
     }
 
-    async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
+    fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
         let connection = self.connection()?;
         let mut total = 0;
         for params in param_sets {
@@ -311,7 +333,7 @@ impl Database for SqliteDatabase {
         Ok(total)
     }
 
-    async fn begin(&self, access: Access) -> Result<(), DbError> {
+    fn begin(&self, access: Access) -> Result<(), DbError> {
         // IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
         // instead of failing with SQLITE_BUSY half-way through.
         let begin = match access {
@@ -321,11 +343,11 @@ impl Database for SqliteDatabase {
         self.connection()?.execute_batch(begin).map_err(db_error)
     }
 
-    async fn commit(&self) -> Result<(), DbError> {
+    fn commit(&self) -> Result<(), DbError> {
         self.connection()?.execute_batch("COMMIT").map_err(db_error)
     }
 
-    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
+    fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
         // One process, no round trips: the statement, then COMMIT only if it succeeded.
         let connection = self.connection().map_err(NotCommitted::Statement)?;
         let changed = self.execute_on(&connection, statement, params).map_err(NotCommitted::Statement)?;
@@ -333,17 +355,12 @@ impl Database for SqliteDatabase {
         Ok(changed)
     }
 
-    async fn rollback(&self) -> Result<(), DbError> {
+    fn rollback(&self) -> Result<(), DbError> {
         self.connection()?.execute_batch("ROLLBACK").map_err(db_error)
     }
 
-    fn forget_prepared_statements(&self) {
-        if let Ok(connection) = self.connection.lock() {
-            connection.flush_prepared_statement_cache();
-        }
-    }
 
-    async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
+    fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
         self.refresh_replacing_tables()?;
         let max_length = i32::try_from(guard.max_value_bytes).unwrap_or(i32::MAX).min(DEFAULT_MAX_LENGTH);
         self.connection()?.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max_length).map_err(db_error)?;
@@ -354,7 +371,7 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn leave_guarded(&self) -> Result<(), DbError> {
+    fn leave_guarded(&self) -> Result<(), DbError> {
         let mut state = self.guard.lock().map_err(|_| guard_poisoned())?;
         state.policy = None;
         state.walls = None;
@@ -364,16 +381,79 @@ impl Database for SqliteDatabase {
             .map_err(db_error)?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl Database for SqliteDatabase {
+    fn dialect(&self) -> &'static Dialect {
+        &dialect::SQLITE
+    }
+
+    async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
+        let script = script.to_owned();
+        self.blocking(move |c| c.run_script(&script)).await?
+    }
+
+    async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
+        self.query_capped(statement, params, ResultCap::NONE).await
+    }
+
+    async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {
+        let (statement, params) = (statement.to_owned(), params.to_vec());
+        self.blocking(move |c| c.query_capped(&statement, &params, cap)).await?
+    }
+
+    async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
+        let (statement, params) = (statement.to_owned(), params.to_vec());
+        self.blocking(move |c| c.execute(&statement, &params)).await?
+    }
+
+    async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
+        let (statement, param_sets) = (statement.to_owned(), param_sets.to_vec());
+        self.blocking(move |c| c.execute_many(&statement, &param_sets)).await?
+    }
+
+    async fn begin(&self, access: Access) -> Result<(), DbError> {
+        self.blocking(move |c| c.begin(access)).await?
+    }
+
+    async fn commit(&self) -> Result<(), DbError> {
+        self.blocking(Connected::commit).await?
+    }
+
+    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
+        let (statement, params) = (statement.to_owned(), params.to_vec());
+        self.blocking(move |c| c.execute_and_commit(&statement, &params)).await.map_err(NotCommitted::Statement)?
+    }
+
+    async fn rollback(&self) -> Result<(), DbError> {
+        self.blocking(Connected::rollback).await?
+    }
+
+    fn forget_prepared_statements(&self) {
+        if let Ok(connection) = self.connection.connection.lock() {
+            connection.flush_prepared_statement_cache();
+        }
+    }
+
+    async fn enter_guarded(&self, guard: &GuardSettings) -> Result<(), DbError> {
+        let guard = guard.clone();
+        self.blocking(move |c| c.enter_guarded(&guard)).await?
+    }
+
+    async fn leave_guarded(&self) -> Result<(), DbError> {
+        self.blocking(Connected::leave_guarded).await?
+    }
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
-        let Some(path) = &self.path else {
+        let Some(path) = &self.connection.path else {
             // An in-memory database belongs to this connection alone.
             return Ok(Box::new(NoLock));
         };
         let lock_path = PathBuf::from(format!("{}.wasmig-lock", path.display()));
         let failed = |reason: String| LockError::Failed {
             name: name.to_owned(),
-            source: DbError::new("lock-file", format!("{}: {reason}", lock_path.display())),
+            source: DbError::client("lock-file", format!("{}: {reason}", lock_path.display())),
         };
         let file = OpenOptions::new()
             .create(true)
@@ -398,12 +478,12 @@ impl Database for SqliteDatabase {
 
     async fn current_user(&self) -> Result<String, DbError> {
         // SQLite has no users; the operating-system account is the one that ran it.
-        Ok(crate::report::os_user())
+        Ok(crate::core::os_user())
     }
 }
 
 fn guard_poisoned() -> DbError {
-    DbError::new("internal", "the guard state was poisoned by an earlier panic; the call is refused")
+    DbError::client("internal", "the guard state was poisoned by an earlier panic; the call is refused")
 }
 
 struct FileLock {
@@ -413,7 +493,7 @@ struct FileLock {
 #[async_trait]
 impl HeldLock for FileLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
-        self.file.unlock().map_err(|e| DbError::new("lock-file", e.to_string()))
+        self.file.unlock().map_err(|e| DbError::client("lock-file", e.to_string()))
     }
 
     fn commit_check(&self) -> Option<LockCheck> {
@@ -435,101 +515,12 @@ impl HeldLock for NoLock {
     }
 }
 
-/// Binds `params` by number: `$N`/`?N` take value N, a bare `?` the next one.
-fn bind(statement: &mut Statement<'_>, params: &[Value]) -> Result<(), DbError> {
-    let count = statement.parameter_count();
-    let mut next_positional = 0;
-    let mut highest_used = 0;
-    for index in 1..=count {
-        let value_index = match statement.parameter_name(index) {
-            None => {
-                next_positional += 1;
-                next_positional
-            }
-            Some(name) => name.strip_prefix(['$', '?']).and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| {
-                DbError::new("invalid-parameter", format!("parameter {name} is not numbered; use $1, $2, … or ?"))
-            })?,
-        };
-        highest_used = highest_used.max(value_index);
-        let value = params.get(value_index.wrapping_sub(1)).ok_or_else(|| {
-            DbError::new(
-                "invalid-parameter",
-                format!("the statement uses parameter {value_index} but {} were given", params.len()),
-            )
-        })?;
-        statement.raw_bind_parameter(index, value).map_err(db_error)?;
-    }
-    if highest_used != params.len() {
-        return Err(DbError::new(
-            "invalid-parameter",
-            format!("the statement uses {highest_used} parameters but {} were given", params.len()),
-        ));
-    }
-    Ok(())
-}
-
-impl rusqlite::ToSql for Value {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        use rusqlite::types::Value as Sql;
-        Ok(match self {
-            Value::Null => ToSqlOutput::Owned(Sql::Null),
-            Value::Bool(v) => ToSqlOutput::Owned(Sql::Integer(i64::from(*v))),
-            Value::Int(v) => ToSqlOutput::Owned(Sql::Integer(*v)),
-            Value::Float(v) => ToSqlOutput::Owned(Sql::Real(*v)),
-            Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
-            Value::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
-            Value::IntArray(v) => ToSqlOutput::Owned(Sql::Text(json(v))),
-            Value::FloatArray(v) => ToSqlOutput::Owned(Sql::Text(json(v))),
-            Value::TextArray(v) => ToSqlOutput::Owned(Sql::Text(json(v))),
-        })
-    }
-}
-
-fn json<T: serde::Serialize>(items: &[Option<T>]) -> String {
-    // Serialising plain numbers and strings cannot fail; an empty array is the safe fallback.
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
-}
-
-fn column_value(value: ValueRef<'_>) -> Result<Value, DbError> {
-    Ok(match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(v) => Value::Int(v),
-        ValueRef::Real(v) => Value::Float(v),
-        ValueRef::Text(bytes) => Value::Text(
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| DbError::new("invalid-text", "a text column holds bytes that are not UTF-8"))?,
-        ),
-        ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
-    })
-}
-
-fn value_as_text(value: ValueRef<'_>) -> Option<String> {
-    match value {
-        ValueRef::Null | ValueRef::Blob(_) => None,
-        ValueRef::Integer(v) => Some(v.to_string()),
-        ValueRef::Real(v) => Some(v.to_string()),
-        ValueRef::Text(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-    }
-}
-
-fn db_error(error: rusqlite::Error) -> DbError {
-    match &error {
-        rusqlite::Error::SqliteFailure(failure, message) => {
-            DbError::new(format!("{:?}", failure.code), message.clone().unwrap_or_else(|| failure.to_string()))
-        }
-        rusqlite::Error::MultipleStatement => {
-            DbError::new("multiple-statements", "one call runs one statement; split the text into several calls")
-        }
-        other => DbError::new("sqlite", other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn memory() -> SqliteDatabase {
-        SqliteDatabase::open(&DatabaseUrl::SqliteMemory).expect("in-memory SQLite opens")
+        SqliteDatabase::open(None, "sqlite::memory:").expect("in-memory SQLite opens")
     }
 
     #[tokio::test]

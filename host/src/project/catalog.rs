@@ -14,38 +14,14 @@ use std::sync::Arc;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
-use crate::config::PROJECT_FILE;
-use crate::digest::{Content, Digest, DigestInput, migration_digest};
-use crate::manifest::{Kind, MANIFEST_FILE, Manifest};
-use crate::sumfile::{SUM_FILE, SumFile};
-use crate::trust::SIGNATURE_SUFFIX;
+use crate::core::Version;
+use crate::core::digest::{Content, Digest, DigestInput, migration_digest};
 
-/// A migration's version: the number its folder name starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(transparent)]
-pub struct Version(pub u64);
+use super::backfill::BackfillSettings;
+use super::layout::{MANIFEST_FILE, PROJECT_FILE, SIGNATURE_SUFFIX, SUM_FILE};
+use super::manifest::{Kind, Manifest};
+use super::sumfile::SumFile;
 
-impl Version {
-    /// The version as the history table stores it. Folder numbers are parsed from at most
-    /// 18 digits, so they always fit.
-    pub fn as_i64(self) -> i64 {
-        i64::try_from(self.0).unwrap_or(i64::MAX)
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}", self.0)
-    }
-}
-
-impl std::str::FromStr for Version {
-    type Err = std::num::ParseIntError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.parse().map(Version)
-    }
-}
 
 /// A migration as found on disk.
 #[derive(Debug, Clone)]
@@ -92,7 +68,7 @@ impl Migration {
     }
 
     /// The backfill settings of a component migration that has a backfill.
-    pub fn backfill(&self) -> Option<&crate::manifest::BackfillSettings> {
+    pub fn backfill(&self) -> Option<&BackfillSettings> {
         match &self.body {
             Body::Component(component) => component.manifest.backfill.as_ref(),
             Body::Sql(_) => None,
@@ -303,6 +279,11 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// The sum file for the catalog as it is on disk now.
+    pub fn current_sum(&self) -> SumFile {
+        SumFile::new(self.migrations.iter().map(|m| (m.folder.clone(), m.digest)).collect())
     }
 
     pub fn get(&self, version: Version) -> Option<&Migration> {
@@ -531,7 +512,7 @@ mod tests {
             ("0002_c/up.sql", ""),
         ]);
         let catalog = Catalog::load(dir.path()).unwrap();
-        std::fs::write(dir.path().join(SUM_FILE), SumFile::of(&catalog).render()).unwrap();
+        std::fs::write(dir.path().join(SUM_FILE), catalog.current_sum().render()).unwrap();
         assert!(Catalog::load(dir.path()).is_ok());
         // Broken TOML and bytes that are not UTF-8: refused as changed files, never parsed.
         std::fs::write(dir.path().join("0002_c/migration.toml"), "kind = \"sql\n").unwrap();

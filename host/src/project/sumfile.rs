@@ -14,10 +14,10 @@
 
 use std::fmt::Write as _;
 
-use crate::catalog::Catalog;
-use crate::digest::Digest;
+use crate::core::digest::Digest;
 
-pub const SUM_FILE: &str = "wasmig.sum";
+use super::layout::SUM_FILE;
+
 const HEADER: &str = "wasmig-sum 1";
 const TOTAL_CONTEXT: &str = "wasmig 2026-11 sum total v1";
 
@@ -49,9 +49,8 @@ pub fn total(entries: &[(String, Digest)]) -> Digest {
 }
 
 impl SumFile {
-    /// The sum file for a catalog as it is on disk now.
-    pub fn of(catalog: &Catalog) -> SumFile {
-        let entries: Vec<(String, Digest)> = catalog.migrations.iter().map(|m| (m.folder.clone(), m.digest)).collect();
+    /// The sum file recording `entries`: each migration folder with its digest, in order.
+    pub fn new(entries: Vec<(String, Digest)>) -> SumFile {
         let total = total(&entries);
         SumFile { entries, total }
     }
@@ -88,7 +87,7 @@ impl SumFile {
                 return Err(bad(line, "nothing may follow the total"));
             }
             let (name, digest) = text.split_once(' ').ok_or_else(|| bad(line, "expected `<folder> blake3:<hex>`"))?;
-            let digest: Digest = digest.parse().map_err(|e: crate::digest::BadDigest| bad(line, &e.to_string()))?;
+            let digest: Digest = digest.parse().map_err(|e: crate::core::digest::BadDigest| bad(line, &e.to_string()))?;
             if name == "total" {
                 recorded_total = Some((line, digest));
             } else {
@@ -103,10 +102,10 @@ impl SumFile {
     }
 }
 
-/// The bytes a signature covers: the file as [`crate::digest::normalize_text`] sees it, so a
+/// The bytes a signature covers: the file as [`crate::core::digest::normalize_text`] sees it, so a
 /// checkout that converts line endings keeps its signatures.
 pub fn signed_bytes(bytes: &[u8]) -> Vec<u8> {
-    crate::digest::normalize_text(bytes).into_owned()
+    crate::core::digest::normalize_text(bytes).into_owned()
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@ impl LimitOverrides {
 /// The most a guest may send the host in one call. wasmtime's own cap on a call's transfer is
 /// set to four times the limit; this keeps that within what the engine accepts.
 pub const MAX_HOSTCALL_MIB: u64 = 1024;
+/// How many component calls one sandbox runs at once: one per backfill worker of the process.
+pub const MAX_CONCURRENT_CALLS: u32 = 64;
 
 impl Limits {
     pub fn with(self, overrides: &LimitOverrides) -> Limits {

@@ -6,13 +6,13 @@
 
 use serde::Deserialize;
 
-pub use crate::backfill::settings::{BackfillSettings, BackfillSettingsError, DEFAULT_BATCH_SIZE};
-use crate::catalog::Version;
+use crate::core::Version;
+use crate::core::limits::LimitOverrides;
 use crate::guard::{Grants, GrantsSection};
-use crate::limits::LimitOverrides;
 
-pub const MANIFEST_FILE: &str = "migration.toml";
-pub const DEFAULT_COMPONENT_FILE: &str = "migration.wasm";
+use super::backfill::{BackfillSettings, BackfillSettingsError};
+use super::layout::DEFAULT_COMPONENT_FILE;
+
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +59,7 @@ pub enum ManifestError {
     #[error("{0}")]
     BadGrant(#[from] crate::guard::BadGrant),
     #[error("{0}")]
-    OutOfRange(#[from] crate::limits::OutOfRange),
+    OutOfRange(#[from] crate::core::limits::OutOfRange),
 }
 
 impl Manifest {
@@ -104,6 +104,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project::backfill::DEFAULT_BATCH_SIZE;
 
     #[test]
     fn parses_a_component_manifest_with_backfill_and_limits() {

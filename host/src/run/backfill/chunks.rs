@@ -5,9 +5,10 @@
 //! chunk is open below and the last open above: rows inserted later past the end still fall in
 //! a chunk.
 
-use crate::backfill::settings::Chunking;
-use crate::backfill::store::ChunkBounds;
+use crate::core::quote_ident;
 use crate::db::{Database, DbError, Value};
+use crate::ledger::backfills::ChunkBounds;
+use crate::project::backfill::Chunking;
 
 /// The table's row count when the backfill starts (its estimate), and its chunks: one open
 /// range when the manifest names no key.
@@ -21,13 +22,13 @@ pub(crate) async fn plan(
     let rows = db.query(&format!("SELECT count(*) FROM {table}"), &[]).await?;
     let count = match rows.values.first().and_then(|row| row.first()) {
         Some(Value::Int(count)) => *count,
-        _ => return Err(DbError::new("unexpected", format!("count(*) of {table} is not an integer"))),
+        _ => return Err(DbError::client("unexpected", format!("count(*) of {table} is not an integer"))),
     };
     let tiles = u64::try_from(count).unwrap_or(0).div_ceil(chunking.chunk_rows.max(1));
     if tiles <= 1 {
         return Ok((Some(count), whole));
     }
-    let key = format!("\"{}\"", chunking.key.as_str());
+    let key = quote_ident(chunking.key.as_str());
     let bounds = db
         .query(
             &format!(
@@ -62,8 +63,8 @@ fn chunks_between(uppers: &[String]) -> Vec<ChunkBounds> {
 
 fn quoted_table(chunking: &Chunking) -> String {
     match &chunking.table.schema {
-        Some(schema) => format!("\"{schema}\".\"{}\"", chunking.table.name),
-        None => format!("\"{}\"", chunking.table.name),
+        Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(&chunking.table.name)),
+        None => quote_ident(&chunking.table.name),
     }
 }
 

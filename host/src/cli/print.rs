@@ -1,10 +1,9 @@
 //! What the CLI prints: reports, status, history and the artifact verification.
 
-use wasmig::catalog::Body;
-use wasmig::history::{AppliedMigration, Repair};
-use wasmig::limits::Limits;
-use wasmig::trust::TrustReport;
-use wasmig::{BackfillState, BackfillStatus, Catalog, Report, State, StatusEntry};
+use wasmig::{
+    AppliedMigration, BackfillState, BackfillStatus, Body, Catalog, Limits, Repair, Report, State, StatusEntry,
+    TrustReport,
+};
 
 use crate::progress::{duration, thousands};
 

@@ -1,4 +1,4 @@
-//! Trust: whether the project on disk is exactly what was hashed into `wasmig.sum` and signed
+//! Verification: whether the project on disk is exactly what was hashed into `wasmig.sum` and signed
 //! by enough trusted keys.
 //!
 //! Invariant 2: `up`, `down` and `verify` call [`TrustReport::ensure`] before taking the lock
@@ -12,11 +12,11 @@ use std::io::Cursor;
 use minisign::{PublicKey, SignatureBox};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
-use crate::digest::Digest;
-use crate::sumfile::{SUM_FILE, SumFile, SumFileError, signed_bytes};
+use crate::core::digest::Digest;
+use crate::project::catalog::Catalog;
+use crate::project::layout::SUM_FILE;
+use crate::project::sumfile::{SumFile, SumFileError, signed_bytes};
 
-pub const SIGNATURE_SUFFIX: &str = ".minisig";
 
 /// `[trust]` in `wasmig.toml`, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -185,13 +185,67 @@ impl std::fmt::Display for Date {
     }
 }
 
+/// How a migration's files compare with the sum file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DigestState {
+    Match,
+    Mismatch,
+    NotInSum,
+}
+
+/// What a signature file proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureState {
+    /// By a trusted, unexpired key, over the sum file's bytes; it counts toward the threshold.
+    Valid,
+    /// Valid, but by a key already counted: a key counts once.
+    Duplicate,
+    Expired,
+    /// No trusted key has its id.
+    Untrusted,
+    Invalid,
+}
+
+/// Whether the sum file is there and readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SumFileState {
+    Missing,
+    Valid,
+    Malformed,
+}
+
+macro_rules! display_as_serialized {
+    ($($ty:ty { $($variant:ident => $text:literal),+ })+) => {$(
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+display_as_serialized! {
+    DigestState { Match => "match", Mismatch => "mismatch", NotInSum => "not-in-sum" }
+    SignatureState {
+        Valid => "valid", Duplicate => "duplicate", Expired => "expired", Untrusted => "untrusted", Invalid => "invalid"
+    }
+    SumFileState { Missing => "missing", Valid => "valid", Malformed => "malformed" }
+}
+
 /// One migration checked against the sum file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MigrationCheck {
     pub folder: String,
     pub digest: String,
-    /// `match`, `mismatch` or `not-in-sum`.
-    pub state: &'static str,
+    pub state: DigestState,
     /// The digest the sum file records, when it differs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sum_digest: Option<String>,
@@ -202,9 +256,7 @@ pub struct MigrationCheck {
 pub struct SignatureCheck {
     pub file: String,
     pub key_id: Option<String>,
-    /// `valid`, `duplicate` (a valid signature by a key already counted), `expired`,
-    /// `untrusted` (no trusted key has its id) or `invalid`.
-    pub state: &'static str,
+    pub state: SignatureState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,7 +303,7 @@ pub struct TrustError {
 /// Everything known about the project's artifacts: what `verify-artifacts` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrustReport {
-    pub sum_file: &'static str,
+    pub sum_file: SumFileState,
     pub total: Option<String>,
     pub migrations: Vec<MigrationCheck>,
     pub signatures: Vec<SignatureCheck>,
@@ -270,7 +322,7 @@ impl TrustReport {
     /// The key ids of the signers, for the history.
     pub fn signer_key_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
-        for id in self.signatures.iter().filter(|s| s.state == "valid").filter_map(|s| s.key_id.clone()) {
+        for id in self.signatures.iter().filter(|s| s.state == SignatureState::Valid).filter_map(|s| s.key_id.clone()) {
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -304,7 +356,7 @@ pub fn check(catalog: &Catalog, policy: &TrustPolicy, today: Date) -> TrustRepor
     };
     let mut signers: Vec<String> = Vec::new();
     let mut signer_ids: Vec<&str> = Vec::new();
-    for signature in signatures.iter().filter(|s| s.state == "valid") {
+    for signature in signatures.iter().filter(|s| s.state == SignatureState::Valid) {
         if let (Some(name), Some(id)) = (&signature.signer, &signature.key_id)
             && !signer_ids.contains(&id.as_str())
         {
@@ -315,8 +367,8 @@ pub fn check(catalog: &Catalog, policy: &TrustPolicy, today: Date) -> TrustRepor
     if policy.require_signatures && sum.is_some() && signers.len() < policy.threshold {
         let not_counted = signatures
             .iter()
-            .filter(|s| s.state != "valid")
-            .map(|s| format!("{} ({})", s.key_id.as_deref().unwrap_or(&s.file), s.detail.as_deref().unwrap_or(s.state)))
+            .filter(|s| s.state != SignatureState::Valid)
+            .map(|s| format!("{} ({})", s.key_id.as_deref().unwrap_or(&s.file), s.detail.as_deref().unwrap_or(s.state.as_str())))
             .collect();
         problems.push(TrustProblem::NotEnoughSignatures {
             have: signers.len(),
@@ -327,9 +379,9 @@ pub fn check(catalog: &Catalog, policy: &TrustPolicy, today: Date) -> TrustRepor
     }
     TrustReport {
         sum_file: match (&catalog.sum_file, &sum) {
-            (None, _) => "missing",
-            (Some(_), Some(_)) => "valid",
-            (Some(_), None) => "malformed",
+            (None, _) => SumFileState::Missing,
+            (Some(_), Some(_)) => SumFileState::Valid,
+            (Some(_), None) => SumFileState::Malformed,
         },
         total: sum.as_ref().map(|s| s.total.to_string()),
         migrations,
@@ -349,7 +401,7 @@ fn check_digests(catalog: &Catalog, sum: Option<&SumFile>, problems: &mut Vec<Tr
             .map(|m| MigrationCheck {
                 folder: m.folder.clone(),
                 digest: m.digest.to_string(),
-                state: "not-in-sum",
+                state: DigestState::NotInSum,
                 sum_digest: None,
             })
             .collect();
@@ -364,18 +416,18 @@ fn check_digests(catalog: &Catalog, sum: Option<&SumFile>, problems: &mut Vec<Tr
     let checks: Vec<MigrationCheck> = folders
         .map(|(folder, digest)| {
             let (state, sum_digest) = match recorded(folder) {
-                Some(recorded) if *recorded == digest => ("match", None),
+                Some(recorded) if *recorded == digest => (DigestState::Match, None),
                 Some(recorded) => {
                     problems.push(TrustProblem::DigestMismatch {
                         folder: folder.to_owned(),
                         sum: recorded.to_string(),
                         files: digest.to_string(),
                     });
-                    ("mismatch", Some(recorded.to_string()))
+                    (DigestState::Mismatch, Some(recorded.to_string()))
                 }
                 None => {
                     problems.push(TrustProblem::NotInSum { folder: folder.to_owned() });
-                    ("not-in-sum", None)
+                    (DigestState::NotInSum, None)
                 }
             };
             MigrationCheck { folder: folder.to_owned(), digest: digest.to_string(), state, sum_digest }
@@ -410,7 +462,7 @@ fn check_signatures(
                 checks.push(SignatureCheck {
                     file: file.clone(),
                     key_id: None,
-                    state: "invalid",
+                    state: SignatureState::Invalid,
                     signer: None,
                     detail: Some(detail),
                 });
@@ -426,7 +478,7 @@ fn check_signatures(
             detail,
         };
         let Some(key) = policy.keys.iter().find(|k| k.key_id == id) else {
-            checks.push(check("untrusted", None, Some("no trusted key has this id".into())));
+            checks.push(check(SignatureState::Untrusted, None, Some("no trusted key has this id".into())));
             continue;
         };
         if let Err(error) = minisign::verify(&key.public_key, &signature, Cursor::new(&signed), true, false, false) {
@@ -434,23 +486,23 @@ fn check_signatures(
                 file: file.clone(),
                 detail: format!("key {} ({}): {error}", key.name, id),
             });
-            checks.push(check("invalid", Some(key), Some(error.to_string())));
+            checks.push(check(SignatureState::Invalid, Some(key), Some(error.to_string())));
             continue;
         }
         match key.expires {
             Some(expires) if expires < today => {
-                checks.push(check("expired", Some(key), Some(format!("key {} expired on {expires}", key.name))))
+                checks.push(check(SignatureState::Expired, Some(key), Some(format!("key {} expired on {expires}", key.name))))
             }
             // The threshold counts distinct keys: the same key's signature under another file
             // name (or twice in one) is not a second signer.
             _ if counted_keys.contains(&id) => checks.push(check(
-                "duplicate",
+                SignatureState::Duplicate,
                 Some(key),
                 Some(format!("key {} already signed; a key counts once", key.name)),
             )),
             _ => {
                 counted_keys.push(id.clone());
-                checks.push(check("valid", Some(key), None));
+                checks.push(check(SignatureState::Valid, Some(key), None));
             }
         }
     }

@@ -13,9 +13,10 @@
 
 use std::time::Duration;
 
-use crate::catalog::Version;
-use crate::db::{Backend, Database, DbError, NotCommitted, Value};
-use crate::history::{HistoryError, HistoryTable, is_missing_table};
+use crate::core::Version;
+use crate::db::{Database, DbError, DbErrorKind, NotCommitted, Value};
+
+use super::table::{HistoryError, HistoryTable};
 
 /// A backfill's state as `<history>_backfill` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -98,9 +99,6 @@ pub enum EndBatchError {
     Commit(DbError),
 }
 
-/// PostgreSQL's SQLSTATE for division by zero, which the raising advance uses to say "lease lost".
-const DIVISION_BY_ZERO: &str = "22012";
-
 /// Where one backfill stands, for `status` and progress output.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BackfillStatus {
@@ -147,54 +145,6 @@ pub fn eta(state: BackfillState, estimate: Option<i64>, done: i64, rate: Option<
     Some(Duration::from_secs_f64((estimate - done).max(0) as f64 / rate))
 }
 
-/// The two progress tables beside `history`: the backfills and their chunks.
-pub(crate) fn tables(history: &HistoryTable) -> [HistoryTable; 2] {
-    [history.beside("backfill"), history.beside("backfill_chunks")]
-}
-
-/// `CREATE TABLE IF NOT EXISTS` for both progress tables.
-pub(crate) fn create_tables(history: &HistoryTable, backend: Backend) -> String {
-    let [backfills, chunks] = tables(history);
-    let boolean = match backend {
-        Backend::Postgres => "BOOLEAN",
-        Backend::Sqlite => "INTEGER",
-    };
-    format!(
-        "CREATE TABLE IF NOT EXISTS {backfills} (
-            version BIGINT PRIMARY KEY,
-            state TEXT NOT NULL,
-            rows_estimate BIGINT,
-            started_ms BIGINT NOT NULL,
-            finished_ms BIGINT,
-            rate_since_ms BIGINT NOT NULL,
-            rate_since_rows BIGINT NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS {chunks} (
-            version BIGINT NOT NULL,
-            chunk BIGINT NOT NULL,
-            after_key TEXT,
-            until_key TEXT,
-            cursor TEXT,
-            rows_done BIGINT NOT NULL,
-            batches BIGINT NOT NULL,
-            done {boolean} NOT NULL,
-            leased_by TEXT,
-            lease_expires_ms BIGINT,
-            updated_ms BIGINT,
-            PRIMARY KEY (version, chunk)
-        );"
-    )
-}
-
-/// The database clock in milliseconds since the epoch, as SQL (PostgreSQL's `now()` would be
-/// the transaction's start).
-fn now_ms(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)",
-        Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
-    }
-}
-
 fn millis(duration: Duration) -> Value {
     Value::Int(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
 }
@@ -212,11 +162,10 @@ pub struct BackfillStore<'a> {
 
 impl<'a> BackfillStore<'a> {
     pub fn new(db: &'a dyn Database, history: &HistoryTable) -> Self {
-        let [backfills, chunks] = tables(history);
-        BackfillStore { db, backfills, chunks }
+        BackfillStore { db, backfills: history.backfills(), chunks: history.chunks() }
     }
 
-    fn failed(&self, table: &HistoryTable) -> impl Fn(crate::db::DbError) -> HistoryError {
+    fn failed(&self, table: &HistoryTable) -> impl Fn(DbError) -> HistoryError {
         let table = table.to_string();
         move |source| HistoryError::Database { table: table.clone(), source }
     }
@@ -225,8 +174,9 @@ impl<'a> BackfillStore<'a> {
         HistoryError::Corrupt { table: table.to_string(), problem: problem.to_owned() }
     }
 
+    /// The database clock in milliseconds, as SQL: the same clock for every worker.
     fn now(&self) -> &'static str {
-        now_ms(self.db.backend())
+        self.db.dialect().clock_ms
     }
 
     /// Records a backfill as started, with its chunks, inside the caller's transaction.
@@ -293,10 +243,8 @@ impl<'a> BackfillStore<'a> {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<LeasedChunk>, HistoryError> {
-        let skip_locked = match self.db.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        // Without row locks one writer holds the whole database, so nobody needs skipping.
+        let skip_locked = if self.db.dialect().row_locks { " FOR UPDATE SKIP LOCKED" } else { "" };
         let update = format!(
             "UPDATE {chunks} SET leased_by = $2, lease_expires_ms = {now} + $3 \
              WHERE version = $1 AND chunk = (\
@@ -341,7 +289,7 @@ impl<'a> BackfillStore<'a> {
     /// zero), which makes the server roll the batch back rather than commit it without its
     /// cursor. On SQLite the advance is checked first and COMMIT only follows a success.
     pub async fn advance_and_commit(&self, step: &CursorStep<'_>) -> Result<BatchEnd, EndBatchError> {
-        if self.db.backend() == Backend::Sqlite {
+        if !self.db.dialect().raises_division_by_zero {
             if !self.advance(step).await? {
                 return Ok(BatchEnd::LeaseLost);
             }
@@ -352,7 +300,7 @@ impl<'a> BackfillStore<'a> {
         let raising = format!("WITH moved AS ({update} RETURNING 1) SELECT 1 / count(*)::int FROM moved");
         match self.db.execute_and_commit(&raising, &params).await {
             Ok(_) => Ok(BatchEnd::Committed),
-            Err(NotCommitted::Statement(error)) if error.code == DIVISION_BY_ZERO => Ok(BatchEnd::LeaseLost),
+            Err(NotCommitted::Statement(error)) if error.kind == DbErrorKind::DivisionByZero => Ok(BatchEnd::LeaseLost),
             Err(NotCommitted::Statement(error)) => Err(self.failed(&self.chunks)(error).into()),
             Err(NotCommitted::Commit(error)) => Err(EndBatchError::Commit(error)),
         }
@@ -421,7 +369,7 @@ impl<'a> BackfillStore<'a> {
     /// Inside a batch's transaction: locks the backfill's row (so two workers finishing their
     /// last chunks at once cannot both miss the other's) and counts the chunks not yet done.
     pub async fn chunks_left(&self, version: Version) -> Result<i64, HistoryError> {
-        if self.db.backend() == Backend::Postgres {
+        if self.db.dialect().row_locks {
             let lock = format!("SELECT version FROM {} WHERE version = $1 FOR UPDATE", self.backfills);
             self.db.query(&lock, &[Value::Int(version.as_i64())]).await.map_err(self.failed(&self.backfills))?;
         }
@@ -493,7 +441,7 @@ impl<'a> BackfillStore<'a> {
         );
         let rows = match self.db.query(&select, params).await {
             Ok(rows) => rows,
-            Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+            Err(e) if e.kind == DbErrorKind::UndefinedTable => return Ok(Vec::new()),
             Err(e) => return Err(self.failed(&self.backfills)(e)),
         };
         rows.values.into_iter().map(|row| self.status_row(row)).collect()

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, CatalogError, Version};
-use crate::config::PROJECT_FILE;
+use crate::core::Version;
+use crate::project::catalog::{Catalog, CatalogError};
+use crate::project::layout::PROJECT_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {

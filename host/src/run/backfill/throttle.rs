@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backfill::settings::Throttle;
-use crate::db::{Backend, Database, DbError, Value};
+use crate::project::backfill::Throttle;
+use crate::db::{Database, DbError, Value};
 
 /// How often a worker waiting for replication asks again.
 const LAG_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -42,11 +42,9 @@ impl Pacer {
     /// with the lag each time it is not. SQLite has no standbys, so it never waits.
     pub async fn before_batch(&self, db: &dyn Database, mut waiting: impl FnMut(Duration)) -> Result<(), DbError> {
         let Some(bound) = self.throttle.max_replication_lag else { return Ok(()) };
-        if db.backend() != Backend::Postgres {
-            return Ok(());
-        }
+        let Some(lag_query) = db.dialect().replication_lag_ms else { return Ok(()) };
         loop {
-            let lag = replication_lag(db).await?;
+            let lag = replication_lag(db, lag_query).await?;
             if lag <= bound {
                 return Ok(());
             }
@@ -57,15 +55,10 @@ impl Pacer {
 }
 
 /// The largest replay lag of any standby streaming from this server (zero with none).
-async fn replication_lag(db: &dyn Database) -> Result<Duration, DbError> {
-    let rows = db
-        .query(
-            "SELECT CAST(COALESCE(max(extract(epoch FROM replay_lag)) * 1000, 0) AS BIGINT) FROM pg_stat_replication",
-            &[],
-        )
-        .await?;
+async fn replication_lag(db: &dyn Database, lag_query: &str) -> Result<Duration, DbError> {
+    let rows = db.query(lag_query, &[]).await?;
     match rows.values.first().and_then(|row| row.first()) {
         Some(Value::Int(ms)) => Ok(Duration::from_millis(u64::try_from(*ms).unwrap_or(0))),
-        _ => Err(DbError::new("unexpected", "pg_stat_replication's lag is not an integer")),
+        _ => Err(DbError::client("unexpected", "pg_stat_replication's lag is not an integer")),
     }
 }

@@ -1,7 +1,8 @@
 //! The `wasmig` command: parses arguments into a [`wasmig::Config`], calls the library, prints
 //! the result, and maps failures to the exit codes documented in the README.
 
-mod cli;
+mod args;
+mod commands;
 mod print;
 mod progress;
 
@@ -30,7 +31,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             .or_else(|| cause.downcast_ref::<RunError>().map(|run| run.error.kind()))
             .or_else(|| cause.downcast_ref::<wasmig::scaffold::ScaffoldError>().map(|_| ErrorKind::Project))
             .or_else(|| cause.downcast_ref::<wasmig::signing::SigningError>().map(|_| ErrorKind::Project))
-            .or_else(|| cause.downcast_ref::<wasmig::trust::TrustError>().map(|_| ErrorKind::Trust))
+            .or_else(|| cause.downcast_ref::<wasmig::TrustError>().map(|_| ErrorKind::Trust))
     });
     match kind {
         Some(ErrorKind::Project) => exit::PROJECT,
@@ -46,8 +47,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let args = <cli::Args as clap::Parser>::parse();
-    cli::init_logging(args.verbose, args.quiet);
+    let args = <args::Args as clap::Parser>::parse();
+    args::init_logging(args.verbose, args.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::UNEXPECTED);
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

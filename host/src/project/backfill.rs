@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::guard::{Access, Grants, TableName, parse_table};
-use crate::history::Identifier;
-use crate::limits::{MAX_SECONDS, OutOfRange, in_range};
+use crate::core::limits::{MAX_CONCURRENT_CALLS, MAX_SECONDS, OutOfRange, in_range};
+use crate::core::{Identifier, TableName};
+use crate::guard::{Access, Grants, parse_table};
 
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 /// The most rows one batch may ask for.
@@ -19,7 +19,7 @@ pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Workers one process may run: each holds a connection and, while it runs a batch, one of
 /// the sandbox's instance slots. More throughput than this comes from more processes.
-pub const MAX_WORKERS: u32 = crate::sandbox::MAX_CONCURRENT_CALLS;
+pub const MAX_WORKERS: u32 = MAX_CONCURRENT_CALLS;
 /// A halved batch never goes below `batch_size / MIN_BATCH_DIVISOR` unless the manifest says so.
 const MIN_BATCH_DIVISOR: u32 = 64;
 

@@ -1,0 +1,257 @@
+//! Command-line arguments (clap), and [`Route`]: what each command needs before it runs
+//! (nothing, the project's artifacts, or a database). Running them is `commands.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wasmig::{Digest, MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides, Version};
+
+#[derive(Debug, Parser)]
+#[command(name = "wasmig", version, about = "Database migrations as plain SQL or sandboxed WebAssembly components")]
+pub struct Args {
+    /// The project folder (holding wasmig.toml). Default: the current folder if it holds a
+    /// wasmig.toml, else ./migrations.
+    #[arg(long, short = 'p', global = true, env = "WASMIG_PROJECT")]
+    pub project: Option<PathBuf>,
+
+    /// The database URL (postgres://…, sqlite:PATH). Overrides wasmig.toml.
+    #[arg(long, short = 'd', global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
+    /// A TOML file whose [trust] section replaces wasmig.toml's: keep production's trust policy
+    /// outside the checkout it judges.
+    #[arg(long, global = true, env = "WASMIG_TRUST_FILE")]
+    pub trust_file: Option<PathBuf>,
+
+    /// Show debug output (component loads, fuel used per call).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
+    /// Show warnings and errors only.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create wasmig.toml in the project folder.
+    Init,
+    /// Create the next migration folder.
+    New {
+        /// The migration's name, e.g. add_email_index.
+        name: String,
+        /// A plain SQL migration (up.sql, down.sql, verify.sql). The default.
+        #[arg(long, conflicts_with = "rust")]
+        sql: bool,
+        /// A component migration, with a Rust guest crate to build it from.
+        #[arg(long)]
+        rust: bool,
+        /// Where to create the Rust guest crate. Default: plugins/<name>.
+        #[arg(long, requires = "rust")]
+        crate_dir: Option<PathBuf>,
+    },
+    /// Show every migration's state and backfill progress.
+    Status,
+    /// Show the history table, with signers and recorded repairs.
+    History,
+    /// Apply pending migrations (after resuming unfinished backfills).
+    Up {
+        /// Stop after this version.
+        #[arg(long)]
+        to: Option<Version>,
+        /// Print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// How to show backfill progress: a bar or log lines (human), or JSON events on stdout.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        #[command(flatten)]
+        throttle: ThrottleArgs,
+    },
+    /// Watch and steer backfills: status, run (one more worker), pause, resume.
+    Backfill {
+        #[command(subcommand)]
+        action: BackfillAction,
+    },
+    /// Revert applied migrations, newest first (default: the latest one).
+    Down {
+        /// Revert everything above this version (0 reverts all).
+        #[arg(long, conflicts_with = "steps")]
+        to: Option<Version>,
+        /// Revert this many migrations.
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Run every applied migration's verify again, read-only.
+    Verify,
+    /// Show what each component migration may touch (its grants) and its limits.
+    Grants,
+    /// Write wasmig.sum: the blake3 digest of every migration and of the whole list.
+    Hash,
+    /// Generate a minisign key pair for signing wasmig.sum.
+    Keygen {
+        /// Where to write the secret key (mode 0600); the public key goes to PATH.pub.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
+    /// Sign wasmig.sum, writing wasmig.sum.<KEYID>.minisig beside it.
+    Sign {
+        /// A file holding the secret key.
+        #[arg(long, conflicts_with = "key_env", required_unless_present = "key_env")]
+        key: Option<PathBuf>,
+        /// An environment variable holding the secret key (a CI secret).
+        #[arg(long)]
+        key_env: Option<String>,
+    },
+    /// Check the migrations against wasmig.sum and its signatures against the trust policy
+    /// (no database needed). Exits 9 when they fail.
+    VerifyArtifacts {
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Record that an applied migration's files changed and accept their new digest.
+    Repair {
+        version: Version,
+        /// The digest the files must hash to now (shown by `wasmig status`).
+        #[arg(long)]
+        accept_digest: Digest,
+        /// Why the change is accepted; kept in the history.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillAction {
+    /// Every backfill's progress: state, rows done of the estimate, chunks, rate and ETA.
+    Status {
+        /// Only this migration's backfill.
+        version: Option<Version>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Work on an applied migration's backfill until it is done or paused. Run it on several
+    /// machines at once to share a chunked backfill.
+    Run {
+        version: Version,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        #[command(flatten)]
+        throttle: ThrottleArgs,
+    },
+    /// Pause a backfill: its workers stop after their current batch; `up` leaves it alone.
+    Pause { version: Version },
+    /// Let a paused backfill go on (then `wasmig backfill run` or `wasmig up` continues it).
+    Resume { version: Version },
+}
+
+/// Throttling for this run; beats wasmig.toml and the migration's manifest.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ThrottleArgs {
+    /// Pause after every committed batch, in milliseconds (0 to 3600000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_PAUSE_MS))]
+    pause_ms: Option<u64>,
+    /// At most this many rows per second, per worker (1 to 1000000000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    max_rows_per_second: Option<u64>,
+    /// PostgreSQL: wait before each batch while a standby replays further behind than this
+    /// many milliseconds (1 to 3600000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_PAUSE_MS))]
+    max_replication_lag_ms: Option<u64>,
+    /// Run this many workers in this process, each on its own connection and chunk
+    /// (a chunked backfill on PostgreSQL; SQLite runs one writer at a time); at most 64.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
+    workers: Option<u32>,
+}
+
+impl From<ThrottleArgs> for ThrottleOverrides {
+    fn from(args: ThrottleArgs) -> Self {
+        ThrottleOverrides {
+            pause_ms: args.pause_ms,
+            max_rows_per_second: args.max_rows_per_second,
+            max_replication_lag_ms: args.max_replication_lag_ms,
+            workers: args.workers,
+        }
+    }
+}
+
+pub fn init_logging(verbose: bool, quiet: bool) {
+    let default = if verbose {
+        "wasmig=debug,info"
+    } else if quiet {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMIG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// A command, sorted by what it needs before it runs.
+pub enum Route {
+    Init,
+    New {
+        name: String,
+        rust: bool,
+        crate_dir: Option<PathBuf>,
+    },
+    Keygen {
+        out: PathBuf,
+    },
+    /// The CI side: the project's files, no database.
+    Artifacts(ArtifactCommand),
+    /// A connection to the project's database.
+    Database(DatabaseCommand),
+}
+
+pub enum ArtifactCommand {
+    Hash,
+    Sign { key: Option<PathBuf>, key_env: Option<String> },
+    Verify { format: Format },
+    Grants,
+}
+
+pub enum DatabaseCommand {
+    Status,
+    History,
+    Up { to: Option<Version>, dry_run: bool, format: Format, throttle: ThrottleArgs },
+    Down { to: Option<Version>, steps: Option<usize> },
+    Verify,
+    Repair { version: Version, accept_digest: Digest, reason: String },
+    Backfill(BackfillAction),
+}
+
+impl From<Command> for Route {
+    fn from(command: Command) -> Route {
+        match command {
+            Command::Init => Route::Init,
+            Command::New { name, sql: _, rust, crate_dir } => Route::New { name, rust, crate_dir },
+            Command::Keygen { out } => Route::Keygen { out },
+            Command::Hash => Route::Artifacts(ArtifactCommand::Hash),
+            Command::Sign { key, key_env } => Route::Artifacts(ArtifactCommand::Sign { key, key_env }),
+            Command::VerifyArtifacts { format } => Route::Artifacts(ArtifactCommand::Verify { format }),
+            Command::Grants => Route::Artifacts(ArtifactCommand::Grants),
+            Command::Status => Route::Database(DatabaseCommand::Status),
+            Command::History => Route::Database(DatabaseCommand::History),
+            Command::Up { to, dry_run, format, throttle } => {
+                Route::Database(DatabaseCommand::Up { to, dry_run, format, throttle })
+            }
+            Command::Down { to, steps } => Route::Database(DatabaseCommand::Down { to, steps }),
+            Command::Verify => Route::Database(DatabaseCommand::Verify),
+            Command::Repair { version, accept_digest, reason } => {
+                Route::Database(DatabaseCommand::Repair { version, accept_digest, reason })
+            }
+            Command::Backfill { action } => Route::Database(DatabaseCommand::Backfill(action)),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The history table: which migrations are applied, with their digests, and the repairs
+//! recorded against it. Invariant 5 lives here: a recorded digest only changes through an
+//! explicit, recorded repair.
+
+use crate::core::{Digest, Version};
+use crate::db::{Database, DbError, DbErrorKind, Value};
+
+use super::table::{HistoryError, HistoryTable};
+
+/// One row of the history table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedMigration {
+    pub version: Version,
+    pub name: String,
+    pub kind: String,
+    pub digest: Digest,
+    pub applied_at: String,
+    pub applied_by: String,
+    pub duration_ms: i64,
+    /// Key ids of the trusted keys whose signatures covered the migration, comma-separated.
+    pub signers: String,
+}
+
+/// A row to record for a migration being applied.
+#[derive(Debug, Clone)]
+pub struct NewRecord<'a> {
+    pub version: Version,
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub digest: &'a Digest,
+    pub applied_by: &'a str,
+    pub duration_ms: i64,
+    pub signers: &'a str,
+}
+
+/// An explicit, recorded acceptance of an applied migration's changed files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repair {
+    pub version: Version,
+    pub old_digest: Digest,
+    pub new_digest: Digest,
+    pub reason: String,
+    pub repaired_by: String,
+    pub repaired_at: String,
+}
+
+/// The history table of one database.
+pub struct History<'a> {
+    db: &'a dyn Database,
+    table: &'a HistoryTable,
+}
+
+impl<'a> History<'a> {
+    pub fn new(db: &'a dyn Database, table: &'a HistoryTable) -> Self {
+        History { db, table }
+    }
+
+    fn failed(&self, source: DbError) -> HistoryError {
+        HistoryError::Database { table: self.table.to_string(), source }
+    }
+
+    /// Whether the history table exists yet (a read-only look that creates nothing).
+    pub async fn exists(&self) -> Result<bool, HistoryError> {
+        let probe = format!("SELECT count(*) FROM {} WHERE 1 = 0", self.table);
+        match self.db.query(&probe, &[]).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == DbErrorKind::UndefinedTable => Ok(false),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    pub async fn applied(&self) -> Result<Vec<AppliedMigration>, HistoryError> {
+        let select = format!(
+            "SELECT version, name, kind, digest, CAST(applied_at AS TEXT), applied_by, duration_ms, signers \
+             FROM {} ORDER BY version",
+            self.table
+        );
+        let rows = self.db.query(&select, &[]).await.map_err(|e| self.failed(e))?;
+        rows.values.into_iter().map(|row| self.applied_row(row)).collect()
+    }
+
+    fn applied_row(&self, row: Vec<Value>) -> Result<AppliedMigration, HistoryError> {
+        let corrupt = |problem: &str| HistoryError::Corrupt { table: self.table.to_string(), problem: problem.into() };
+        let [version, name, kind, digest, applied_at, applied_by, duration_ms, signers] =
+            <[Value; 8]>::try_from(row).map_err(|_| corrupt("wrong number of columns"))?;
+        let int = |v: Value, what: &str| match v {
+            Value::Int(n) => Ok(n),
+            _ => Err(corrupt(what)),
+        };
+        let text = |v: Value, what: &str| match v {
+            Value::Text(s) => Ok(s),
+            _ => Err(corrupt(what)),
+        };
+        let version = int(version, "version is not an integer")?;
+        Ok(AppliedMigration {
+            version: Version(u64::try_from(version).map_err(|_| corrupt("negative version"))?),
+            name: text(name, "name is not text")?,
+            kind: text(kind, "kind is not text")?,
+            digest: text(digest, "digest is not text")?.parse().map_err(|_| corrupt("digest is not a digest"))?,
+            applied_at: text(applied_at, "applied_at is not a timestamp")?,
+            applied_by: text(applied_by, "applied_by is not text")?,
+            duration_ms: int(duration_ms, "duration_ms is not an integer")?,
+            signers: text(signers, "signers is not text")?,
+        })
+    }
+
+    /// Records an applied migration. Call it inside the migration's own transaction
+    /// (invariant 1: the step and its row commit together).
+    pub async fn record(&self, row: &NewRecord<'_>) -> Result<(), HistoryError> {
+        let insert = format!(
+            "INSERT INTO {} (version, name, kind, digest, applied_by, duration_ms, signers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            self.table
+        );
+        let params = [
+            Value::Int(row.version.as_i64()),
+            Value::Text(row.name.to_owned()),
+            Value::Text(row.kind.to_owned()),
+            Value::Text(row.digest.to_string()),
+            Value::Text(row.applied_by.to_owned()),
+            Value::Int(row.duration_ms),
+            Value::Text(row.signers.to_owned()),
+        ];
+        self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// Records that an applied migration's files changed and were accepted, and makes the new
+    /// digest the recorded one, in the caller's transaction (invariant 5: never a silent reset).
+    pub async fn repair(&self, repair: &Repair) -> Result<(), HistoryError> {
+        let insert = format!(
+            "INSERT INTO {} (version, old_digest, new_digest, reason, repaired_by) VALUES ($1, $2, $3, $4, $5)",
+            self.table.repairs()
+        );
+        let params = [
+            Value::Int(repair.version.as_i64()),
+            Value::Text(repair.old_digest.to_string()),
+            Value::Text(repair.new_digest.to_string()),
+            Value::Text(repair.reason.clone()),
+            Value::Text(repair.repaired_by.clone()),
+        ];
+        self.db.execute(&insert, &params).await.map_err(|e| self.failed(e))?;
+        let update = format!("UPDATE {} SET digest = $1 WHERE version = $2", self.table);
+        let params = [Value::Text(repair.new_digest.to_string()), Value::Int(repair.version.as_i64())];
+        self.db.execute(&update, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// Every recorded repair, oldest first (empty before the table exists).
+    pub async fn repairs(&self) -> Result<Vec<Repair>, HistoryError> {
+        let select = format!(
+            "SELECT version, old_digest, new_digest, reason, repaired_by, CAST(repaired_at AS TEXT) FROM {} \
+             ORDER BY repaired_at, version",
+            self.table.repairs()
+        );
+        let rows = match self.db.query(&select, &[]).await {
+            Ok(rows) => rows,
+            Err(e) if e.kind == DbErrorKind::UndefinedTable => return Ok(Vec::new()),
+            Err(e) => return Err(self.failed(e)),
+        };
+        let corrupt = || HistoryError::Corrupt { table: self.table.repairs().to_string(), problem: "bad row".into() };
+        rows.values
+            .into_iter()
+            .map(|row| match <[Value; 6]>::try_from(row) {
+                Ok(
+                    [
+                        Value::Int(version),
+                        Value::Text(old),
+                        Value::Text(new),
+                        Value::Text(reason),
+                        Value::Text(by),
+                        Value::Text(at),
+                    ],
+                ) => Ok(Repair {
+                    version: Version(u64::try_from(version).map_err(|_| corrupt())?),
+                    old_digest: old.parse().map_err(|_| corrupt())?,
+                    new_digest: new.parse().map_err(|_| corrupt())?,
+                    reason,
+                    repaired_by: by,
+                    repaired_at: at,
+                }),
+                _ => Err(corrupt()),
+            })
+            .collect()
+    }
+
+    /// Removes a reverted migration's row and its backfill progress, inside the revert's
+    /// transaction.
+    pub async fn forget(&self, version: Version) -> Result<(), HistoryError> {
+        for table in [self.table.clone(), self.table.backfills(), self.table.chunks()] {
+            let delete = format!("DELETE FROM {table} WHERE version = $1");
+            self.db.execute(&delete, &[Value::Int(version.as_i64())]).await.map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+}

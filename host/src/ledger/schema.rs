@@ -1,0 +1,78 @@
+//! The engine's tables, created together: the history and its repairs, the backfills and
+//! their chunks. Their DDL lives here in one script, so that every table the engine owns is
+//! read in one place.
+
+use crate::db::{Access, Database, Dialect};
+
+use super::table::{HistoryError, HistoryTable};
+
+/// Creates every table of the ledger that is missing, in one transaction. Call it under the
+/// migration lock: concurrent `CREATE TABLE IF NOT EXISTS` can still collide on PostgreSQL.
+pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
+    let failed = |source| HistoryError::Database { table: table.to_string(), source };
+    let script = create_script(table, db.dialect());
+    db.begin(Access::ReadWrite).await.map_err(failed)?;
+    match db.run_script(&script).await {
+        Ok(_) => db.commit().await.map_err(failed),
+        Err(error) => {
+            let _ = db.rollback().await;
+            Err(failed(error))
+        }
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for every table, and the schema where the backend has them.
+fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
+    let (timestamp, default_now, boolean) = (dialect.timestamp_type, dialect.timestamp_now, dialect.boolean_type);
+    let mut script = String::new();
+    if let (true, Some(schema)) = (dialect.creates_schemas, table.schema()) {
+        script.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", crate::core::quote_ident(schema.as_str())));
+    }
+    script.push_str(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            applied_at {timestamp} NOT NULL DEFAULT {default_now},
+            applied_by TEXT NOT NULL,
+            duration_ms BIGINT NOT NULL,
+            signers TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE IF NOT EXISTS {repairs} (
+            version BIGINT NOT NULL,
+            old_digest TEXT NOT NULL,
+            new_digest TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            repaired_by TEXT NOT NULL,
+            repaired_at {timestamp} NOT NULL DEFAULT {default_now}
+        );
+        CREATE TABLE IF NOT EXISTS {backfills} (
+            version BIGINT PRIMARY KEY,
+            state TEXT NOT NULL,
+            rows_estimate BIGINT,
+            started_ms BIGINT NOT NULL,
+            finished_ms BIGINT,
+            rate_since_ms BIGINT NOT NULL,
+            rate_since_rows BIGINT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS {chunks} (
+            version BIGINT NOT NULL,
+            chunk BIGINT NOT NULL,
+            after_key TEXT,
+            until_key TEXT,
+            cursor TEXT,
+            rows_done BIGINT NOT NULL,
+            batches BIGINT NOT NULL,
+            done {boolean} NOT NULL,
+            leased_by TEXT,
+            lease_expires_ms BIGINT,
+            updated_ms BIGINT,
+            PRIMARY KEY (version, chunk)
+        );",
+        repairs = table.repairs(),
+        backfills = table.backfills(),
+        chunks = table.chunks(),
+    ));
+    script
+}

@@ -1,0 +1,118 @@
+//! The names of the engine's tables, all derived from the history table's (optionally
+//! schema-qualified) name, and [`HistoryError`], which names the table that failed.
+//!
+//! Its name (and PostgreSQL schema) are configurable so that several services can share a
+//! database. Identifiers are validated once into [`Identifier`] and quoted only in
+//! [`HistoryTable`]'s `Display`; every value goes through parameters.
+
+use std::fmt;
+
+use crate::core::{Identifier, IdentifierError, quote_ident};
+use crate::db::DbError;
+
+pub const DEFAULT_TABLE: &str = "wasmig_history";
+
+/// The history table's (optionally schema-qualified) name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTable {
+    schema: Option<Identifier>,
+    table: Identifier,
+    /// The schema an unqualified table was found to resolve to on the server (PostgreSQL's
+    /// `current_schema()`), written into every statement so that none resolves through
+    /// `pg_temp`; the lock name keeps to what the project file says.
+    resolved: Option<Identifier>,
+}
+
+impl HistoryTable {
+    pub fn new(schema: Option<&str>, table: Option<&str>) -> Result<Self, IdentifierError> {
+        Ok(HistoryTable {
+            schema: schema.map(Identifier::new).transpose()?,
+            table: Identifier::new(table.unwrap_or(DEFAULT_TABLE))?,
+            resolved: None,
+        })
+    }
+
+    /// Whether the project file leaves the schema to the server.
+    pub fn is_unqualified(&self) -> bool {
+        self.schema.is_none()
+    }
+
+    /// The table with its statements qualified by `schema`, the server's current schema, when
+    /// the project file names none. Invariant 9: the engine's own SQL never resolves a name
+    /// through `pg_temp`, where a temporary table of the same name would shadow it.
+    pub fn resolved_in(mut self, schema: &str) -> Result<Self, IdentifierError> {
+        if self.schema.is_none() {
+            self.resolved = Some(Identifier::new(schema)?);
+        }
+        Ok(self)
+    }
+
+    /// The schema the project file names, which the engine creates where the backend has
+    /// schemas.
+    pub(crate) fn schema(&self) -> Option<&Identifier> {
+        self.schema.as_ref()
+    }
+
+    /// A table beside the history table: `<history>_<suffix>`.
+    fn beside(&self, suffix: &str) -> HistoryTable {
+        HistoryTable {
+            schema: self.schema.clone(),
+            table: self.table.with_suffix(suffix),
+            resolved: self.resolved.clone(),
+        }
+    }
+
+    /// The table recording explicit repairs of applied migrations' digests.
+    pub(crate) fn repairs(&self) -> HistoryTable {
+        self.beside("repairs")
+    }
+
+    /// The table with one row per backfill: its state, estimate and rate window.
+    pub(crate) fn backfills(&self) -> HistoryTable {
+        self.beside("backfill")
+    }
+
+    /// The table with one row per key-range chunk of a backfill.
+    pub(crate) fn chunks(&self) -> HistoryTable {
+        self.beside("backfill_chunks")
+    }
+
+    /// The name the migration lock is taken under: one lock per history table.
+    pub fn lock_name(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{}.{}", schema.as_str(), self.table.as_str()),
+            None => self.table.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for HistoryTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(schema) = self.schema.as_ref().or(self.resolved.as_ref()) {
+            write!(f, "{}.", quote_ident(schema.as_str()))?;
+        }
+        f.write_str(&quote_ident(self.table.as_str()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history table {table}: {source}")]
+    Database { table: String, source: DbError },
+    #[error("history table {table} holds a row wasmig cannot read: {problem}")]
+    Corrupt { table: String, problem: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualified_name_is_quoted() {
+        let table = HistoryTable::new(Some("billing"), Some("history")).unwrap();
+        assert_eq!(table.to_string(), "\"billing\".\"history\"");
+        assert_eq!(table.beside("backfill").to_string(), "\"billing\".\"history_backfill\"");
+        assert_eq!(table.repairs().to_string(), "\"billing\".\"history_repairs\"");
+        assert_eq!(table.lock_name(), "billing.history");
+    }
+}

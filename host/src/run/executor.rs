@@ -1,0 +1,183 @@
+//! Executing one step: a migration applied, reverted or verified inside its own transaction.
+//!
+//! Invariant 1: the step and its history row commit together, in one transaction and one
+//! commit, or not at all. A SQL error, a failing verify, a trap or the guest's own `Err` all
+//! roll the whole step back.
+//!
+//! A [`Step`] is prepared before its transaction opens (a component is compiled or loaded
+//! then), so one body runs every kind of step on every kind of migration.
+
+use std::time::Instant;
+
+use crate::db::{Access, is_truthy};
+use crate::error::Error;
+use crate::ledger::NewRecord;
+use crate::project::catalog::{Body, ComponentMigration, Migration, SqlScripts};
+use crate::report::{Action, Report, StepReport};
+use crate::sandbox::{Call, LoadedComponent};
+
+use super::backfill;
+use super::session::Session;
+
+/// What a step does to its migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Apply,
+    Revert,
+    /// Re-run an applied migration's verify, read-only.
+    Verify,
+}
+
+/// A migration's body, ready to run: its scripts, or its component loaded.
+enum Prepared<'m> {
+    Sql(&'m SqlScripts),
+    Component(&'m ComponentMigration, LoadedComponent),
+}
+
+/// One step of a run, prepared outside any transaction.
+pub(crate) struct Step<'m> {
+    migration: &'m Migration,
+    direction: Direction,
+    body: Prepared<'m>,
+}
+
+impl<'m> Step<'m> {
+    pub fn prepare(session: &Session<'_>, migration: &'m Migration, direction: Direction) -> Result<Self, Error> {
+        let body = match &migration.body {
+            Body::Sql(scripts) => Prepared::Sql(scripts),
+            Body::Component(component) => {
+                Prepared::Component(component, session.load_component(migration, component)?)
+            }
+        };
+        Ok(Step { migration, direction, body })
+    }
+}
+
+/// Runs `step` in its transaction and records it in `report`; an applied component with a
+/// backfill then runs its backfill, each batch in a transaction of its own.
+pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut Report) -> Result<(), Error> {
+    let Step { migration, direction, ref body } = *step;
+    let started = Instant::now();
+    let access = if direction == Direction::Verify { Access::ReadOnly } else { Access::ReadWrite };
+    let applied_by = if direction == Direction::Apply { session.applied_by().await } else { String::new() };
+    session
+        .in_transaction(migration, access, async || {
+            run_body(session, migration, direction, body).await?;
+            match direction {
+                Direction::Apply => record(session, migration, started, &applied_by).await,
+                Direction::Revert => Ok(session.history().forget(migration.version).await?),
+                Direction::Verify => Ok(()),
+            }
+        })
+        .await?;
+    if direction != Direction::Verify {
+        // The step may have changed the schema, which can make prepared statements stale.
+        session.db.forget_prepared_statements();
+    }
+    let action = match direction {
+        Direction::Apply => Action::Applied,
+        Direction::Revert => Action::Reverted,
+        Direction::Verify => Action::Verified,
+    };
+    report.steps.push(StepReport {
+        version: migration.version,
+        folder: migration.folder.clone(),
+        action,
+        duration: started.elapsed(),
+        backfill: None,
+    });
+    if direction != Direction::Verify {
+        tracing::info!(migration = %migration, "{action}");
+    }
+    if let (Direction::Apply, Prepared::Component(component, loaded)) = (direction, body)
+        && component.manifest.backfill.is_some()
+    {
+        backfill::run(session, migration, component, loaded, report).await?;
+    }
+    Ok(())
+}
+
+/// The migration's own work for this step, inside its transaction.
+async fn run_body(
+    session: &Session<'_>,
+    migration: &Migration,
+    direction: Direction,
+    body: &Prepared<'_>,
+) -> Result<(), Error> {
+    match (direction, body) {
+        (Direction::Apply, Prepared::Sql(scripts)) => {
+            run_sql(session, migration, "up.sql", &scripts.up).await?;
+            match &scripts.verify {
+                Some(verify) => run_verify_sql(session, migration, verify).await,
+                None => Ok(()),
+            }
+        }
+        (Direction::Apply, Prepared::Component(component, loaded)) => {
+            session.call(migration, component, loaded, Call::Up).await?;
+            // A migration with a backfill is verified when its last batch commits.
+            if component.manifest.backfill.is_none() {
+                session.call(migration, component, loaded, Call::Verify).await?;
+            }
+            Ok(())
+        }
+        (Direction::Revert, Prepared::Sql(scripts)) => {
+            // plan_down refuses a migration without down.sql before anything runs.
+            let down = scripts.down.as_deref().unwrap_or_default();
+            run_sql(session, migration, "down.sql", down).await
+        }
+        (Direction::Revert, Prepared::Component(component, loaded)) => {
+            session.call(migration, component, loaded, Call::Down).await.map(|_| ())
+        }
+        (Direction::Verify, Prepared::Sql(scripts)) => match &scripts.verify {
+            Some(verify) => run_verify_sql(session, migration, verify).await,
+            None => Ok(()),
+        },
+        (Direction::Verify, Prepared::Component(component, loaded)) => {
+            session.call(migration, component, loaded, Call::Verify).await.map(|_| ())
+        }
+    }
+}
+
+/// The applied migration's history row, in its transaction.
+async fn record(session: &Session<'_>, migration: &Migration, started: Instant, applied_by: &str) -> Result<(), Error> {
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    session
+        .history()
+        .record(&NewRecord {
+            version: migration.version,
+            name: &migration.name,
+            kind: migration.kind(),
+            digest: &migration.digest,
+            applied_by,
+            duration_ms,
+            signers: &session.shared.signers,
+        })
+        .await?;
+    Ok(())
+}
+
+async fn run_sql(session: &Session<'_>, migration: &Migration, file: &'static str, script: &str) -> Result<(), Error> {
+    session.db.run_script(script).await.map(|_| ()).map_err(|source| Error::Sql {
+        migration: migration.folder.clone(),
+        file,
+        source,
+    })
+}
+
+/// Runs verify.sql: every statement must succeed, and every row a query returns must
+/// have a true first column (`SELECT count(*) = 0 FROM users WHERE email IS NULL`).
+async fn run_verify_sql(session: &Session<'_>, migration: &Migration, script: &str) -> Result<(), Error> {
+    let rows = session.db.run_script(script).await.map_err(|source| Error::Sql {
+        migration: migration.folder.clone(),
+        file: "verify.sql",
+        source,
+    })?;
+    match rows.into_iter().find(|row| !is_truthy(row.first_column.as_deref())) {
+        Some(row) => Err(Error::VerifyFailed {
+            migration: migration.folder.clone(),
+            statement: row.statement,
+            value: row.first_column,
+        }),
+        None => Ok(()),
+    }
+}

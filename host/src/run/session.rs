@@ -1,0 +1,198 @@
+//! [`Session`]: one run's connection to the target database and what every step on it needs:
+//! the run's settings and sandbox ([`Shared`]), the ledger's tables as pinned for this run,
+//! and, while the migration lock is held, the check each COMMIT carries (invariant 8).
+//!
+//! The executor and the backfill runner take a session; a backfill worker that runs beside
+//! another gets a session of its own on a connection of its own ([`Session::sibling`]), sharing
+//! the rest.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::config::Config;
+use crate::core::limits::Limits;
+use crate::db::{self, Access, Database, DbError, DbErrorKind, LockCheck, LockError, NotCommitted};
+use crate::error::Error;
+use crate::ledger::{BackfillStore, History, HistoryTable};
+use crate::project::catalog::{ComponentMigration, Migration};
+use crate::sandbox::{Call, LoadedComponent, Outcome, Sandbox};
+
+use super::backfill::events::BackfillObserver;
+
+/// What every session of one migrator shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    /// Created on first use, so that SQL-only runs never start a WebAssembly engine.
+    sandbox: OnceLock<Sandbox>,
+    /// Where backfill progress goes.
+    pub observer: Arc<dyn BackfillObserver>,
+    /// Who applies migrations, asked of the database once.
+    applied_by: tokio::sync::OnceCell<String>,
+    /// Key ids of the trusted keys whose signatures cover the project, for the history.
+    pub signers: String,
+}
+
+impl Shared {
+    pub fn new(config: Config, observer: Arc<dyn BackfillObserver>, signers: String) -> Self {
+        Shared { config, sandbox: OnceLock::new(), observer, applied_by: tokio::sync::OnceCell::new(), signers }
+    }
+}
+
+/// One connection's worth of a run.
+pub(crate) struct Session<'a> {
+    pub shared: &'a Shared,
+    pub db: Arc<dyn Database>,
+    /// The ledger's tables, pinned to a schema once a locked run resolved it.
+    pub ledger: HistoryTable,
+    /// While the migration lock is held: the check each migration's COMMIT carries.
+    lock_check: Option<LockCheck>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(shared: &'a Shared, db: Arc<dyn Database>, ledger: HistoryTable) -> Self {
+        Session { shared, db, ledger, lock_check: None }
+    }
+
+    /// The session of a run holding the migration lock, whose commits carry `check`.
+    pub fn holding(self, check: Option<LockCheck>) -> Self {
+        Session { lock_check: check, ..self }
+    }
+
+    /// The same run on a connection of its own, for a backfill worker beside this one. It
+    /// holds no lock: batches commit on their chunk's lease, not on the migration lock.
+    pub async fn sibling(&self) -> Result<Session<'a>, Error> {
+        let config = &self.shared.config;
+        let db = db::connect(config.database()?, config.connect_timeout).await?;
+        Ok(Session::new(self.shared, db, self.ledger.clone()))
+    }
+
+    pub fn config(&self) -> &'a Config {
+        &self.shared.config
+    }
+
+    pub fn history(&self) -> History<'_> {
+        History::new(self.db.as_ref(), &self.ledger)
+    }
+
+    pub fn backfills(&self) -> BackfillStore<'_> {
+        BackfillStore::new(self.db.as_ref(), &self.ledger)
+    }
+
+    /// The sandbox, created on first use.
+    fn sandbox(&self) -> Result<&'a Sandbox, Error> {
+        let shared: &'a Shared = self.shared;
+        if let Some(sandbox) = shared.sandbox.get() {
+            return Ok(sandbox);
+        }
+        let sandbox = Sandbox::new(shared.config.cache_dir.clone())?;
+        Ok(shared.sandbox.get_or_init(|| sandbox))
+    }
+
+    /// Who applies migrations, for the history: the OS account, and the database role where
+    /// the session runs as one.
+    pub async fn applied_by(&self) -> String {
+        self.shared
+            .applied_by
+            .get_or_init(|| async {
+                let user = crate::core::os_user();
+                match self.db.current_user().await {
+                    Ok(role) if self.db.dialect().roles => format!("{user} as {role}"),
+                    _ => user,
+                }
+            })
+            .await
+            .clone()
+    }
+
+    /// Compiles (or loads precompiled) a migration's component, outside any transaction.
+    pub fn load_component(
+        &self,
+        migration: &Migration,
+        component: &ComponentMigration,
+    ) -> Result<LoadedComponent, Error> {
+        let loaded = self.sandbox()?.load(&migration.folder, &component.path, &component.bytes)?;
+        tracing::debug!(migration = %migration, cache = ?loaded.cache, load_time = ?loaded.load_time, "component loaded");
+        Ok(loaded)
+    }
+
+    /// Runs `work` in a transaction; commits on success, rolls back on any error.
+    pub async fn in_transaction<T>(
+        &self,
+        migration: &Migration,
+        access: Access,
+        work: impl AsyncFnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.in_open_transaction(migration, access, async || {
+            let value = work().await?;
+            match access {
+                Access::ReadWrite => self.commit_holding_the_lock(migration).await?,
+                Access::ReadOnly => self.db.rollback().await.map_err(transaction_failed(migration, "roll back"))?,
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Commits, together with the lock's check where the lock can be lost (invariant 8): the
+    /// check goes out with COMMIT in one round trip, and if the lock is gone it fails, which
+    /// rolls the transaction back instead.
+    async fn commit_holding_the_lock(&self, migration: &Migration) -> Result<(), Error> {
+        let Some(check) = &self.lock_check else {
+            return self.db.commit().await.map_err(transaction_failed(migration, "commit"));
+        };
+        match self.db.execute_and_commit(check.statement, &check.params).await {
+            Ok(_) => Ok(()),
+            Err(NotCommitted::Statement(error)) if error.kind == DbErrorKind::DivisionByZero => {
+                Err(Error::Lock(LockError::Lost { migration: migration.folder.clone() }))
+            }
+            Err(NotCommitted::Statement(source)) => {
+                Err(transaction_failed(migration, "check the migration lock before committing")(source))
+            }
+            Err(NotCommitted::Commit(source)) => Err(transaction_failed(migration, "commit")(source)),
+        }
+    }
+
+    /// Runs a backfill batch in a read-write transaction that the batch ends itself when it
+    /// succeeds (it commits together with its last statement); any error rolls it back.
+    pub async fn in_batch_transaction<T>(&self, migration: &Migration, batch: impl AsyncFnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        self.in_open_transaction(migration, Access::ReadWrite, batch).await
+    }
+
+    /// Begins a transaction and runs `work` in it, which ends it on success; rolls it back on
+    /// any error.
+    async fn in_open_transaction<T>(&self, migration: &Migration, access: Access, work: impl AsyncFnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        self.db.begin(access).await.map_err(transaction_failed(migration, "begin"))?;
+        let result = work().await;
+        if result.is_err() {
+            // Harmless when the transaction has already ended: after a failed COMMIT, or when
+            // PostgreSQL rolled back a failed statement pipelined with COMMIT.
+            if let Err(error) = self.db.rollback().await {
+                tracing::debug!(migration = %migration, %error, "rolling back after an error failed");
+            }
+        }
+        result
+    }
+
+    /// Calls a component export in the current transaction, under the project's limits and
+    /// then its manifest's.
+    pub async fn call(
+        &self,
+        migration: &Migration,
+        component: &ComponentMigration,
+        loaded: &LoadedComponent,
+        call: Call,
+    ) -> Result<Outcome, Error> {
+        let config = self.config();
+        let limits: Limits = config.limits.with(&component.manifest.limits);
+        let name = call.to_string();
+        let role = config.postgres_role.as_deref();
+        let report = loaded.call(call, self.db.clone(), &limits, &component.grants, role).await?;
+        tracing::debug!(migration = %migration, call = name, fuel_used = report.fuel_used, "component call returned");
+        Ok(report.outcome)
+    }
+}
+
+/// The error for a transaction of `migration` that could not `action` (begin, commit, …).
+pub(crate) fn transaction_failed(migration: &Migration, action: &'static str) -> impl Fn(DbError) -> Error {
+    let migration = migration.folder.clone();
+    move |source| Error::Transaction { migration: migration.clone(), action, source }
+}
