@@ -43,6 +43,9 @@
 //! modules reachable for the project's own tests, fuzz targets and benchmarks; it is not
 //! part of the API and may change with any release.
 
+// Every type the API names is exported, so that a user can name what they are handed.
+#![deny(unnameable_types)]
+
 /// Declares the layers' modules: private, or public (and hidden) with `internals`.
 macro_rules! layers {
     ($($name:ident),* $(,)?) => {$(
@@ -59,21 +62,29 @@ layers!(core, guard, project, trust, db, ledger, sandbox, config, plan, report, 
 pub use crate::config::{Config, ConfigError, default_project_dir};
 pub use crate::core::digest::BadDigest;
 pub use crate::core::limits::{Limit, LimitOverrides, Limits, MAX_HOSTCALL_MIB, MAX_SECONDS, OutOfRange};
-pub use crate::core::{Digest, Version};
-pub use crate::db::{Backend, ConnectError, DbError, DbErrorKind, LockError};
+pub use crate::core::{Digest, Identifier, IdentifierError, TableName, Version};
+pub use crate::db::{Backend, ConnectError, DatabaseUrl, DbError, DbErrorKind, LockError, UnsupportedUrl};
 pub use crate::error::{Error, ErrorKind, RepairError, RunError};
-pub use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryError, Repair};
+pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
+pub use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryError, HistoryTable, Repair};
 pub use crate::migrator::{Migrator, State, StatusEntry};
 pub use crate::plan::{DownTarget, PlanError};
-pub use crate::project::backfill::{MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides};
-pub use crate::project::catalog::{Body, Catalog, CatalogError, ComponentMigration, Migration, SqlScripts};
+pub use crate::project::backfill::{
+    BackfillSettings, BackfillSettingsError, Chunking, MAX_PAUSE_MS, MAX_WORKERS, ProjectBackfillSection,
+    ThrottleOverrides,
+};
+pub use crate::project::catalog::{Body, Catalog, CatalogError, ComponentMigration, Migration, SqlScripts, Unrecorded};
+pub use crate::project::manifest::{Kind, Manifest, ManifestError};
 pub use crate::project::scaffold::{ScaffoldError, Template};
+pub use crate::project::sumfile::{SumFile, SumFileError};
 pub use crate::report::{Action, Report, StepReport};
 pub use crate::run::backfill::events::{BackfillEvent, BackfillObserver};
 pub use crate::sandbox::SandboxError;
 pub use crate::trust::signing::SigningError;
+pub use crate::trust::verify::{KeySection, MigrationCheck, SignatureCheck, TrustProblem, TrustedKey};
 pub use crate::trust::{
-    Date, DigestState, SignatureState, SumFileState, TrustError, TrustReport, check as verify_artifacts,
+    Date, DigestState, SignatureState, SumFileState, TrustConfigError, TrustError, TrustPolicy, TrustReport,
+    TrustSection, check as verify_artifacts,
 };
 
 /// Writing a new migration's files and a project's `wasmig.toml`.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::database::{
-    Access, Database, HeldLock, LockCheck, ResultCap, Rows, Value, is_truthy,
+    Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value, is_truthy,
 };
 pub use self::dialect::{Backend, Dialect, StatementScreen};
 pub use self::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use crate::db::{Access, is_truthy};
+use crate::db::{Access, ScriptRow, is_truthy};
 use crate::error::Error;
 use crate::ledger::NewRecord;
 use crate::project::catalog::{Body, ComponentMigration, Migration, SqlScripts};
@@ -167,7 +167,7 @@ async fn run_sql(session: &Session<'_>, migration: &Migration, file: &'static st
 /// Runs verify.sql: every statement must succeed, and every row a query returns must
 /// have a true first column (`SELECT count(*) = 0 FROM users WHERE email IS NULL`).
 async fn run_verify_sql(session: &Session<'_>, migration: &Migration, script: &str) -> Result<(), Error> {
-    let rows = session.db.run_script(script).await.map_err(|source| Error::Sql {
+    let rows: Vec<ScriptRow> = session.db.run_script(script).await.map_err(|source| Error::Sql {
         migration: migration.folder.clone(),
         file: "verify.sql",
         source,
