@@ -15,6 +15,7 @@ use crate::error::{Error, RepairError, RunError};
 use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryTable, Repair, schema};
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Body, Catalog, Migration};
+use crate::project::manifest::Kind;
 use crate::report::Report;
 use crate::run::backfill::events::{BackfillObserver, LogObserver};
 use crate::run::backfill::{self, WorkerEnd};
@@ -52,7 +53,7 @@ pub enum State {
 pub struct StatusEntry {
     pub version: Version,
     pub folder: String,
-    pub kind: String,
+    pub kind: Kind,
     pub state: State,
     pub backfill: Option<BackfillStatus>,
 }
@@ -379,7 +380,7 @@ impl Migrator {
                 StatusEntry {
                     version: migration.version,
                     folder: migration.folder.clone(),
-                    kind: migration.kind().to_owned(),
+                    kind: migration.kind(),
                     state,
                     backfill: backfill_of(migration.version),
                 }
@@ -389,7 +390,7 @@ impl Migrator {
             entries.push(StatusEntry {
                 version: row.version,
                 folder: format!("{}_{}", row.version, row.name),
-                kind: row.kind.clone(),
+                kind: row.kind,
                 state: State::Missing,
                 backfill: backfill_of(row.version),
             });

@@ -26,11 +26,14 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("blake3:")?;
+        use fmt::Write as _;
+        let mut text = String::with_capacity(7 + 64);
+        text.push_str("blake3:");
         for byte in self.0 {
-            write!(f, "{byte:02x}")?;
+            write!(text, "{byte:02x}")?;
         }
-        Ok(())
+        // `pad`, so that tables (`wasmig history`) can align it.
+        f.pad(&text)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::core::{Digest, Version};
 use crate::db::{Database, DbError, DbErrorKind, Value};
+use crate::project::manifest::Kind;
 
 use super::table::{HistoryError, HistoryTable};
 
@@ -12,7 +13,7 @@ use super::table::{HistoryError, HistoryTable};
 pub struct AppliedMigration {
     pub version: Version,
     pub name: String,
-    pub kind: String,
+    pub kind: Kind,
     pub digest: Digest,
     pub applied_at: String,
     pub applied_by: String,
@@ -26,7 +27,7 @@ pub struct AppliedMigration {
 pub struct NewRecord<'a> {
     pub version: Version,
     pub name: &'a str,
-    pub kind: &'a str,
+    pub kind: Kind,
     pub digest: &'a Digest,
     pub applied_by: &'a str,
     pub duration_ms: i64,
@@ -95,7 +96,7 @@ impl<'a> History<'a> {
         Ok(AppliedMigration {
             version: Version(u64::try_from(version).map_err(|_| corrupt("negative version"))?),
             name: text(name, "name is not text")?,
-            kind: text(kind, "kind is not text")?,
+            kind: Kind::parse(&text(kind, "kind is not text")?).ok_or_else(|| corrupt("kind is not sql or component"))?,
             digest: text(digest, "digest is not text")?.parse().map_err(|_| corrupt("digest is not a digest"))?,
             applied_at: text(applied_at, "applied_at is not a timestamp")?,
             applied_by: text(applied_by, "applied_by is not text")?,
@@ -115,7 +116,7 @@ impl<'a> History<'a> {
         let params = [
             Value::Int(row.version.as_i64()),
             Value::Text(row.name.to_owned()),
-            Value::Text(row.kind.to_owned()),
+            Value::Text(row.kind.as_str().to_owned()),
             Value::Text(row.digest.to_string()),
             Value::Text(row.applied_by.to_owned()),
             Value::Int(row.duration_ms),

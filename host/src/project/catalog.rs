@@ -60,10 +60,10 @@ pub struct ComponentMigration {
 }
 
 impl Migration {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         match self.body {
-            Body::Sql(_) => "sql",
-            Body::Component(_) => "component",
+            Body::Sql(_) => Kind::Sql,
+            Body::Component(_) => Kind::Component,
         }
     }
 

@@ -38,11 +38,33 @@ pub struct Manifest {
     pub grants: GrantsSection,
 }
 
+/// What a migration is: plain SQL, or a component. The history records it as its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Sql,
     Component,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sql => "sql",
+            Kind::Component => "component",
+        }
+    }
+
+    /// The kind the history records as `name`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        [Kind::Sql, Kind::Component].into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that tables can align it.
+        f.pad(self.as_str())
+    }
 }
 
 /// Why a manifest was refused; the caller adds the file's path.

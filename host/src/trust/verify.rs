@@ -226,7 +226,8 @@ macro_rules! display_as_serialized {
         }
         impl std::fmt::Display for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, so that `verify-artifacts` can align it as it aligned the text.
+                f.pad(self.as_str())
             }
         }
     )+};
