@@ -154,7 +154,7 @@ mod tests {
                 AppliedMigration {
                     version: m.version,
                     name: m.name.clone(),
-                    kind: "sql".into(),
+                    kind: crate::project::manifest::Kind::Sql,
                     digest: m.digest,
                     applied_at: String::new(),
                     applied_by: String::new(),

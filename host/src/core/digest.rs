@@ -127,6 +127,14 @@ pub fn normalize_text(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_digest_pads_in_a_table_column() {
+        let digest = migration_digest(&[text("up.sql", b"SELECT 1;")]);
+        let cell = format!("{digest:<72}|");
+        assert_eq!(cell.len(), 73, "{cell:?}");
+        assert!(cell.starts_with(&digest.to_string()));
+    }
+
     fn text(name: &'static str, body: &'static [u8]) -> DigestInput<'static> {
         DigestInput { name, content: Content::Text, bytes: body }
     }
