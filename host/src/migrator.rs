@@ -107,7 +107,9 @@ impl Migrator {
         work: impl AsyncFnOnce(&mut Report) -> Result<T, Error>,
     ) -> Result<(T, Report), RunError> {
         let mut report = Report::default();
-        match work(&mut report).await {
+        // Boxed: a run's futures nest deep (lock, session, step, backfill, chunk, batch, the
+        // component call), and a caller's own future would otherwise carry the whole layout.
+        match Box::pin(work(&mut report)).await {
             Ok(value) => Ok((value, report)),
             Err(error) => Err(RunError::new(error, report)),
         }

@@ -53,8 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let observer = CliObserver::new(Style::pick(format == Format::Json, args.quiet));
             let migrator = Migrator::open(config).await?.with_observer(std::sync::Arc::new(observer));
             tracing::debug!(database = url, backend = %migrator.backend(), "connected");
-            // Boxed: the engine's futures nest deep enough to pass the compiler's layout limit.
-            Box::pin(against_database(&migrator, command)).await
+            against_database(&migrator, command).await
         }
     }
 }
