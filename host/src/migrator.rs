@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::core::{Digest, Version};
-use crate::db::{self, Access, Backend, Database, HeldLock, Value};
+use crate::db::{self, Access, Backend, Database, HeldLock};
 use crate::error::{Error, RepairError, RunError};
 use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryTable, Repair, schema};
 use crate::plan::{self, DownTarget};
@@ -154,7 +154,12 @@ impl Migrator {
     /// (invariant 2), and no migration has run yet to make a temporary table.
     async fn pin_ledger(&self) -> Result<(), Error> {
         if self.ledger.get().is_none() {
-            let table = pinned_history(self.db.as_ref(), self.shared.config.history.clone()).await?;
+            let history = self.shared.config.history.clone();
+            let table = schema::pinned(self.db.as_ref(), history).await.map_err(|source| Error::Sql {
+                migration: "(none)".into(),
+                file: "the history table's schema",
+                source,
+            })?;
             let _ = self.ledger.set(table);
         }
         Ok(())
@@ -399,27 +404,5 @@ impl Migrator {
         }
         entries.sort_by_key(|entry| entry.version);
         Ok(entries)
-    }
-}
-
-/// Where an unqualified name could resolve through a temporary schema (PostgreSQL's
-/// `pg_temp`), the history table is pinned to the session's current schema, so that the
-/// engine's statements never resolve it there (a temporary table of the same name, made by a
-/// SQL migration, would otherwise take the history rows).
-async fn pinned_history(db: &dyn Database, history: HistoryTable) -> Result<HistoryTable, Error> {
-    let Some(current_schema) = db.dialect().current_schema.filter(|_| history.is_unqualified()) else {
-        return Ok(history);
-    };
-    let rows = db.query(current_schema, &[]).await.map_err(|source| Error::Sql {
-        migration: "(none)".into(),
-        file: "the history table's schema",
-        source,
-    })?;
-    match rows.values.first().and_then(|row| row.first()) {
-        Some(Value::Text(schema)) if !schema.starts_with("pg_temp") => {
-            // A schema name wasmig cannot quote as an identifier stays the server's to resolve.
-            Ok(history.clone().resolved_in(schema).unwrap_or(history))
-        }
-        _ => Ok(history),
     }
 }

@@ -45,9 +45,9 @@ pub struct Dialect {
     pub clock_ms: &'static str,
     /// Whether the engine creates the history table's schema itself.
     pub creates_schemas: bool,
-    /// The SQL asking the session's current schema, where an unqualified name could instead
-    /// resolve through a per-session temporary schema (PostgreSQL's `pg_temp`), so that the
-    /// engine pins its own tables to the current schema.
+    /// The SQL asking the session's current schema (no row when it is a temporary one), where
+    /// an unqualified name could instead resolve through a per-session temporary schema
+    /// (PostgreSQL's `pg_temp`), so that the engine pins its own tables to the current schema.
     pub current_schema: Option<&'static str>,
     /// Whether rows can be locked (`FOR UPDATE`, `SKIP LOCKED`): several writers at once
     /// need it; without it one writer holds the whole database.
@@ -71,7 +71,9 @@ pub const POSTGRES: Dialect = Dialect {
     boolean_type: "BOOLEAN",
     clock_ms: "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)",
     creates_schemas: true,
-    current_schema: Some("SELECT current_schema()::text"),
+    current_schema: Some(
+        "SELECT current_schema()::text WHERE current_schema() IS NOT NULL AND current_schema() NOT LIKE 'pg\\_temp%'",
+    ),
     row_locks: true,
     raises_division_by_zero: true,
     replication_lag_ms: Some(

@@ -2,7 +2,7 @@
 //! their chunks. Their DDL lives here in one script, so that every table the engine owns is
 //! read in one place.
 
-use crate::db::{Access, Database, Dialect};
+use crate::db::{Access, Database, DbError, Dialect, Value};
 
 use super::table::{HistoryError, HistoryTable};
 
@@ -18,6 +18,21 @@ pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), Histo
             let _ = db.rollback().await;
             Err(failed(error))
         }
+    }
+}
+
+/// The ledger's tables pinned to the session's current schema, where an unqualified name could
+/// resolve through a temporary schema: the engine's statements then never resolve them there
+/// (a temporary table of the same name, made by a SQL migration, would otherwise take the
+/// history rows). A schema wasmig cannot quote as an identifier stays the server's to resolve.
+pub async fn pinned(db: &dyn Database, history: HistoryTable) -> Result<HistoryTable, DbError> {
+    let Some(current_schema) = db.dialect().current_schema.filter(|_| history.is_unqualified()) else {
+        return Ok(history);
+    };
+    let rows = db.query(current_schema, &[]).await?;
+    match rows.values.first().and_then(|row| row.first()) {
+        Some(Value::Text(schema)) => Ok(history.clone().resolved_in(schema).unwrap_or(history)),
+        _ => Ok(history),
     }
 }
 
