@@ -59,14 +59,24 @@ macro_rules! layers {
 
 layers!(core, guard, project, trust, db, ledger, sandbox, config, plan, report, error, run, migrator);
 
-pub use crate::config::{Config, ConfigError, default_project_dir};
+pub use crate::config::{
+    CacheSection, Config, ConfigError, DOTENV_FILE, DatabaseSection, Environment, GuardSection, HistorySection,
+    LockModeSetting, LockSection, PoolerSetting, ProjectFile, UrlOrigin, default_project_dir,
+};
 pub use crate::core::digest::BadDigest;
 pub use crate::core::limits::{Limit, LimitOverrides, Limits, MAX_HOSTCALL_MIB, MAX_SECONDS, OutOfRange};
-pub use crate::core::{Digest, Identifier, IdentifierError, TableName, Version};
-pub use crate::db::{Backend, ConnectError, DatabaseUrl, DbError, DbErrorKind, LockError, UnsupportedUrl};
+pub use crate::core::{
+    BadDuration, Date, Digest, Human, Identifier, IdentifierError, TableName, Version, parse_duration, push_cause,
+};
+pub use crate::db::{
+    Backend, ConnInfoError, ConnectError, ConnectOptions, DatabaseUrl, DbError, DbErrorKind, LockError, PgEnv,
+    PgTarget, Pooler, RootCerts, SslMode, TlsCheck, TlsSetupError, Transport, UnsupportedUrl,
+};
 pub use crate::error::{Error, ErrorKind, RepairError, RunError};
 pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
-pub use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryError, HistoryTable, Repair};
+pub use crate::ledger::{
+    AppliedMigration, BackfillState, BackfillStatus, HistoryError, HistoryTable, LockMode, Repair,
+};
 pub use crate::migrator::{Migrator, State, StatusEntry};
 pub use crate::plan::{DownTarget, PlanError};
 pub use crate::project::backfill::{
@@ -83,13 +93,15 @@ pub use crate::sandbox::SandboxError;
 pub use crate::trust::signing::SigningError;
 pub use crate::trust::verify::{KeySection, MigrationCheck, SignatureCheck, TrustProblem, TrustedKey};
 pub use crate::trust::{
-    Date, DigestState, SignatureState, SumFileState, TrustConfigError, TrustError, TrustPolicy, TrustReport,
-    TrustSection, check as verify_artifacts,
+    DigestState, SignatureState, SumFileState, TrustConfigError, TrustError, TrustPolicy, TrustReport, TrustSection,
+    check as verify_artifacts,
 };
 
 /// Writing a new migration's files and a project's `wasmig.toml`.
 pub mod scaffold {
-    pub use crate::project::scaffold::{Created, ScaffoldError, Template, init, new_migration};
+    pub use crate::project::scaffold::{
+        Created, ScaffoldError, Template, artifact_name, default_crate_dir, init, new_migration,
+    };
 }
 
 /// Hashing a project into `wasmig.sum`, signing it, and making keys.

@@ -10,8 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::core::{Digest, Version};
-use crate::db::{self, Access, Backend, Database, HeldLock};
+use crate::db::{self, Access, Backend, Database, HeldLock, Transport};
 use crate::error::{Error, RepairError, RunError};
+use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryTable, Repair, schema};
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Body, Catalog, Migration};
@@ -21,7 +22,8 @@ use crate::run::backfill::events::{BackfillObserver, LogObserver};
 use crate::run::backfill::{self, WorkerEnd};
 use crate::run::executor::{self, Direction, Step};
 use crate::run::session::{Session, Shared};
-use crate::trust::{self, Date, TrustReport};
+use crate::core::Date;
+use crate::trust::{self, TrustReport};
 
 pub struct Migrator {
     shared: Shared,
@@ -63,7 +65,7 @@ impl Migrator {
     pub async fn open(config: Config) -> Result<Migrator, Error> {
         let catalog = Catalog::load(&config.project_dir)?;
         let trust = trust::check(&catalog, &config.trust, Date::today());
-        let db = db::connect(config.database()?, config.connect_timeout).await?;
+        let db = db::connect(config.database()?, config.connect).await?;
         let signers = trust.signer_key_ids().join(",");
         Ok(Migrator {
             shared: Shared::new(config, Arc::new(LogObserver), signers),
@@ -86,6 +88,11 @@ impl Migrator {
 
     pub fn backend(&self) -> Backend {
         self.db.dialect().backend
+    }
+
+    /// How the session reaches the database: whether it is encrypted, and what was checked.
+    pub fn transport(&self) -> Transport {
+        self.db.transport()
     }
 
     /// The verification of the project's artifacts against `wasmig.sum` and the trust policy.
@@ -132,7 +139,14 @@ impl Migrator {
     /// whose commits carry the lock's check; releases the lock whatever `work` returns.
     async fn locked<T>(&self, work: impl AsyncFnOnce(&Session<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let config = &self.shared.config;
-        let lock: Box<dyn HeldLock> = self.db.lock(&config.history.lock_name(), config.lock_timeout).await?;
+        let name = config.history.lock_name();
+        let lock: Box<dyn HeldLock> = match config.lock_mode {
+            LockMode::Table { lease } if self.db.dialect().backend == Backend::Postgres => {
+                let url = config.database()?;
+                lock::take(url, config.connect, &config.history, &name, config.lock_timeout, lease).await?
+            }
+            LockMode::Table { .. } | LockMode::Session => self.db.lock(&name, config.lock_timeout).await?,
+        };
         let result = match self.pin_ledger().await {
             Ok(()) => {
                 let session = self.session().holding(lock.commit_check());
@@ -208,6 +222,17 @@ impl Migrator {
     /// Every backfill's progress (empty before any started).
     pub async fn backfill_status(&self) -> Result<Vec<BackfillStatus>, Error> {
         Ok(self.session().backfills().statuses().await?)
+    }
+
+    /// The backfill of migration `version`; a project error says why there is none (no such
+    /// migration, no `[backfill]`, not applied yet).
+    pub async fn backfill_status_of(&self, version: Version) -> Result<BackfillStatus, Error> {
+        let migration = self.backfill_migration(version).await?;
+        let statuses = self.backfill_status().await?;
+        statuses
+            .into_iter()
+            .find(|status| status.version == version)
+            .ok_or_else(|| Error::BackfillNotApplied { migration: migration.folder.clone() })
     }
 
     /// Runs (or joins, as one more worker) the backfill of applied migration `version` until

@@ -49,7 +49,7 @@ pub use value::{FromValue, Value};
 #[allow(clippy::too_many_arguments)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "migration",
         pub_export_macro: true,
         export_macro_name: "__export_migration_world",

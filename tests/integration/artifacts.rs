@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use wasmig::trust::{self, Date};
+use wasmig::core::Date;
+use wasmig::trust;
 use wasmig::{Catalog, DownTarget, Error, ErrorKind, signing};
 use wasmig_tests::{Backend, Inspector, Project, StatementLog, TestDb, users_migration};
 

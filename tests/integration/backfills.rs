@@ -47,9 +47,8 @@ fn spawn_wasmig(project: &Project, db: &TestDb, args: &[&str]) -> Child {
     Command::new(wasmig_binary())
         .arg("--project")
         .arg(project.path())
-        .arg("--database")
-        .arg(&db.url)
         .args(args)
+        .env("DATABASE_URL", &db.url)
         .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-backfill-test-cache"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -455,7 +454,7 @@ async fn backfill_json_events_and_status() {
     let output = Command::new(wasmig_binary())
         .args(["--project"])
         .arg(project.path())
-        .args(["--database", &db.url, "up", "--format", "json"])
+        .args(["up", "--database", &db.url, "--format", "json"])
         .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-backfill-test-cache"))
         .output()
         .expect("run wasmig up");
@@ -476,7 +475,7 @@ async fn backfill_json_events_and_status() {
     let status = Command::new(wasmig_binary())
         .args(["--project"])
         .arg(project.path())
-        .args(["--database", &db.url, "backfill", "status", "2", "--format", "json"])
+        .args(["backfill", "--database", &db.url, "status", "2", "--format", "json"])
         .output()
         .expect("run wasmig backfill status");
     let statuses: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status as JSON");

@@ -24,10 +24,10 @@ fn stderr(output: &Output) -> String {
 fn unreachable_database_exits_4_and_redacts_the_password() {
     let project = Project::new();
     project.write("wasmig.toml", "[database]\nconnect_timeout_secs = 1\n");
-    let output = wasmig(&project, &["--database", "postgres://deploy:hunter2@127.0.0.1:9/app", "status"]);
+    let output = wasmig(&project, &["status", "--database", "postgres://deploy:hunter2@127.0.0.1:9/app"]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(4), "{text}");
-    assert!(text.contains("postgres://deploy:***@127.0.0.1:9/app"), "{text}");
+    assert!(text.contains("postgres://deploy@127.0.0.1:9/app"), "{text}");
     assert!(!text.contains("hunter2"), "the password leaked: {text}");
 }
 
@@ -67,7 +67,7 @@ fn out_of_range_settings_exit_3_naming_the_key_and_range() {
         let project = Project::new();
         project.write("0001_c/migration.wasm", "");
         project.write(file, &text);
-        let output = wasmig(&project, &["--database", "sqlite::memory:", "up"]);
+        let output = wasmig(&project, &["up", "--database", "sqlite::memory:"]);
         let message = stderr(&output);
         assert_eq!(output.status.code(), Some(3), "{file} {text}: {message}");
         assert!(message.contains(file) && message.contains(key) && message.contains("out of range"), "{message}");
@@ -80,7 +80,7 @@ fn malformed_manifest_exits_3_naming_it() {
     let db = TestDb::sqlite();
     let project = Project::new();
     project.write("0001_broken/migration.toml", "kind = \"component\"\nbatch = 5\n");
-    let output = wasmig(&project, &["--database", &db.url, "up"]);
+    let output = wasmig(&project, &["up", "--database", &db.url]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(3), "{text}");
     assert!(text.contains("0001_broken/migration.toml") && text.contains("batch"), "{text}");
@@ -93,7 +93,7 @@ fn a_component_flooding_the_log_is_capped_and_not_broken() {
     let db = TestDb::sqlite();
     let project = Project::new();
     project.component("0001_flood", "hostile-log", "[limits]\nfuel = 100000000000\ntimeout_secs = 120\n");
-    let output = wasmig(&project, &["--database", &db.url, "up"]);
+    let output = wasmig(&project, &["up", "--database", &db.url]);
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{}", &log[log.len().saturating_sub(2000)..]);
     assert!(log.len() < 2 * 1024 * 1024, "the log grew to {} bytes", log.len());
@@ -108,7 +108,7 @@ fn unknown_file_exits_3_naming_it() {
     let project = Project::new();
     project.sql("0001_users", &users_migration(1), None, None);
     project.write("0001_users/notes.md", "remember to index");
-    let output = wasmig(&project, &["--database", &db.url, "up"]);
+    let output = wasmig(&project, &["up", "--database", &db.url]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(stderr(&output).contains("0001_users/notes.md"));
 }
@@ -118,20 +118,20 @@ fn up_status_history_and_integrity_exit_codes() {
     let db = TestDb::sqlite();
     let project = Project::new();
     project.sql("0001_users", &users_migration(3), Some("DROP TABLE users;"), None);
-    let dry = wasmig(&project, &["--database", &db.url, "up", "--dry-run"]);
+    let dry = wasmig(&project, &["up", "--database", &db.url, "--dry-run"]);
     assert!(String::from_utf8_lossy(&dry.stdout).contains("would apply 0001_users"));
 
-    let up = wasmig(&project, &["--database", &db.url, "up"]);
+    let up = wasmig(&project, &["up", "--database", &db.url]);
     assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
     assert!(String::from_utf8_lossy(&up.stdout).contains("applied 0001_users"));
 
-    let status = wasmig(&project, &["--database", &db.url, "status"]);
+    let status = wasmig(&project, &["status", "--database", &db.url]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("applied"), "{status:?}");
-    let history = wasmig(&project, &["--database", &db.url, "history"]);
+    let history = wasmig(&project, &["history", "--database", &db.url]);
     assert!(String::from_utf8_lossy(&history.stdout).contains("blake3:"), "{history:?}");
 
     project.write("0001_users/up.sql", "-- changed after it was applied");
-    let changed = wasmig(&project, &["--database", &db.url, "up"]);
+    let changed = wasmig(&project, &["up", "--database", &db.url]);
     assert_eq!(changed.status.code(), Some(6), "{}", stderr(&changed));
 }
 
@@ -140,7 +140,7 @@ fn trapping_component_exits_8_and_failing_migration_exits_7() {
     let db = TestDb::sqlite();
     let project = Project::new();
     project.component("0001_loop", "hostile-loop", "[limits]\nfuel = 20000000\n[grants]\nddl = [\"loop_marker\"]\n");
-    let output = wasmig(&project, &["--database", &db.url, "up"]);
+    let output = wasmig(&project, &["up", "--database", &db.url]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(8), "{text}");
     assert!(text.contains("0001_loop") && text.contains("fuel"), "{text}");
@@ -149,7 +149,7 @@ fn trapping_component_exits_8_and_failing_migration_exits_7() {
     let db = TestDb::sqlite();
     let project = Project::new();
     project.sql("0001_bad", "CREATE TABLE t (id INTEGER);\nSELECT * FROM missing_table;", None, None);
-    let output = wasmig(&project, &["--database", &db.url, "up"]);
+    let output = wasmig(&project, &["up", "--database", &db.url]);
     assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
 }
 
@@ -230,6 +230,6 @@ fn a_trust_file_outside_the_checkout_replaces_the_projects_policy() {
     std::fs::write(policy.path(), "[trust]\nrequire_signatures = true\n[[trust.keys]]\nname = \"prod\"\npublic_key = \"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"\n")
         .expect("write policy");
     let policy_arg = policy.path().to_string_lossy().into_owned();
-    let output = wasmig(&project, &["--trust-file", &policy_arg, "verify-artifacts"]);
+    let output = wasmig(&project, &["verify-artifacts", "--trust-file", &policy_arg]);
     assert_eq!(output.status.code(), Some(9), "production's policy requires a signature: {}", stderr(&output));
 }

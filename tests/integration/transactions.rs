@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wasmig::db::{Access, Database, DatabaseUrl, NotCommitted, Value, connect};
+use wasmig::db::{Access, ConnectOptions, Database, DatabaseUrl, NotCommitted, PgEnv, Value, connect};
 use wasmig_tests::{Backend, TestDb};
 
 use crate::on_both_backends;
 
 async fn open(db: &TestDb) -> std::sync::Arc<dyn Database> {
-    let url = DatabaseUrl::parse(&db.url, Path::new(".")).expect("the test database's URL parses");
-    connect(&url, Duration::from_secs(10)).await.expect("the test database answers")
+    let url = DatabaseUrl::parse(&db.url, Path::new("."), &PgEnv::default()).expect("the test database's URL parses");
+    connect(&url, ConnectOptions::default()).await.expect("the test database answers")
 }
 
 async fn execute_and_commit_commits_only_with_its_statement(backend: Backend) {
@@ -50,7 +50,8 @@ async fn sqlite_waiting_on_a_lock_leaves_the_runtime_free() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("busy.db");
-    let wasmig = connect(&DatabaseUrl::Sqlite(path.clone()), Duration::from_secs(5)).await.expect("open with wasmig");
+    let wasmig =
+        connect(&DatabaseUrl::Sqlite(path.clone()), ConnectOptions::default()).await.expect("open with wasmig");
     let holder = rusqlite::Connection::open(&path).expect("open SQLite");
     holder.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").expect("lock");
 

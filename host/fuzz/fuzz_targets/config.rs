@@ -5,11 +5,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasmig::Config;
+use wasmig::{Config, Environment, LockMode};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(config) = Config::parse(std::path::Path::new("/nonexistent-project"), text, None) else { return };
+    let project = std::path::Path::new("/nonexistent-project");
+    let Ok(config) = Config::parse_in(project, text, None, &Environment::default()) else { return };
     let limits = config.limits;
     assert!(limits.timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
     assert!(limits.statement_timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
@@ -19,8 +20,14 @@ fuzz_target!(|data: &[u8]| {
     );
     assert!(limits.fuel >= 1 && limits.memory_bytes >= 1 << 20, "{text:?}");
     assert!(config.lock_timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
-    assert!(config.connect_timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
+    assert!(config.connect.attempt_timeout.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
+    assert!(config.connect.wait.as_secs() <= wasmig::core::limits::MAX_SECONDS, "{text:?}");
+    let lease = match config.lock_mode {
+        LockMode::Table { lease } => lease,
+        LockMode::Session => std::time::Duration::ZERO,
+    };
+    assert!(lease.as_secs() <= 3600, "{text:?}");
     // The instant arithmetic a run does with them must hold.
     let now = std::time::Instant::now();
-    let _ = now + limits.timeout + config.lock_timeout + config.connect_timeout;
+    let _ = now + limits.timeout + config.lock_timeout + config.connect.attempt_timeout + config.connect.wait + lease;
 });

@@ -2,6 +2,7 @@
 //! (nothing, the project's artifacts, or a database). Running them is `commands.rs`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use wasmig::{Digest, MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides, Version};
@@ -14,15 +15,6 @@ pub struct Args {
     #[arg(long, short = 'p', global = true, env = "WASMIG_PROJECT")]
     pub project: Option<PathBuf>,
 
-    /// The database URL (postgres://…, sqlite:PATH). Overrides wasmig.toml.
-    #[arg(long, short = 'd', global = true, env = "DATABASE_URL", hide_env_values = true)]
-    pub database: Option<String>,
-
-    /// A TOML file whose [trust] section replaces wasmig.toml's: keep production's trust policy
-    /// outside the checkout it judges.
-    #[arg(long, global = true, env = "WASMIG_TRUST_FILE")]
-    pub trust_file: Option<PathBuf>,
-
     /// Show debug output (component loads, fuel used per call).
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
@@ -33,6 +25,46 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How to reach the database, for the commands that use one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DatabaseArgs {
+    /// The database: a postgres:// URL, a libpq key=value string (host=… dbname=…), or
+    /// sqlite:PATH. Default: DATABASE_URL (the environment's, else ./.env's), then [database]
+    /// url in wasmig.toml, then the PG* variables.
+    #[arg(long, short = 'd', global = true)]
+    pub database: Option<String>,
+
+    /// Keep trying a database that is not answering yet for this long (500ms, 30s, 2m), with a
+    /// line per attempt. Default: [database] wait, else try once.
+    #[arg(long, value_name = "DURATION", global = true, value_parser = duration)]
+    pub wait_for_db: Option<Duration>,
+
+    /// Wait at most this long for the migration lock another run holds. Default:
+    /// [lock] timeout_secs, else 10m.
+    #[arg(long, value_name = "DURATION", global = true, value_parser = duration)]
+    pub lock_timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrustArgs {
+    /// A TOML file whose [trust] section replaces wasmig.toml's: keep production's trust policy
+    /// outside the checkout it judges.
+    #[arg(long, global = true, env = "WASMIG_TRUST_FILE")]
+    pub trust_file: Option<PathBuf>,
+}
+
+/// A duration flag, at most a day like every time setting.
+fn duration(text: &str) -> Result<Duration, String> {
+    let duration = wasmig::parse_duration(text).map_err(|error| error.to_string())?;
+    if duration.as_secs() > wasmig::MAX_SECONDS {
+        return Err(format!("{text} is out of range: at most 24h"));
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,14 +87,21 @@ pub enum Command {
         /// A component migration, with a Rust guest crate to build it from.
         #[arg(long)]
         rust: bool,
-        /// Where to create the Rust guest crate. Default: plugins/<name>.
+        /// Where to create the Rust guest crate. Default: plugins/<name> beside the project
+        /// folder (in the folder above it).
         #[arg(long, requires = "rust")]
         crate_dir: Option<PathBuf>,
     },
     /// Show every migration's state and backfill progress.
-    Status,
+    Status {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Show the history table, with signers and recorded repairs.
-    History,
+    History {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Apply pending migrations (after resuming unfinished backfills).
     Up {
         /// Stop after this version.
@@ -76,11 +115,15 @@ pub enum Command {
         format: Format,
         #[command(flatten)]
         throttle: ThrottleArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
     /// Watch and steer backfills: status, run (one more worker), pause, resume.
     Backfill {
         #[command(subcommand)]
         action: BackfillAction,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
     /// Revert applied migrations, newest first (default: the latest one).
     Down {
@@ -90,9 +133,14 @@ pub enum Command {
         /// Revert this many migrations.
         #[arg(long)]
         steps: Option<usize>,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
     /// Run every applied migration's verify again, read-only.
-    Verify,
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Show what each component migration may touch (its grants) and its limits.
     Grants,
     /// Write wasmig.sum: the blake3 digest of every migration and of the whole list.
@@ -117,6 +165,8 @@ pub enum Command {
     VerifyArtifacts {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Record that an applied migration's files changed and accept their new digest.
     Repair {
@@ -127,6 +177,8 @@ pub enum Command {
         /// Why the change is accepted; kept in the history.
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -194,7 +246,15 @@ pub fn init_logging(verbose: bool, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WASMIG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colour only for a person at a terminal: a CI log or a file gets plain text, and
+    // NO_COLOR (https://no-color.org) turns it off everywhere.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour)
+        .init();
 }
 
 /// A command, sorted by what it needs before it runs.
@@ -211,13 +271,13 @@ pub enum Route {
     /// The CI side: the project's files, no database.
     Artifacts(ArtifactCommand),
     /// A connection to the project's database.
-    Database(DatabaseCommand),
+    Database(DatabaseCommand, DatabaseArgs),
 }
 
 pub enum ArtifactCommand {
     Hash,
     Sign { key: Option<PathBuf>, key_env: Option<String> },
-    Verify { format: Format },
+    Verify { format: Format, trust: TrustArgs },
     Grants,
 }
 
@@ -239,19 +299,19 @@ impl From<Command> for Route {
             Command::Keygen { out } => Route::Keygen { out },
             Command::Hash => Route::Artifacts(ArtifactCommand::Hash),
             Command::Sign { key, key_env } => Route::Artifacts(ArtifactCommand::Sign { key, key_env }),
-            Command::VerifyArtifacts { format } => Route::Artifacts(ArtifactCommand::Verify { format }),
+            Command::VerifyArtifacts { format, trust } => Route::Artifacts(ArtifactCommand::Verify { format, trust }),
             Command::Grants => Route::Artifacts(ArtifactCommand::Grants),
-            Command::Status => Route::Database(DatabaseCommand::Status),
-            Command::History => Route::Database(DatabaseCommand::History),
-            Command::Up { to, dry_run, format, throttle } => {
-                Route::Database(DatabaseCommand::Up { to, dry_run, format, throttle })
+            Command::Status { db } => Route::Database(DatabaseCommand::Status, db),
+            Command::History { db } => Route::Database(DatabaseCommand::History, db),
+            Command::Up { to, dry_run, format, throttle, db } => {
+                Route::Database(DatabaseCommand::Up { to, dry_run, format, throttle }, db)
             }
-            Command::Down { to, steps } => Route::Database(DatabaseCommand::Down { to, steps }),
-            Command::Verify => Route::Database(DatabaseCommand::Verify),
-            Command::Repair { version, accept_digest, reason } => {
-                Route::Database(DatabaseCommand::Repair { version, accept_digest, reason })
+            Command::Down { to, steps, db } => Route::Database(DatabaseCommand::Down { to, steps }, db),
+            Command::Verify { db } => Route::Database(DatabaseCommand::Verify, db),
+            Command::Repair { version, accept_digest, reason, db } => {
+                Route::Database(DatabaseCommand::Repair { version, accept_digest, reason }, db)
             }
-            Command::Backfill { action } => Route::Database(DatabaseCommand::Backfill(action)),
+            Command::Backfill { action, db } => Route::Database(DatabaseCommand::Backfill(action), db),
         }
     }
 }

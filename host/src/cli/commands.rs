@@ -30,7 +30,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Route::Artifacts(command) => {
-            let config = load_config(&project, &args.database, &args.trust_file)?;
+            let trust_file = match &command {
+                ArtifactCommand::Verify { trust, .. } => trust.trust_file.clone(),
+                _ => None,
+            };
+            // The CI side reads no database setting, so a DATABASE_URL it cannot use is no error.
+            let config =
+                Config::load_in(&project, None, &wasmig::Environment::default()).map_err(wasmig::Error::from)?;
+            let config = with_trust_file(config, &trust_file)?;
             // `hash` writes the sum file anew, so it reads folders that differ from the old one.
             let catalog = match command {
                 ArtifactCommand::Hash => Catalog::load_to_rehash(&project),
@@ -39,8 +46,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             };
             artifacts(&config, &catalog.map_err(wasmig::Error::from)?, command)
         }
-        Route::Database(command) => {
-            let mut config = load_config(&project, &args.database, &args.trust_file)?;
+        Route::Database(command, db) => {
+            let mut config = Config::load(&project, db.database.as_deref()).map_err(wasmig::Error::from)?;
+            config = with_trust_file(config, &db.trust.trust_file)?;
+            if let Some(wait) = db.wait_for_db {
+                config.connect.wait = wait;
+            }
+            if let Some(timeout) = db.lock_timeout {
+                config.lock_timeout = timeout;
+            }
             let (format, throttle) = match &command {
                 DatabaseCommand::Up { format, throttle, .. }
                 | DatabaseCommand::Backfill(BackfillAction::Run { format, throttle, .. }) => (*format, Some(*throttle)),
@@ -53,13 +67,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let observer = CliObserver::new(Style::pick(format == Format::Json, args.quiet));
             let migrator = Migrator::open(config).await?.with_observer(std::sync::Arc::new(observer));
             tracing::debug!(database = url, backend = %migrator.backend(), "connected");
+            if matches!(command, DatabaseCommand::Status | DatabaseCommand::History) {
+                print::connection(&url, migrator.transport());
+            }
             against_database(&migrator, command).await
         }
     }
 }
 
-fn load_config(project: &Path, database: &Option<String>, trust_file: &Option<PathBuf>) -> anyhow::Result<Config> {
-    let config = Config::load(project, database.as_deref()).map_err(wasmig::Error::from)?;
+fn with_trust_file(config: Config, trust_file: &Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(match trust_file {
         Some(path) => config.with_trust_file(path).map_err(wasmig::Error::from)?,
         None => config,
@@ -68,20 +84,33 @@ fn load_config(project: &Path, database: &Option<String>, trust_file: &Option<Pa
 
 fn new_migration(project: &Path, name: &str, rust: bool, crate_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let template = if rust { Template::Rust } else { Template::Sql };
-    let crate_dir = crate_dir.unwrap_or_else(|| PathBuf::from("plugins").join(name));
+    let crate_dir = crate_dir.unwrap_or_else(|| scaffold::default_crate_dir(project, name));
     let created = scaffold::new_migration(project, name, template, &crate_dir)?;
     for file in &created.files {
-        println!("created {}", file.display());
+        println!("created {}", shown(file).display());
     }
     if rust {
+        let crate_dir = shown(&crate_dir);
+        let artifact = scaffold::artifact_name(&name.replace('_', "-"));
         println!(
-            "build it with: cargo build --release --target wasm32-wasip2 --manifest-path {}/Cargo.toml\n\
-             then copy the .wasm from its target/wasm32-wasip2/release/ to {}/migration.wasm",
-            crate_dir.display(),
-            created.folder.display()
+            "\nbuild it (once: rustup target add wasm32-wasip2):\n  \
+             cargo build --release --target wasm32-wasip2 --manifest-path {crate}/Cargo.toml\n\
+             then copy the component into the migration folder:\n  \
+             cp {crate}/target/wasm32-wasip2/release/{artifact}.wasm {folder}/migration.wasm",
+            crate = crate_dir.display(),
+            folder = shown(&created.folder).display(),
         );
     }
     Ok(())
+}
+
+/// `path` relative to the current folder when it lies inside it, as a person would type it.
+fn shown(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match std::env::current_dir() {
+        Ok(current) => absolute.strip_prefix(&current).map_or(absolute.clone(), Path::to_owned),
+        Err(_) => absolute,
+    }
 }
 
 /// `hash`, `sign` and `verify-artifacts`: the CI side, which needs no database.
@@ -113,7 +142,7 @@ fn artifacts(config: &Config, catalog: &Catalog, command: ArtifactCommand) -> an
             println!("wrote {}", path.display());
             Ok(())
         }
-        ArtifactCommand::Verify { format } => {
+        ArtifactCommand::Verify { format, .. } => {
             let report = wasmig::verify_artifacts(catalog, &config.trust, Date::today());
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -175,13 +204,10 @@ async fn against_database(migrator: &Migrator, command: DatabaseCommand) -> anyh
 async fn backfill(migrator: &Migrator, action: BackfillAction) -> anyhow::Result<()> {
     match action {
         BackfillAction::Status { version, format } => {
-            let mut statuses = migrator.backfill_status().await?;
-            if let Some(version) = version {
-                statuses.retain(|s| s.version == version);
-                if statuses.is_empty() {
-                    anyhow::bail!("migration {version} has no backfill in progress or finished");
-                }
-            }
+            let statuses = match version {
+                Some(version) => vec![migrator.backfill_status_of(version).await?],
+                None => migrator.backfill_status().await?,
+            };
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
                 Format::Human => print::backfills(migrator.catalog(), &statuses),

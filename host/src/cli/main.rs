@@ -46,6 +46,16 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
+/// The error and its causes, each said once: a cause whose words an outer message already
+/// holds (a run's failure shows its error, an error its source) is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        wasmig::push_cause(&mut text, &cause.to_string());
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let args = <args::Args as clap::Parser>::parse();
     args::init_logging(args.verbose, args.quiet);
@@ -59,7 +69,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::from(exit_code(&error))
         }
     }

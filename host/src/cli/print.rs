@@ -2,7 +2,7 @@
 
 use wasmig::{
     AppliedMigration, BackfillState, BackfillStatus, Body, Catalog, Limits, Repair, Report, State, StatusEntry,
-    TrustReport,
+    Transport, TrustReport,
 };
 
 use crate::progress::{duration, thousands};
@@ -37,6 +37,13 @@ pub fn report(report: &Report, when_empty: &str) {
     } else {
         print!("{report}");
     }
+}
+
+/// The line `status` and `history` open with: which database, and whether the session to it
+/// is encrypted.
+pub fn connection(url: &str, transport: Transport) {
+    println!("database: {url}");
+    println!("session:  {transport}\n");
 }
 
 pub fn status(entries: &[StatusEntry]) {

@@ -1,4 +1,5 @@
-//! [`os_user`]: who runs wasmig, as the operating system names the account.
+//! [`os_user`] and [`host_name`]: who runs wasmig, and where, as the operating system names
+//! them.
 
 /// The operating-system account running wasmig, for the history's `applied_by`: the login
 /// variables, else (CI containers often set none) the process's uid looked up in /etc/passwd.
@@ -27,4 +28,14 @@ fn user_from_uid() -> Option<String> {
 #[cfg(not(unix))]
 fn user_from_uid() -> Option<String> {
     None
+}
+
+/// This machine's name, for messages that say which run holds a lock.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
+        .unwrap_or_else(|| "this machine".to_owned())
 }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::guard::GuardSettings;
 
 use super::dialect::Dialect;
+use super::transport::Transport;
 use super::error::{DbError, DbErrorKind, LockError, NotCommitted};
 
 /// A SQL value crossing the backend boundary (parameters and result columns).
@@ -109,6 +110,9 @@ pub trait Database: Send + Sync {
     /// Which backend this is and what differs on it, for the layers above `db`.
     fn dialect(&self) -> &'static Dialect;
 
+    /// How the session reaches the database: whether it is encrypted, and what was checked.
+    fn transport(&self) -> Transport;
+
     /// Runs a script of one or more statements without parameters (a migration's SQL file)
     /// and returns the first column of every row its queries produced.
     async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError>;
@@ -178,7 +182,7 @@ pub trait HeldLock: Send {
 /// See [`HeldLock::commit_check`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockCheck {
-    pub statement: &'static str,
+    pub statement: String,
     pub params: Vec<Value>,
 }
 

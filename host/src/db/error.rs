@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::core::Human;
+
 /// An error from the database or the client: what kind it is, for the layers that act on it;
 /// its code (PostgreSQL's SQLSTATE, SQLite's extended result code name, or the engine's own
 /// name for a refusal), for the people and guests who read it; and its message.
@@ -93,9 +95,9 @@ pub enum NotCommitted {
 /// Why the migration lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another wasmig run held the migration lock {name:?} for {waited:?}; giving up")]
+    #[error("another wasmig run held the migration lock {name} for {}; giving up (raise --lock-timeout to wait longer)", Human(*waited))]
     Timeout { name: String, waited: Duration },
-    #[error("could not take the migration lock {name:?}: {source}")]
+    #[error("could not take the migration lock {name}: {source}")]
     Failed { name: String, source: DbError },
     #[error(
         "migration {migration}: this run lost the migration lock (its lock session ended), so the \
@@ -107,9 +109,19 @@ pub enum LockError {
 /// Why a database could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("could not connect to {url} within {waited:?}: {reason}")]
-    Unreachable { url: String, waited: Duration, reason: String },
+    /// The server (or the name service, or the TLS handshake) gave an answer that waiting
+    /// would not change.
+    #[error("could not connect to {url}: {reason}")]
+    Refused { url: String, reason: String },
+    /// Nothing answered, and the caller did not ask to wait.
+    #[error(
+        "could not connect to {url}: {reason}; to wait for a server that is still starting, pass \
+         --wait-for-db DURATION (or set [database] wait)"
+    )]
+    Unreachable { url: String, reason: String },
+    /// Nothing answered within the wait.
+    #[error("could not connect to {url} in {attempts} attempts over {}: {reason}", Human(*waited))]
+    GaveUp { url: String, attempts: u32, waited: Duration, reason: String },
     #[error("could not open SQLite database {url}: {reason}")]
     Sqlite { url: String, reason: String },
 }
-

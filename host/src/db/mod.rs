@@ -6,24 +6,26 @@ mod dialect;
 mod error;
 mod postgres;
 mod sqlite;
+mod transport;
 mod url;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use self::database::{
     Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value, is_truthy,
 };
 pub use self::dialect::{Backend, Dialect, StatementScreen};
 pub use self::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
+pub use self::postgres::{ConnInfoError, ConnectOptions, PgEnv, Pooler, PgTarget, RootCerts, SslMode, TlsSetupError};
+pub use self::transport::{TlsCheck, Transport};
 pub use self::url::{DatabaseUrl, UnsupportedUrl};
 
-/// Connects to `url`, retrying until `timeout` so that a database that is still starting
-/// (a CI service container, say) is waited for.
-pub async fn connect(url: &DatabaseUrl, timeout: Duration) -> Result<Arc<dyn Database>, ConnectError> {
+/// Connects to `url`; a PostgreSQL server that is not answering yet (a CI service container
+/// still starting, say) is waited for as `options` allow.
+pub async fn connect(url: &DatabaseUrl, options: ConnectOptions) -> Result<Arc<dyn Database>, ConnectError> {
     let shown = url.to_string();
     Ok(match url {
-        DatabaseUrl::Postgres(raw) => Arc::new(postgres::PostgresDatabase::connect(raw, shown, timeout).await?),
+        DatabaseUrl::Postgres(target) => Arc::new(postgres::PostgresDatabase::connect(target, options).await?),
         DatabaseUrl::Sqlite(path) => {
             // Opening may wait on another connection's lock too (switching to WAL).
             let path = path.clone();

@@ -136,7 +136,7 @@ pub fn authorize(policy: &Policy, scope: &mut StatementScope, context: &AuthCont
     };
     let other_database = database.is_some_and(|db| db != "main");
     if other_database && !on_schema_table && !matches!(context.action, AuthAction::Function { .. }) {
-        let what = format!("{:?} in database {:?}", context.action, database.unwrap_or_default());
+        let what = format!("{} in database {}", readable(&context.action), database.unwrap_or_default());
         return Err(Refusal::StatementClass { what, why: "only the main database is the migration's" });
     }
     let schema_phase = policy.phase == Phase::Schema;
@@ -238,10 +238,27 @@ pub fn authorize(policy: &Policy, scope: &mut StatementScope, context: &AuthCont
             "only tables, their columns and indexes may change",
         )),
         other => Err(Refusal::StatementClass {
-            what: format!("{other:?}"),
+            what: readable(&other),
             why: "only reads, granted data changes and granted table and index changes are allowed",
         }),
     }
+}
+
+/// An authorizer action in words: `AttachDatabase { filename: "x" }` becomes
+/// `attach database x`, for a refusal a person reads.
+fn readable(action: &AuthAction<'_>) -> String {
+    let debug = format!("{action:?}");
+    let variant_end = debug.find([' ', '{', '(']).unwrap_or(debug.len());
+    let mut words = String::new();
+    for c in debug[..variant_end].chars() {
+        if c.is_uppercase() && !words.is_empty() {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    // The names the action carries are its quoted fields.
+    let names: Vec<&str> = debug[variant_end..].split('"').skip(1).step_by(2).filter(|name| !name.is_empty()).collect();
+    if names.is_empty() { words } else { format!("{words} {}", names.join(" ")) }
 }
 
 #[cfg(test)]
@@ -413,3 +430,4 @@ mod tests {
         assert!(authorize(&p, &mut StatementScope::default(), &temp).is_err());
     }
 }
+

@@ -72,6 +72,11 @@ impl HistoryTable {
         self.beside("backfill")
     }
 
+    /// The table holding the migration lock in `table` mode: a row per lock, under a lease.
+    pub(crate) fn locks(&self) -> HistoryTable {
+        self.beside("lock")
+    }
+
     /// The table with one row per key-range chunk of a backfill.
     pub(crate) fn chunks(&self) -> HistoryTable {
         self.beside("backfill_chunks")

@@ -18,7 +18,7 @@ use crate::core::Version;
 use crate::core::digest::{Content, Digest, DigestInput, migration_digest};
 
 use super::backfill::BackfillSettings;
-use super::layout::{MANIFEST_FILE, PROJECT_FILE, SIGNATURE_SUFFIX, SUM_FILE};
+use super::layout::{MANIFEST_FILE, PROJECT_FILE, SIGNATURE_SUFFIX, SUM_FILE, kept_beside_migrations};
 use super::manifest::{Kind, Manifest};
 use super::sumfile::SumFile;
 
@@ -118,7 +118,10 @@ pub enum CatalogError {
     OpenProject { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: wasmig does not know this file; a project holds {PROJECT_FILE} and NNNN_name/ folders only")]
+    #[error(
+        "{path}: wasmig does not know this file; a project holds {PROJECT_FILE}, NNNN_name/ folders, a README.md \
+         and dotfiles only"
+    )]
     UnexpectedProjectEntry { path: PathBuf },
     #[error("{path}: a migration folder is named NNNN_name (digits, '_', then letters, digits, '_' or '-')")]
     BadFolderName { path: PathBuf },
@@ -209,6 +212,9 @@ impl Catalog {
                 } else {
                     catalog.signatures.push((name, bytes));
                 }
+                continue;
+            }
+            if kept_beside_migrations(&name, file_type.is_dir()) {
                 continue;
             }
             if !file_type.is_dir() {
@@ -451,6 +457,27 @@ mod tests {
         let dir = project(&[("0001_a/up.sql", ""), ("0001_a/notes.txt", "")]);
         let error = Catalog::load(dir.path()).unwrap_err();
         assert!(error.to_string().contains("0001_a/notes.txt"), "{error}");
+    }
+
+    #[test]
+    fn a_readme_dotfiles_and_wasmigs_own_database_files_are_left_alone() {
+        let dir = project(&[
+            ("0001_a/up.sql", ""),
+            ("README.md", "# migrations"),
+            (".gitkeep", ""),
+            (".git/HEAD", "ref"),
+            ("wasmig.db", ""),
+            ("wasmig.db-wal", ""),
+            ("wasmig.db-shm", ""),
+            ("wasmig.db.wasmig-lock", ""),
+        ]);
+        let catalog = Catalog::load(dir.path()).unwrap();
+        assert_eq!(catalog.migrations.len(), 1);
+        for unknown in ["notes.txt", "README.txt", "backup.db.bak"] {
+            let dir = project(&[("0001_a/up.sql", ""), (unknown, "")]);
+            let error = Catalog::load(dir.path()).unwrap_err();
+            assert!(error.to_string().contains(unknown), "{unknown}: {error}");
+        }
     }
 
     #[test]

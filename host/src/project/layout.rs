@@ -13,3 +13,24 @@ pub const SIGNATURE_SUFFIX: &str = ".minisig";
 pub const MANIFEST_FILE: &str = "migration.toml";
 /// A component migration's component, unless its manifest names another file.
 pub const DEFAULT_COMPONENT_FILE: &str = "migration.wasm";
+
+/// Whether the project folder may hold `name` beside its migrations without wasmig reading
+/// it: a `README.md`, dotfiles such as `.gitkeep` or `.gitignore`, and the files wasmig itself
+/// creates there (a SQLite database and its `-wal`, `-shm`, `-journal` and lock files). Every
+/// other unknown entry is an error, so that nothing meant as a migration is silently skipped.
+pub fn kept_beside_migrations(name: &str, is_dir: bool) -> bool {
+    if name.starts_with('.') {
+        return true;
+    }
+    if is_dir {
+        return false;
+    }
+    if name == "README.md" {
+        return true;
+    }
+    let base = ["-wal", "-shm", "-journal", ".wasmig-lock"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    [".db", ".sqlite", ".sqlite3"].iter().any(|extension| base.len() > extension.len() && base.ends_with(extension))
+}

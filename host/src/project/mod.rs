@@ -4,6 +4,7 @@
 
 pub mod backfill;
 pub mod catalog;
+pub mod guest_sdk;
 pub mod layout;
 pub mod manifest;
 pub mod scaffold;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::core::Version;
+use crate::project::guest_sdk;
 use crate::project::catalog::{Catalog, CatalogError};
 use crate::project::layout::PROJECT_FILE;
 
@@ -30,8 +31,9 @@ pub enum Template {
 const PROJECT_TEMPLATE: &str = r#"# wasmig project: see https://docs.rs/wasmig for every setting.
 
 [database]
-# --database and DATABASE_URL take precedence. A relative SQLite path is relative to this folder.
-url = "sqlite:wasmig.db"
+# --database, DATABASE_URL (or a .env file's) take precedence. A relative SQLite path is
+# relative to this folder.
+url = "sqlite:{database}"
 
 [history]
 table = "wasmig_history"
@@ -53,11 +55,28 @@ fn write_new(path: &Path, contents: &str) -> Result<(), ScaffoldError> {
     std::fs::write(path, contents).map_err(|source| ScaffoldError::Write { path: path.to_owned(), source })
 }
 
-/// Creates `<dir>/wasmig.toml`.
+/// Creates `<dir>/wasmig.toml`. Its SQLite database lies beside the project folder (in the
+/// folder above it, `../wasmig.db`), so the migrations folder holds migrations only; when the
+/// project is the current folder itself, the database is `wasmig.db` in it, which the catalog
+/// leaves alone.
 pub fn init(dir: &Path) -> Result<PathBuf, ScaffoldError> {
     let path = dir.join(PROJECT_FILE);
-    write_new(&path, PROJECT_TEMPLATE)?;
+    let is_current = |dir: &Path| {
+        let (Ok(dir), Ok(current)) = (std::path::absolute(dir), std::env::current_dir()) else { return false };
+        dir.components().eq(current.components()) || dir.as_os_str().is_empty()
+    };
+    let database = if is_current(dir) || dir.as_os_str() == "." { "wasmig.db" } else { "../wasmig.db" };
+    write_new(&path, &PROJECT_TEMPLATE.replace("{database}", database))?;
     Ok(path)
+}
+
+/// Where `new NAME --rust` puts the guest crate when not told: `plugins/NAME` beside the
+/// project folder (in the folder above it), never inside it, where the catalog would take it
+/// for a stray file.
+pub fn default_crate_dir(project_dir: &Path, name: &str) -> PathBuf {
+    let absolute = std::path::absolute(project_dir).unwrap_or_else(|_| project_dir.to_owned());
+    let parent = absolute.parent().map_or_else(|| absolute.clone(), Path::to_owned);
+    parent.join("plugins").join(name)
 }
 
 /// What `new` created.
@@ -83,6 +102,7 @@ pub fn new_migration(
     let next = Version(catalog.migrations.last().map_or(1, |m| m.version.0 + 1));
     let folder = project_dir.join(format!("{next}_{name}"));
     let mut files = Vec::new();
+    let mut sdk_files = Vec::new();
     let mut write = |path: PathBuf, contents: &str| -> Result<(), ScaffoldError> {
         write_new(&path, contents)?;
         files.push(path);
@@ -100,29 +120,43 @@ pub fn new_migration(
         Template::Rust => {
             write(folder.join("migration.toml"), "kind = \"component\"\n# [backfill]\n# batch_size = 1000\n")?;
             let crate_name = name.replace('_', "-");
-            write(crate_dir.join("Cargo.toml"), &guest_cargo_toml(&crate_name, &sdk_dependency(crate_dir)))?;
+            let sdk = match checkout_sdk(crate_dir) {
+                Some(path) => path,
+                None => {
+                    // No wasmig checkout above: the SDK this binary carries, beside the crate.
+                    let parent = crate_dir.parent().unwrap_or(Path::new("."));
+                    let folder = parent.join(guest_sdk::folder_name());
+                    sdk_files = guest_sdk::write_into(&folder)
+                        .map_err(|source| ScaffoldError::Write { path: folder.clone(), source })?;
+                    format!("../{}", guest_sdk::folder_name())
+                }
+            };
+            write(crate_dir.join("Cargo.toml"), &guest_cargo_toml(&crate_name, &format!("{{ path = \"{sdk}\" }}")))?;
             write(crate_dir.join("src/lib.rs"), GUEST_LIB)?;
         }
     }
+    files.extend(sdk_files);
     Ok(Created { folder, files })
 }
 
-/// The SDK as a path dependency when a wasmig checkout's `sdk/` is found above `crate_dir`,
-/// else by version.
-fn sdk_dependency(crate_dir: &Path) -> String {
+/// The file name (without `.wasm`) cargo gives a cdylib crate's build.
+pub fn artifact_name(crate_name: &str) -> String {
+    crate_name.replace('-', "_")
+}
+
+/// The SDK of a wasmig checkout above `crate_dir`, as a relative path, if there is one (the
+/// project's own plugins build against it).
+fn checkout_sdk(crate_dir: &Path) -> Option<String> {
     let absolute = std::path::absolute(crate_dir).unwrap_or_else(|_| crate_dir.to_owned());
-    for (depth, ancestor) in absolute.ancestors().skip(1).enumerate() {
+    absolute.ancestors().skip(1).enumerate().find_map(|(depth, ancestor)| {
         let manifest = ancestor.join("sdk/Cargo.toml");
         let is_sdk = std::fs::read_to_string(&manifest).is_ok_and(|text| text.contains("name = \"wasmig-sdk\""));
-        if is_sdk {
-            let up = "../".repeat(depth + 1);
-            return format!("{{ path = \"{up}sdk\" }}");
-        }
-    }
-    "\"0.1\"".to_owned()
+        is_sdk.then(|| format!("{}sdk", "../".repeat(depth + 1)))
+    })
 }
 
 fn guest_cargo_toml(crate_name: &str, sdk: &str) -> String {
+    let artifact = artifact_name(crate_name);
     format!(
         r#"[package]
 name = "{crate_name}"
@@ -130,8 +164,10 @@ version = "0.1.0"
 edition = "2024"
 publish = false
 
-# Build: cargo build --release --target wasm32-wasip2
-# then copy target/wasm32-wasip2/release/*.wasm into the migration folder as migration.wasm.
+# Build (once: rustup target add wasm32-wasip2):
+#   cargo build --release --target wasm32-wasip2
+# then copy target/wasm32-wasip2/release/{artifact}.wasm into the migration folder as
+# migration.wasm.
 
 [lib]
 crate-type = ["cdylib"]
@@ -191,7 +227,10 @@ mod tests {
         assert!(created.folder.join("migration.toml").is_file());
         assert!(crate_dir.join("src/lib.rs").is_file());
         let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains("wasmig-sdk = \"0.1\""), "no checkout above a temp dir: {manifest}");
+        let sdk = format!("wasmig-sdk = {{ path = \"../{}\" }}", guest_sdk::folder_name());
+        assert!(manifest.contains(&sdk), "no checkout above a temp dir: {manifest}");
+        assert!(dir.path().join(guest_sdk::folder_name()).join("src/lib.rs").is_file(), "the SDK is written beside");
+        assert!(created.files.iter().any(|file| file.ends_with("wit/migration.wit")), "{:?}", created.files);
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl<'a> Session<'a> {
     /// holds no lock: batches commit on their chunk's lease, not on the migration lock.
     pub async fn sibling(&self) -> Result<Session<'a>, Error> {
         let config = &self.shared.config;
-        let db = db::connect(config.database()?, config.connect_timeout).await?;
+        let db = db::connect(config.database()?, config.connect).await?;
         Ok(Session::new(self.shared, db, self.ledger.clone()))
     }
 
@@ -139,7 +139,7 @@ impl<'a> Session<'a> {
         let Some(check) = &self.lock_check else {
             return self.db.commit().await.map_err(transaction_failed(migration, "commit"));
         };
-        match self.db.execute_and_commit(check.statement, &check.params).await {
+        match self.db.execute_and_commit(&check.statement, &check.params).await {
             Ok(_) => Ok(()),
             Err(NotCommitted::Statement(error)) if error.kind == DbErrorKind::DivisionByZero => {
                 Err(Error::Lock(LockError::Lost { migration: migration.folder.clone() }))

@@ -6,6 +6,6 @@ pub mod signing;
 pub mod verify;
 
 pub use self::verify::{
-    Date, DigestState, SignatureState, SumFileState, TrustConfigError, TrustError, TrustPolicy, TrustReport,
+    DigestState, SignatureState, SumFileState, TrustConfigError, TrustError, TrustPolicy, TrustReport,
     TrustSection, check,
 };

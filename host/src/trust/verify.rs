@@ -12,6 +12,7 @@ use std::io::Cursor;
 use minisign::{PublicKey, SignatureBox};
 use serde::{Deserialize, Serialize};
 
+use crate::core::Date;
 use crate::core::digest::Digest;
 use crate::project::catalog::Catalog;
 use crate::project::layout::SUM_FILE;
@@ -138,50 +139,6 @@ fn check_algorithm(name: &str, public_key: &PublicKey) -> Result<(), TrustConfig
             name: name.to_owned(),
             tag: String::from_utf8_lossy(tag.unwrap_or_default()).into_owned(),
         }),
-    }
-}
-
-/// A calendar day (UTC), for key expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Date {
-    year: i32,
-    month: u32,
-    day: u32,
-}
-
-impl Date {
-    pub fn parse(text: &str) -> Option<Date> {
-        let mut parts = text.trim().splitn(3, '-');
-        let year = parts.next()?.parse().ok()?;
-        let month = parts.next()?.parse().ok()?;
-        let day = parts.next()?.parse().ok()?;
-        ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some(Date { year, month, day })
-    }
-
-    /// Today in UTC.
-    pub fn today() -> Date {
-        let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Date::from_days_since_epoch(i64::try_from(seconds / 86_400).unwrap_or(0))
-    }
-
-    /// Howard Hinnant's civil-from-days algorithm.
-    fn from_days_since_epoch(days: i64) -> Date {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-        Date { year, month, day }
-    }
-}
-
-impl std::fmt::Display for Date {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
     }
 }
 
@@ -519,13 +476,6 @@ mod tests {
         assert!(Date::parse("2026-11-21").unwrap() < Date::parse("2027-01-01").unwrap());
         assert_eq!(Date::parse("2026-13-01"), None);
         assert_eq!(Date::parse("yesterday"), None);
-    }
-
-    #[test]
-    fn civil_from_days_matches_known_dates() {
-        assert_eq!(Date::from_days_since_epoch(0).to_string(), "1970-01-01");
-        assert_eq!(Date::from_days_since_epoch(20_513).to_string(), "2026-03-01");
-        assert_eq!(Date::from_days_since_epoch(11_016).to_string(), "2000-02-29");
     }
 
     #[test]

@@ -20,6 +20,8 @@ use rusqlite::{Connection, Statement};
 use crate::db::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
 use crate::db::dialect::{self, Dialect};
 use crate::db::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
+use crate::core::{Human, host_name, utc_timestamp};
+use crate::db::transport::Transport;
 use crate::guard::sqlite::StatementScope;
 use crate::guard::{GuardSettings, Policy};
 
@@ -389,6 +391,10 @@ impl Database for SqliteDatabase {
         &dialect::SQLITE
     }
 
+    fn transport(&self) -> Transport {
+        Transport::InProcess
+    }
+
     async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
         let script = script.to_owned();
         self.blocking(move |c| c.run_script(&script)).await?
@@ -462,10 +468,24 @@ impl Database for SqliteDatabase {
             .open(&lock_path)
             .map_err(|e| failed(e.to_string()))?;
         let started = Instant::now();
+        let mut holder_shown = None;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Box::new(FileLock { file })),
+                Ok(()) => {
+                    record_holder(&file);
+                    return Ok(Box::new(FileLock { file }));
+                }
                 Err(TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                    // The holder wrote who it is into the lock file; said once per holder.
+                    let holder = std::fs::read_to_string(&lock_path).ok().filter(|text| !text.trim().is_empty());
+                    if holder.is_some() && holder != holder_shown {
+                        tracing::info!(
+                            "waiting for the migration lock {name} held by {} (gives up after {})",
+                            holder.as_deref().map(str::trim).unwrap_or_default(),
+                            Human(timeout)
+                        );
+                        holder_shown = holder;
+                    }
                     tokio::time::sleep(LOCK_POLL_INTERVAL).await;
                 }
                 Err(TryLockError::WouldBlock) => {
@@ -488,6 +508,19 @@ fn guard_poisoned() -> DbError {
 
 struct FileLock {
     file: File,
+}
+
+/// Writes who holds the lock into the lock file, for a waiting run to name: the program, its
+/// pid and host, and since when. Best effort: the lock holds whether or not this is written.
+fn record_holder(mut file: &File) {
+    use std::io::{Seek, Write};
+    let holder = format!(
+        "wasmig/{}/{} since {}\n",
+        std::process::id(),
+        host_name(),
+        utc_timestamp(std::time::SystemTime::now())
+    );
+    let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(holder.as_bytes()));
 }
 
 #[async_trait]

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::core::Human;
 use crate::core::limits::Limit;
 use crate::db::Value;
 use crate::error::Error;
@@ -65,7 +66,10 @@ pub(crate) async fn run_chunk(
             .before_batch(session.db.as_ref(), |lag| {
                 observer.on_event(&BackfillEvent::Waiting {
                     migration: migration.folder.clone(),
-                    reason: format!("replication lag {lag:?} is over the {:?} bound", plan.throttle.max_replication_lag),
+                    reason: match plan.throttle.max_replication_lag {
+                        Some(bound) => format!("replication lag {} is over the {} bound", Human(lag), Human(bound)),
+                        None => format!("replication lag {}", Human(lag)),
+                    },
                 })
             })
             .await

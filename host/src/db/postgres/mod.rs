@@ -10,40 +10,54 @@
 //! request, which saves three of a backfill batch's round trips. Order on the wire is kept, so
 //! the server still runs them first.
 
+mod connect;
+mod conninfo;
+mod pgpass;
+mod tls;
+mod values;
+
 use std::collections::HashMap;
-use std::error::Error as StdError;
-use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use futures_util::future::{join3, try_join, try_join_all};
-use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, SimpleQueryMessage, Statement};
 
-use crate::guard::GuardSettings;
-
+use self::connect::Dialer;
+pub use self::connect::{ConnectOptions, Pooler};
+pub use self::conninfo::{ConnInfoError, PgEnv, PgTarget, RootCerts, SslMode};
+pub use self::tls::TlsSetupError;
+use self::values::{as_params, row_values};
 use super::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
 use super::dialect::{self, Dialect};
 use super::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
+use super::transport::Transport;
+use crate::core::Human;
+use crate::guard::GuardSettings;
 
 /// How often a waiting run asks for the advisory lock again.
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// How often an unreachable server is tried again while connecting.
-const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
-
 pub struct PostgresDatabase {
     client: Arc<Client>,
-    config: tokio_postgres::Config,
-    redacted_url: String,
+    /// Opens the lock session and cancel requests the way the first session was opened.
+    dialer: Dialer,
+    transport: Transport,
     statements: Mutex<HashMap<String, Statement>>,
     /// Simple-query text not sent yet: it goes first, pipelined, with the next request.
     pending: Pending,
     /// While a component call runs: its deadline, and the time limit (`limits.timeout_secs`)
     /// that set it.
     deadline: Mutex<Option<(Instant, Duration)>>,
+    /// Behind a transaction pooler: each transaction may run on another server connection,
+    /// so statements are prepared afresh in each, dropped on the server before it ends, and a
+    /// statement outside a transaction gets one of its own.
+    pooled: bool,
+    /// Whether an explicit transaction is open (its BEGIN sent or queued).
+    in_transaction: AtomicBool,
 }
 
 /// The queue of simple-query text waiting for the next request. Fails closed: the walls of a
@@ -78,22 +92,55 @@ impl Pending {
 }
 
 impl PostgresDatabase {
-    /// Connects with the `postgres://` URL `raw`, which messages show as `redacted_url`.
-    pub async fn connect(raw: &str, redacted_url: String, timeout: Duration) -> Result<Self, ConnectError> {
-        let config = tokio_postgres::Config::from_str(raw).map_err(|e| ConnectError::Unreachable {
-            url: redacted_url.clone(),
-            waited: Duration::ZERO,
-            reason: format!("invalid URL: {e}"),
-        })?;
-        let client = connect_client(&config, &redacted_url, timeout).await?;
+    /// Connects to `target`, waiting for it as `options` allow.
+    pub async fn connect(target: &PgTarget, options: ConnectOptions) -> Result<Self, ConnectError> {
+        let dialer = Dialer::new(target, options)?;
+        let opened = dialer.open().await?;
         Ok(PostgresDatabase {
-            client: Arc::new(client),
-            config,
-            redacted_url,
+            client: Arc::new(opened.client),
+            dialer,
+            transport: opened.transport,
             statements: Mutex::new(HashMap::new()),
             pending: Pending::default(),
             deadline: Mutex::new(None),
+            pooled: options.pooler == Pooler::Transaction,
+            in_transaction: AtomicBool::new(false),
         })
+    }
+
+    /// What ends a transaction: behind a transaction pooler, the server connection's prepared
+    /// statements go with it, in the same request, while this client still holds it (another
+    /// client's statement of the same name would collide with them there).
+    fn ending(&self, end: &'static str) -> &'static str {
+        match (self.pooled, end) {
+            (true, "COMMIT") => "COMMIT; DEALLOCATE ALL",
+            (true, "ROLLBACK") => "ROLLBACK; DEALLOCATE ALL",
+            _ => end,
+        }
+    }
+
+    /// After a transaction ended: behind a transaction pooler, what was prepared is gone.
+    fn ended(&self) {
+        self.in_transaction.store(false, Ordering::SeqCst);
+        if self.pooled {
+            self.forget_prepared_statements();
+        }
+    }
+
+    /// Runs `work` (one statement) in a transaction of its own when a transaction pooler could
+    /// otherwise send its Parse and its Execute to different server connections; as it is
+    /// everywhere else.
+    async fn pinned<T>(&self, work: impl Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
+        if !self.pooled || self.in_transaction.load(Ordering::SeqCst) {
+            return work.await;
+        }
+        self.begin(Access::ReadWrite).await?;
+        let result = work.await;
+        let end = self.ending(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let ended = self.after_pending(self.client.batch_execute(end)).await;
+        self.ended();
+        let value = result?;
+        ended.map(|()| value)
     }
 
     async fn prepare(&self, statement: &str) -> Result<Statement, DbError> {
@@ -159,7 +206,7 @@ impl PostgresDatabase {
 
     /// Asks the server to cancel whatever this session runs now.
     async fn cancel_running(&self) {
-        if let Err(error) = self.client.cancel_token().cancel_query(NoTls).await {
+        if let Err(error) = self.client.cancel_token().cancel_query(self.dialer.connector()).await {
             tracing::warn!(%error, "could not cancel a component's statement; it runs on until statement_timeout");
         }
     }
@@ -169,47 +216,14 @@ impl PostgresDatabase {
     }
 }
 
-/// Connects, retrying while the server is unreachable or starting up, until `timeout`. An
-/// answer from the server itself (bad password, unknown database) is final at once.
-async fn connect_client(
-    config: &tokio_postgres::Config,
-    redacted_url: &str,
-    timeout: Duration,
-) -> Result<Client, ConnectError> {
-    let started = Instant::now();
-    loop {
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let mut attempt = config.clone();
-        attempt.connect_timeout(remaining.clamp(Duration::from_millis(100), Duration::from_secs(5)));
-        match attempt.connect(NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "postgresql connection closed");
-                    }
-                });
-                return Ok(client);
-            }
-            Err(error) => {
-                let starting_up = error.code().is_some_and(|c| c.code() == "57P03");
-                let final_answer = error.as_db_error().is_some() && !starting_up;
-                if final_answer || started.elapsed() + CONNECT_RETRY_INTERVAL >= timeout {
-                    return Err(ConnectError::Unreachable {
-                        url: redacted_url.to_owned(),
-                        waited: started.elapsed(),
-                        reason: describe(&error),
-                    });
-                }
-                tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Database for PostgresDatabase {
     fn dialect(&self) -> &'static Dialect {
         &dialect::POSTGRES
+    }
+
+    fn transport(&self) -> Transport {
+        self.transport
     }
 
     async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError> {
@@ -233,7 +247,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {
-        self.bounded(async {
+        self.pinned(self.bounded(async {
             let prepared = self.prepare(statement).await?;
             let stream = self.after_pending(self.client.query_raw(&prepared, as_params(params))).await?;
             let mut stream = std::pin::pin!(stream);
@@ -252,20 +266,20 @@ impl Database for PostgresDatabase {
                 }
             }
             Ok(Rows { columns, values })
-        })
+        }))
         .await
     }
 
     async fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, DbError> {
-        self.bounded(async {
+        self.pinned(self.bounded(async {
             let prepared = self.prepare(statement).await?;
             self.after_pending(self.client.execute(&prepared, &as_params(params))).await
-        })
+        }))
         .await
     }
 
     async fn execute_many(&self, statement: &str, param_sets: &[Vec<Value>]) -> Result<u64, DbError> {
-        self.bounded(async {
+        self.pinned(self.bounded(async {
             let prepared = self.prepare(statement).await?;
             let bound: Vec<Vec<&(dyn ToSql + Sync)>> = param_sets.iter().map(|set| as_params(set)).collect();
             // Polling all executions together lets tokio-postgres pipeline them: one round trip.
@@ -273,7 +287,7 @@ impl Database for PostgresDatabase {
                 .after_pending(try_join_all(bound.iter().map(|params| self.client.execute(&prepared, params))))
                 .await?;
             Ok(counts.iter().sum())
-        })
+        }))
         .await
     }
 
@@ -282,13 +296,16 @@ impl Database for PostgresDatabase {
             Access::ReadWrite => "BEGIN",
             Access::ReadOnly => "BEGIN READ ONLY",
         };
+        self.in_transaction.store(true, Ordering::SeqCst);
         self.defer(begin)
     }
 
     async fn commit(&self) -> Result<(), DbError> {
         // A separate message from what is pending: if that fails, COMMIT still ends the
         // transaction (rolling it back) instead of being skipped with it.
-        self.after_pending(self.client.batch_execute("COMMIT")).await
+        let committed = self.after_pending(self.client.batch_execute(self.ending("COMMIT"))).await;
+        self.ended();
+        committed
     }
 
     async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
@@ -300,7 +317,9 @@ impl Database for PostgresDatabase {
         // before COMMIT aborts the transaction, and the server then answers COMMIT by rolling
         // back. All three answers are awaited, so the connection is idle when this returns.
         let (before, executed, committed) =
-            join3(before, self.client.execute(&prepared, &params), self.client.batch_execute("COMMIT")).await;
+            join3(before, self.client.execute(&prepared, &params), self.client.batch_execute(self.ending("COMMIT")))
+                .await;
+        self.ended();
         before.map_err(|e| NotCommitted::Statement(db_error(e)))?;
         let changed = executed.map_err(|e| NotCommitted::Statement(db_error(e)))?;
         committed.map_err(|e| NotCommitted::Commit(db_error(e)))?;
@@ -311,7 +330,9 @@ impl Database for PostgresDatabase {
         // ROLLBACK undoes SET LOCAL too; a pending RESET would only fail in an aborted
         // transaction, and a pending BEGIN has nothing to roll back.
         self.pending.clear();
-        self.client.batch_execute("ROLLBACK").await.map_err(db_error)
+        let rolled_back = self.client.batch_execute(self.ending("ROLLBACK")).await.map_err(db_error);
+        self.ended();
+        rolled_back
     }
 
     fn forget_prepared_statements(&self) {
@@ -354,29 +375,46 @@ impl Database for PostgresDatabase {
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
         let failed = |source| LockError::Failed { name: name.to_owned(), source };
-        let session = connect_client(&self.config, &self.redacted_url, Duration::from_secs(10))
+        let session = self
+            .dialer
+            .open()
             .await
-            .map_err(|e| failed(DbError::client("connection", e.to_string())))?;
+            .map_err(|e| failed(DbError::client("connection", e.to_string())))?
+            .client;
         let key = advisory_key(name);
         let started = Instant::now();
+        let mut holder_shown = None;
         loop {
-            let row =
-                session.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(|e| failed(db_error(e)))?;
+            let row = session
+                .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
+                .await
+                .map_err(|e| failed(db_error(e)))?;
             let acquired: bool = row.try_get(0).map_err(|e| failed(db_error(e)))?;
             if acquired {
-                let row = session.query_one("SELECT pg_backend_pid()", &[]).await.map_err(|e| failed(db_error(e)))?;
-                let pid: i32 = row.try_get(0).map_err(|e| failed(db_error(e)))?;
-                return Ok(Box::new(AdvisoryLock { session, key, pid }));
+                let pid: i32 = row.try_get(1).map_err(|e| failed(db_error(e)))?;
+                let lock = AdvisoryLock { session, key, pid };
+                lock.stays_with_its_session().await.map_err(failed)?;
+                return Ok(Box::new(lock));
             }
             if started.elapsed() >= timeout {
                 return Err(LockError::Timeout { name: name.to_owned(), waited: started.elapsed() });
+            }
+            // Said once per holder: a run that waits behind another names who it waits for.
+            let holder = lock_holder(&session, key).await;
+            if holder.is_some() && holder != holder_shown {
+                tracing::info!(
+                    "waiting for the migration lock {name} held by {} (gives up after {})",
+                    holder.as_deref().unwrap_or_default(),
+                    Human(timeout)
+                );
+                holder_shown = holder;
             }
             tokio::time::sleep(LOCK_POLL_INTERVAL).await;
         }
     }
 
     async fn current_user(&self) -> Result<String, DbError> {
-        let row = self.after_pending(self.client.query_one("SELECT current_user::text", &[])).await?;
+        let row = self.pinned(self.after_pending(self.client.query_one("SELECT current_user::text", &[]))).await?;
         row.try_get(0).map_err(db_error)
     }
 }
@@ -393,6 +431,41 @@ struct AdvisoryLock {
     pid: i32,
 }
 
+impl AdvisoryLock {
+    /// Whether the next statement still runs on the backend that took the lock. Behind a
+    /// transaction pooler it may not, and a session lock then guards nothing: refused, with
+    /// the setting that fixes it. (Whether the pooler moves this statement is chance, so a
+    /// pooler is not always caught here; each migration's COMMIT check fails closed anyway.)
+    async fn stays_with_its_session(&self) -> Result<(), DbError> {
+        let check = self.check();
+        let params = as_params(&check.params);
+        let statement = check.statement.replace("1 / count(*)::int", "count(*)");
+        let row = self.session.query_one(statement.as_str(), &params).await;
+        let held: i64 = row.and_then(|row| row.try_get(0)).map_err(db_error)?;
+        if held == 0 {
+            return Err(DbError::client(
+                "pooler",
+                "the advisory lock did not stay with its session: the connection goes through a transaction \
+                 pooler (PgBouncer's pool_mode = transaction?); set [database] pooler = \"transaction\" in \
+                 wasmig.toml, which takes the lock in a table instead",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> LockCheck {
+        // A bigint advisory key shows in pg_locks as its high and low 32 bits.
+        let high = i64::from((self.key >> 32) as u32);
+        let low = i64::from(self.key as u32);
+        LockCheck {
+            statement: "SELECT 1 / count(*)::int FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
+                        AND granted AND pid = $1 AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1"
+                .to_owned(),
+            params: vec![Value::Int(i64::from(self.pid)), Value::Int(high), Value::Int(low)],
+        }
+    }
+}
+
 #[async_trait]
 impl HeldLock for AdvisoryLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
@@ -400,15 +473,36 @@ impl HeldLock for AdvisoryLock {
     }
 
     fn commit_check(&self) -> Option<LockCheck> {
-        // A bigint advisory key shows in pg_locks as its high and low 32 bits.
-        let high = i64::from((self.key >> 32) as u32);
-        let low = i64::from(self.key as u32);
-        Some(LockCheck {
-            statement: "SELECT 1 / count(*)::int FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
-                        AND granted AND pid = $1 AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1",
-            params: vec![Value::Int(i64::from(self.pid)), Value::Int(high), Value::Int(low)],
-        })
+        Some(self.check())
     }
+}
+
+/// Who holds the advisory lock `key` in this database (advisory locks are per database, and
+/// other databases on the server may hold the same key): the holder's application_name, pid and client address,
+/// and since when its lock session is connected (it connects to take the lock, so that is
+/// when it took it). `None` when that cannot be read (the holder just let go, or the role may
+/// not see other sessions).
+async fn lock_holder(session: &Client, key: i64) -> Option<String> {
+    let high = i64::from((key >> 32) as u32);
+    let low = i64::from(key as u32);
+    let row = session
+        .query_opt(
+            "SELECT coalesce(nullif(a.application_name, ''), 'a client'), a.pid, \
+             coalesce(host(a.client_addr), 'local socket'), \
+             to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 \
+             AND l.objid::bigint = $2 AND l.objsubid = 1 \
+             AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())",
+            &[&high, &low],
+        )
+        .await
+        .ok()??;
+    let application: String = row.try_get(0).ok()?;
+    let pid: i32 = row.try_get(1).ok()?;
+    let host: String = row.try_get(2).ok()?;
+    let since: Option<String> = row.try_get(3).ok()?;
+    Some(format!("{application}/{pid}/{host} since {}", since.unwrap_or_else(|| "an unknown time".into())))
 }
 
 /// The advisory lock key for a lock name: stable across runs, versions and platforms.
@@ -418,11 +512,6 @@ fn advisory_key(name: &str) -> i64 {
     key.copy_from_slice(&hash.as_bytes()[..8]);
     i64::from_le_bytes(key)
 }
-
-fn as_params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
-}
-
 fn db_error(error: tokio_postgres::Error) -> DbError {
     match error.as_db_error() {
         Some(db) => {
@@ -441,153 +530,6 @@ fn db_error(error: tokio_postgres::Error) -> DbError {
 fn describe(error: &tokio_postgres::Error) -> String {
     crate::core::error_chain(error)
 }
-
-fn row_values(row: &Row) -> Result<Vec<Value>, DbError> {
-    (0..row.len()).map(|index| column_value(row, index)).collect()
-}
-
-fn column_value(row: &Row, index: usize) -> Result<Value, DbError> {
-    let column = &row.columns()[index];
-    let ty = column.type_();
-    let get_error = |e: tokio_postgres::Error| DbError::client("client", describe(&e));
-    macro_rules! get {
-        ($t:ty, $wrap:expr) => {
-            row.try_get::<_, Option<$t>>(index).map_err(get_error)?.map_or(Value::Null, $wrap)
-        };
-    }
-    Ok(match *ty {
-        Type::BOOL => get!(bool, Value::Bool),
-        Type::INT2 => get!(i16, |v| Value::Int(i64::from(v))),
-        Type::INT4 => get!(i32, |v| Value::Int(i64::from(v))),
-        Type::INT8 => get!(i64, Value::Int),
-        Type::OID => get!(u32, |v| Value::Int(i64::from(v))),
-        Type::FLOAT4 => get!(f32, |v| Value::Float(f64::from(v))),
-        Type::FLOAT8 => get!(f64, Value::Float),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            get!(String, Value::Text)
-        }
-        Type::BYTEA => get!(Vec<u8>, Value::Bytes),
-        Type::INT8_ARRAY => get!(Vec<Option<i64>>, Value::IntArray),
-        Type::INT4_ARRAY => {
-            get!(Vec<Option<i32>>, |v| Value::IntArray(v.into_iter().map(|x| x.map(i64::from)).collect()))
-        }
-        Type::FLOAT8_ARRAY => get!(Vec<Option<f64>>, Value::FloatArray),
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => get!(Vec<Option<String>>, Value::TextArray),
-        _ => {
-            return Err(DbError::client(
-                "unsupported-type",
-                format!(
-                    "column {:?} has type {ty}, which wasmig does not return as a value; \
-                     cast it in the query (for example {}::text)",
-                    column.name(),
-                    column.name()
-                ),
-            ));
-        }
-    })
-}
-
-impl Value {
-    /// Whether this value is sent in PostgreSQL's text format for a parameter of type `ty`:
-    /// a value with no binary mapping to `ty` (text for a uuid, an integer for a numeric) is
-    /// handed to the server's own input function, exactly as if it were a literal.
-    fn sends_text(&self, ty: &Type) -> bool {
-        match self {
-            Value::Null => false,
-            Value::Bool(_) => *ty != Type::BOOL,
-            Value::Int(_) => {
-                !matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8 | Type::OID | Type::FLOAT4 | Type::FLOAT8)
-            }
-            Value::Float(_) => !matches!(*ty, Type::FLOAT4 | Type::FLOAT8),
-            Value::Text(_) => !<String as ToSql>::accepts(ty),
-            Value::Bytes(_) => false,
-            Value::IntArray(_) => !matches!(*ty, Type::INT8_ARRAY | Type::INT4_ARRAY | Type::INT2_ARRAY),
-            Value::FloatArray(_) => !matches!(*ty, Type::FLOAT8_ARRAY | Type::FLOAT4_ARRAY),
-            Value::TextArray(_) => !<Vec<Option<String>> as ToSql>::accepts(ty),
-        }
-    }
-
-    fn to_text(&self) -> String {
-        fn array<T>(items: &[Option<T>], show: impl Fn(&T) -> String) -> String {
-            let inner: Vec<String> = items.iter().map(|i| i.as_ref().map_or("NULL".into(), &show)).collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        match self {
-            Value::Null => String::new(),
-            Value::Bool(v) => v.to_string(),
-            Value::Int(v) => v.to_string(),
-            Value::Float(v) => v.to_string(),
-            Value::Text(v) => v.clone(),
-            Value::Bytes(_) => String::new(),
-            Value::IntArray(v) => array(v, i64::to_string),
-            Value::FloatArray(v) => array(v, f64::to_string),
-            Value::TextArray(v) => array(v, |s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))),
-        }
-    }
-}
-
-type BoxError = Box<dyn StdError + Sync + Send>;
-
-fn narrow<T: TryFrom<i64>>(value: i64, ty: &Type) -> Result<T, BoxError> {
-    T::try_from(value).map_err(|_| format!("{value} does not fit a parameter of type {ty}").into())
-}
-
-impl ToSql for Value {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        if self.sends_text(ty) {
-            out.extend_from_slice(self.to_text().as_bytes());
-            return Ok(IsNull::No);
-        }
-        match self {
-            Value::Null => Ok(IsNull::Yes),
-            Value::Bool(v) => v.to_sql(ty, out),
-            Value::Int(v) => match *ty {
-                Type::INT2 => narrow::<i16>(*v, ty)?.to_sql(ty, out),
-                Type::INT4 => narrow::<i32>(*v, ty)?.to_sql(ty, out),
-                Type::OID => narrow::<u32>(*v, ty)?.to_sql(ty, out),
-                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
-                Type::FLOAT8 => (*v as f64).to_sql(ty, out),
-                _ => v.to_sql(ty, out),
-            },
-            Value::Float(v) => match *ty {
-                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
-                _ => v.to_sql(ty, out),
-            },
-            Value::Text(v) => v.to_sql(ty, out),
-            Value::Bytes(v) => v.to_sql(ty, out),
-            Value::IntArray(v) => match *ty {
-                Type::INT4_ARRAY => v
-                    .iter()
-                    .map(|x| x.map(|n| narrow::<i32>(n, ty)).transpose())
-                    .collect::<Result<Vec<_>, _>>()?
-                    .to_sql(ty, out),
-                Type::INT2_ARRAY => v
-                    .iter()
-                    .map(|x| x.map(|n| narrow::<i16>(n, ty)).transpose())
-                    .collect::<Result<Vec<_>, _>>()?
-                    .to_sql(ty, out),
-                _ => v.to_sql(ty, out),
-            },
-            Value::FloatArray(v) => match *ty {
-                Type::FLOAT4_ARRAY => v.iter().map(|x| x.map(|f| f as f32)).collect::<Vec<_>>().to_sql(ty, out),
-                _ => v.to_sql(ty, out),
-            },
-            Value::TextArray(v) => v.to_sql(ty, out),
-        }
-    }
-
-    fn accepts(_: &Type) -> bool {
-        // Any parameter type: `to_sql` picks the binary mapping or falls back to text.
-        true
-    }
-
-    fn encode_format(&self, ty: &Type) -> Format {
-        if self.sends_text(ty) { Format::Text } else { Format::Binary }
-    }
-
-    to_sql_checked!();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,19 +555,5 @@ mod tests {
     fn advisory_key_is_stable() {
         assert_eq!(advisory_key("public.wasmig_history"), advisory_key("public.wasmig_history"));
         assert_ne!(advisory_key("public.wasmig_history"), advisory_key("billing.wasmig_history"));
-    }
-
-    #[test]
-    fn text_array_literal_escapes_quotes() {
-        let value = Value::TextArray(vec![Some("a\"b".into()), None]);
-        assert_eq!(value.to_text(), "{\"a\\\"b\",NULL}");
-    }
-
-    #[test]
-    fn integers_bind_binary_to_integer_types_and_text_to_numeric() {
-        assert!(!Value::Int(1).sends_text(&Type::INT4));
-        assert!(Value::Int(1).sends_text(&Type::NUMERIC));
-        assert!(Value::Text("6f1c…".into()).sends_text(&Type::UUID));
-        assert!(!Value::Text("x".into()).sends_text(&Type::VARCHAR));
     }
 }
