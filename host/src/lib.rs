@@ -25,12 +25,12 @@
 //!
 //! | layer | modules | owns |
 //! | --- | --- | --- |
-//! | 1 | `core` | Version, Digest, Identifier/TableName and `quote_ident`, limits, OS user, error-chain text |
+//! | 1 | `core` | Version, Digest, Identifier/TableName and `quote_ident`, limits, durations and dates, OS user and host, error-chain text |
 //! | 2 | `guard` | grants, policy, refusals; PostgreSQL analysis, SQLite authorizer; pure |
 //! | 3 | `project` | the files on disk: layout and names, manifest and its `[backfill]`, catalog, sum file, scaffold |
 //! | 4 | `trust` | verification against the sum file and the trust policy; signing, keygen |
-//! | 5 | `db` | the `Database` trait, a typed `DbError`, the `Dialect`; PostgreSQL, SQLite, URLs |
-//! | 6 | `ledger` | every table the engine owns: history, repairs, backfills, chunks; their DDL |
+//! | 5 | `db` | the `Database` trait, a typed `DbError`, the `Dialect`; PostgreSQL (libpq connection strings, TLS, poolers), SQLite, URLs |
+//! | 6 | `ledger` | every table the engine owns: history, repairs, backfills, chunks, the lock table; their DDL |
 //! | 7 | `sandbox` | the wasmtime engine, component loading and cache, the host interfaces |
 //! | 8 | `config` | `wasmig.toml` and the environment, validated into a `Config` |
 //! | 9 | `plan`, `report` | the pure plan; plain report data |

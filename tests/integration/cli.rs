@@ -233,3 +233,21 @@ fn a_trust_file_outside_the_checkout_replaces_the_projects_policy() {
     let output = wasmig(&project, &["verify-artifacts", "--trust-file", &policy_arg]);
     assert_eq!(output.status.code(), Some(9), "production's policy requires a signature: {}", stderr(&output));
 }
+
+/// `backfill status VERSION` for a version the project lacks, or one without a backfill, is a
+/// project error (3) that says which.
+#[test]
+fn backfill_status_of_an_unknown_or_plain_migration_exits_3() {
+    let db = TestDb::sqlite();
+    let project = Project::new();
+    project.sql("0001_users", &users_migration(1), None, None);
+    let up = wasmig(&project, &["up", "--database", &db.url]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let unknown = wasmig(&project, &["backfill", "status", "9", "--database", &db.url]);
+    assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("there is no migration 0009"), "{}", stderr(&unknown));
+    let plain = wasmig(&project, &["backfill", "status", "1", "--database", &db.url]);
+    assert_eq!(plain.status.code(), Some(3), "{}", stderr(&plain));
+    assert!(stderr(&plain).contains("0001_users has no [backfill]"), "{}", stderr(&plain));
+    assert_eq!(stderr(&plain).matches("error:").count(), 1, "said once: {}", stderr(&plain));
+}

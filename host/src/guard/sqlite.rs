@@ -264,6 +264,13 @@ fn readable(action: &AuthAction<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_actions_read_as_words() {
+        assert_eq!(readable(&AuthAction::Attach { filename: "other.db" }), "attach other.db");
+        assert_eq!(readable(&AuthAction::CreateTempTable { table_name: "t" }), "create temp table t");
+        assert_eq!(readable(&AuthAction::Transaction { operation: rusqlite::hooks::TransactionOperation::Begin }), "transaction");
+    }
     use crate::guard::{Grants, GrantsSection};
 
     fn policy(phase: Phase, read: &[&str], ddl: &[&str]) -> Policy {
