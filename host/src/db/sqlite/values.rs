@@ -85,6 +85,37 @@ pub(super) fn value_as_text(value: ValueRef<'_>) -> Option<String> {
     }
 }
 
+/// SQLite's name for a result code, as its documentation and a guest's error handling use it.
+fn code_name(code: rusqlite::ErrorCode) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match code {
+        C::InternalMalfunction => "SQLITE_INTERNAL",
+        C::PermissionDenied => "SQLITE_PERM",
+        C::OperationAborted => "SQLITE_ABORT",
+        C::DatabaseBusy => "SQLITE_BUSY",
+        C::DatabaseLocked => "SQLITE_LOCKED",
+        C::OutOfMemory => "SQLITE_NOMEM",
+        C::ReadOnly => "SQLITE_READONLY",
+        C::OperationInterrupted => "SQLITE_INTERRUPT",
+        C::SystemIoFailure => "SQLITE_IOERR",
+        C::DatabaseCorrupt => "SQLITE_CORRUPT",
+        C::NotFound => "SQLITE_NOTFOUND",
+        C::DiskFull => "SQLITE_FULL",
+        C::CannotOpen => "SQLITE_CANTOPEN",
+        C::FileLockingProtocolFailed => "SQLITE_PROTOCOL",
+        C::SchemaChanged => "SQLITE_SCHEMA",
+        C::TooBig => "SQLITE_TOOBIG",
+        C::ConstraintViolation => "SQLITE_CONSTRAINT",
+        C::TypeMismatch => "SQLITE_MISMATCH",
+        C::ApiMisuse => "SQLITE_MISUSE",
+        C::NoLargeFileSupport => "SQLITE_NOLFS",
+        C::AuthorizationForStatementDenied => "SQLITE_AUTH",
+        C::ParameterOutOfRange => "SQLITE_RANGE",
+        C::NotADatabase => "SQLITE_NOTADB",
+        _ => "SQLITE_ERROR",
+    }
+}
+
 pub(super) fn db_error(error: rusqlite::Error) -> DbError {
     match &error {
         rusqlite::Error::SqliteFailure(failure, message) => {
@@ -94,7 +125,7 @@ pub(super) fn db_error(error: rusqlite::Error) -> DbError {
             } else {
                 DbErrorKind::Database
             };
-            DbError { kind, code: format!("{:?}", failure.code), message }
+            DbError { kind, code: code_name(failure.code).to_owned(), message }
         }
         rusqlite::Error::MultipleStatement => {
             DbError::new(DbErrorKind::MultipleStatements, "one call runs one statement; split the text into several calls")
