@@ -173,7 +173,8 @@ async fn start(session: &Session<'_>, migration: &Migration, plan: &BackfillPlan
         })
         .await?;
     if started {
-        tracing::info!(migration = %migration, chunks = bounds.len(), rows_estimate = ?estimate, "backfill started");
+        let rows_estimate = estimate.map_or_else(|| "unknown".to_owned(), |rows| rows.to_string());
+        tracing::info!(migration = %migration, chunks = bounds.len(), %rows_estimate, "backfill started");
     }
     Ok(())
 }
