@@ -13,11 +13,11 @@ cargo build --quiet -p wasmig
 rm -f target/wasmig-demo.db target/wasmig-demo.db-wal target/wasmig-demo.db-shm
 wasmig=target/debug/wasmig
 set -x
-"$wasmig" --project migrations hash
-"$wasmig" --project migrations verify-artifacts
-"$wasmig" --project migrations status
-"$wasmig" --project migrations up
-"$wasmig" --project migrations verify
-"$wasmig" --project migrations backfill status
-"$wasmig" --project migrations status
-"$wasmig" --project migrations history
+"$wasmig" hash --project migrations
+"$wasmig" verify-artifacts --project migrations
+"$wasmig" status --project migrations
+"$wasmig" up --project migrations
+"$wasmig" verify --project migrations
+"$wasmig" backfill status --project migrations
+"$wasmig" status --project migrations
+"$wasmig" history --project migrations

@@ -45,8 +45,7 @@ fn items_project(rows: u32, spin: u32, backfill: &str, fuel: u64) -> Project {
 
 fn spawn_wasmig(project: &Project, db: &TestDb, args: &[&str]) -> Child {
     Command::new(wasmig_binary())
-        .arg("--project")
-        .arg(project.path())
+        .env("WASMIG_PROJECT", project.path())
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-backfill-test-cache"))
@@ -452,8 +451,7 @@ async fn backfill_json_events_and_status() {
     let db = TestDb::sqlite();
     let project = items_project(300, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
     let output = Command::new(wasmig_binary())
-        .args(["--project"])
-        .arg(project.path())
+        .env("WASMIG_PROJECT", project.path())
         .args(["up", "--database", &db.url, "--format", "json"])
         .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-backfill-test-cache"))
         .output()
@@ -473,8 +471,7 @@ async fn backfill_json_events_and_status() {
     assert_eq!(last_batch["rows_estimate"], 300);
 
     let status = Command::new(wasmig_binary())
-        .args(["--project"])
-        .arg(project.path())
+        .env("WASMIG_PROJECT", project.path())
         .args(["backfill", "--database", &db.url, "status", "2", "--format", "json"])
         .output()
         .expect("run wasmig backfill status");

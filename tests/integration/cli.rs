@@ -7,8 +7,7 @@ use wasmig_tests::{Project, TestDb, users_migration, wasmig_binary};
 
 fn wasmig(project: &Project, args: &[&str]) -> Output {
     Command::new(wasmig_binary())
-        .arg("--project")
-        .arg(project.path())
+        .env("WASMIG_PROJECT", project.path())
         .args(args)
         .env_remove("DATABASE_URL")
         .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-cli-test-cache"))
@@ -155,7 +154,7 @@ fn trapping_component_exits_8_and_failing_migration_exits_7() {
 
 fn wasmig_with_env(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(wasmig_binary());
-    command.arg("--project").arg(project.path()).args(args).env_remove("DATABASE_URL");
+    command.args(args).env("WASMIG_PROJECT", project.path()).env_remove("DATABASE_URL");
     for (name, value) in env {
         command.env(name, value);
     }

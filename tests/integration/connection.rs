@@ -38,10 +38,9 @@ fn run(project: &Project, args: &[&str], env: &[(&str, &str)], cwd: Option<&Path
     std::fs::create_dir_all(&home).expect("a home folder");
     let mut command = Command::new(wasmig_binary());
     command
-        .arg("--project")
-        .arg(project.path())
         .args(args)
         .env_clear()
+        .env("WASMIG_PROJECT", project.path())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &home)
         .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-connection-test-cache"))
@@ -303,8 +302,7 @@ fn lock_timeout_names_the_holder() {
     let project = Project::new();
     project.sql("0001_slow", "SELECT pg_sleep(3); CREATE TABLE slow (id integer);", None, None);
     let mut holder = Command::new(wasmig_binary())
-        .args(["--project"])
-        .arg(project.path())
+        .env("WASMIG_PROJECT", project.path())
         .args(["up", "--database", &db.url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

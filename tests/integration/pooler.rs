@@ -43,8 +43,7 @@ async fn eight_concurrent_ups_through_pgbouncer_apply_each_migration_once() {
     let runs: Vec<_> = (0..8)
         .map(|_| {
             Command::new(wasmig_binary())
-                .arg("--project")
-                .arg(project.path())
+                .env("WASMIG_PROJECT", project.path())
                 .args(["up", "--database", &url])
                 .env("XDG_CACHE_HOME", project.path().join("..").join("pooler-cache"))
                 .stdout(Stdio::null())
@@ -72,8 +71,7 @@ async fn a_killed_lock_holder_loses_the_lock_when_its_lease_ends() {
     project.write("wasmig.toml", POOLED);
     project.sql("0001_slow", "SELECT pg_sleep(2); CREATE TABLE slow (id integer);", None, None);
     let mut holder = Command::new(wasmig_binary())
-        .arg("--project")
-        .arg(project.path())
+        .env("WASMIG_PROJECT", project.path())
         .args(["up", "--database", &url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -95,8 +93,7 @@ async fn a_killed_lock_holder_loses_the_lock_when_its_lease_ends() {
     holder.kill().expect("kill -9 the holder");
     let _ = holder.wait();
     let successor = Command::new(wasmig_binary())
-        .arg("--project")
-        .arg(project.path())
+        .env("WASMIG_PROJECT", project.path())
         .args(["up", "--database", &url])
         .output()
         .expect("run the successor");

@@ -10,11 +10,6 @@ use wasmig::{Digest, MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides, Version};
 #[derive(Debug, Parser)]
 #[command(name = "wasmig", version, about = "Database migrations as plain SQL or sandboxed WebAssembly components")]
 pub struct Args {
-    /// The project folder (holding wasmig.toml). Default: the current folder if it holds a
-    /// wasmig.toml, else ./migrations.
-    #[arg(long, short = 'p', global = true, env = "WASMIG_PROJECT")]
-    pub project: Option<PathBuf>,
-
     /// Show debug output (component loads, fuel used per call).
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
@@ -27,9 +22,21 @@ pub struct Args {
     pub command: Command,
 }
 
+/// The project folder, for every command but `keygen`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProjectArgs {
+    /// The project folder (holding wasmig.toml). Default: the current folder if it holds a
+    /// wasmig.toml, else ./migrations.
+    #[arg(long, short = 'p', global = true, env = "WASMIG_PROJECT")]
+    pub project: Option<PathBuf>,
+}
+
 /// How to reach the database, for the commands that use one.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DatabaseArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+
     /// The database: a postgres:// URL, a libpq key=value string (host=… dbname=…), or
     /// sqlite:PATH. Default: DATABASE_URL (the environment's, else ./.env's), then [database]
     /// url in wasmig.toml, then the PG* variables.
@@ -76,7 +83,10 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create wasmig.toml in the project folder.
-    Init,
+    Init {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
     /// Create the next migration folder.
     New {
         /// The migration's name, e.g. add_email_index.
@@ -91,6 +101,8 @@ pub enum Command {
         /// folder (in the folder above it).
         #[arg(long, requires = "rust")]
         crate_dir: Option<PathBuf>,
+        #[command(flatten)]
+        project: ProjectArgs,
     },
     /// Show every migration's state and backfill progress.
     Status {
@@ -142,9 +154,15 @@ pub enum Command {
         db: DatabaseArgs,
     },
     /// Show what each component migration may touch (its grants) and its limits.
-    Grants,
+    Grants {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
     /// Write wasmig.sum: the blake3 digest of every migration and of the whole list.
-    Hash,
+    Hash {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
     /// Generate a minisign key pair for signing wasmig.sum.
     Keygen {
         /// Where to write the secret key (mode 0600); the public key goes to PATH.pub.
@@ -159,6 +177,8 @@ pub enum Command {
         /// An environment variable holding the secret key (a CI secret).
         #[arg(long)]
         key_env: Option<String>,
+        #[command(flatten)]
+        project: ProjectArgs,
     },
     /// Check the migrations against wasmig.sum and its signatures against the trust policy
     /// (no database needed). Exits 9 when they fail.
@@ -167,6 +187,8 @@ pub enum Command {
         format: Format,
         #[command(flatten)]
         trust: TrustArgs,
+        #[command(flatten)]
+        project: ProjectArgs,
     },
     /// Record that an applied migration's files changed and accept their new digest.
     Repair {
@@ -291,16 +313,41 @@ pub enum DatabaseCommand {
     Backfill(BackfillAction),
 }
 
+impl Command {
+    /// The project folder given (`--project`, `WASMIG_PROJECT`); `keygen` has none.
+    pub fn project(&self) -> Option<PathBuf> {
+        let project = match self {
+            Command::Keygen { .. } => return None,
+            Command::Init { project }
+            | Command::New { project, .. }
+            | Command::Grants { project }
+            | Command::Hash { project }
+            | Command::Sign { project, .. }
+            | Command::VerifyArtifacts { project, .. } => project,
+            Command::Status { db }
+            | Command::History { db }
+            | Command::Up { db, .. }
+            | Command::Backfill { db, .. }
+            | Command::Down { db, .. }
+            | Command::Verify { db }
+            | Command::Repair { db, .. } => &db.project,
+        };
+        project.project.clone()
+    }
+}
+
 impl From<Command> for Route {
     fn from(command: Command) -> Route {
         match command {
-            Command::Init => Route::Init,
-            Command::New { name, sql: _, rust, crate_dir } => Route::New { name, rust, crate_dir },
+            Command::Init { .. } => Route::Init,
+            Command::New { name, sql: _, rust, crate_dir, .. } => Route::New { name, rust, crate_dir },
             Command::Keygen { out } => Route::Keygen { out },
-            Command::Hash => Route::Artifacts(ArtifactCommand::Hash),
-            Command::Sign { key, key_env } => Route::Artifacts(ArtifactCommand::Sign { key, key_env }),
-            Command::VerifyArtifacts { format, trust } => Route::Artifacts(ArtifactCommand::Verify { format, trust }),
-            Command::Grants => Route::Artifacts(ArtifactCommand::Grants),
+            Command::Hash { .. } => Route::Artifacts(ArtifactCommand::Hash),
+            Command::Sign { key, key_env, .. } => Route::Artifacts(ArtifactCommand::Sign { key, key_env }),
+            Command::VerifyArtifacts { format, trust, .. } => {
+                Route::Artifacts(ArtifactCommand::Verify { format, trust })
+            }
+            Command::Grants { .. } => Route::Artifacts(ArtifactCommand::Grants),
             Command::Status { db } => Route::Database(DatabaseCommand::Status, db),
             Command::History { db } => Route::Database(DatabaseCommand::History, db),
             Command::Up { to, dry_run, format, throttle, db } => {

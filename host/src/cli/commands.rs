@@ -13,7 +13,7 @@ use crate::print;
 use crate::progress::{CliObserver, Style};
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let project = args.project.clone().unwrap_or_else(wasmig::default_project_dir);
+    let project = args.command.project().unwrap_or_else(wasmig::default_project_dir);
     match Route::from(args.command) {
         Route::Init => {
             let path = scaffold::init(&project)?;

@@ -56,7 +56,19 @@ fn describe(error: &anyhow::Error) -> String {
     text
 }
 
+/// A closed stdout (`wasmig status | head`) ends the process quietly, as it does for other
+/// command-line tools, instead of failing every later `println!` with a panic. Rust ignores
+/// SIGPIPE by default; this restores the operating system's default.
+fn exit_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_a_closed_pipe();
     let args = <args::Args as clap::Parser>::parse();
     args::init_logging(args.verbose, args.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
