@@ -30,10 +30,10 @@ printf 'kind = "component"\n' > "$component/migration.toml"
         printf '[[trust.keys]]\nname = "%s"\npublic_key = "%s"\n' "$key" "$(tail -n 1 "$work/$key.key.pub")"
     done
 } > "$project/wasmig.toml"
-"$wasmig" -q -p "$project" hash > /dev/null
-"$wasmig" -q -p "$project" sign --key "$work/a.key" > /dev/null
-"$wasmig" -q -p "$project" sign --key "$work/b.key" > /dev/null
-"$wasmig" -q -p "$project" verify-artifacts > /dev/null
+"$wasmig" -q hash -p "$project" > /dev/null
+"$wasmig" -q sign -p "$project" --key "$work/a.key" > /dev/null
+"$wasmig" -q sign -p "$project" --key "$work/b.key" > /dev/null
+"$wasmig" -q verify-artifacts -p "$project" > /dev/null
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 time_ms() { local start end; start=$(date +%s%N); "$@" > /dev/null; end=$(date +%s%N); echo $(((end - start) / 1000000)); }
@@ -42,7 +42,7 @@ read_all() { find "$project" -type f -exec cat {} + > /dev/null; }
 verify_times=() read_times=()
 for _ in $(seq 1 "$runs"); do
     read_times+=("$(time_ms read_all)")
-    verify_times+=("$(time_ms "$wasmig" -q -p "$project" verify-artifacts)")
+    verify_times+=("$(time_ms "$wasmig" -q verify-artifacts -p "$project")")
 done
 verify=$(printf '%s\n' "${verify_times[@]}" | median)
 floor=$(printf '%s\n' "${read_times[@]}" | median)
