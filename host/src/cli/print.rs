@@ -146,8 +146,9 @@ pub fn trust_report(report: &TrustReport) {
         report.sum_file,
         report.total.as_deref().map(|t| format!(" (total {t})")).unwrap_or_default()
     );
+    let width = report.migrations.iter().map(|m| m.folder.chars().count()).max().unwrap_or(0);
     for migration in &report.migrations {
-        println!("  {:<11} {} {}", migration.state, migration.folder, migration.digest);
+        println!("  {:<11} {:<width$} {}", migration.state, migration.folder, migration.digest);
     }
     for signature in &report.signatures {
         println!(
