@@ -6,26 +6,18 @@
 # postgres user from /var/tmp/wasmig-pgbouncer (PgBouncer refuses to run as root).
 # `pgbouncer.sh stop` stops it.
 set -euo pipefail
+# shellcheck source=servers.sh
+source "$(dirname "$0")/servers.sh"
 host=127.0.0.1
 port=6434
 dir=/var/tmp/wasmig-pgbouncer
 
-as_postgres() { if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
-answers() { pg_isready -h "$host" -p "$port" -q 2>/dev/null; }
-
-case "${1:-start}" in
-    stop)
-        if [[ -f "$dir/pgbouncer.pid" ]]; then
-            kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true
-        fi
-        exit 0
-        ;;
-    start) ;;
-    *)
-        echo "usage: $0 [start|stop]" >&2
-        exit 2
-        ;;
-esac
+stop_bouncer() {
+    if [[ -f "$dir/pgbouncer.pid" ]]; then
+        kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true
+    fi
+}
+server_action "${1:-start}" stop_bouncer
 if answers; then
     exit 0
 fi

@@ -6,28 +6,21 @@
 # /var/tmp/wasmig-standby and starts it as the postgres user. Run after ensure-postgres.sh.
 # `standby.sh stop` stops it (scripts/test.sh does, so benchmarks never share the CPU with it).
 set -euo pipefail
+# shellcheck source=servers.sh
+source "$(dirname "$0")/servers.sh"
 host=127.0.0.1
 primary=5432
 port=5433
 data=/var/tmp/wasmig-standby
 
-answers() { pg_isready -h "$host" -p "$port" -q 2>/dev/null; }
-as_postgres() { if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+bin=$(pg_bin)
 
-case "${1:-start}" in
-    stop)
-        if [[ -d "$data" ]]; then
-            as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
-        fi
-        exit 0
-        ;;
-    start) ;;
-    *)
-        echo "usage: $0 [start|stop]" >&2
-        exit 2
-        ;;
-esac
+stop_standby() {
+    if [[ -d "$data" ]]; then
+        as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+    fi
+}
+server_action "${1:-start}" stop_standby
 if answers; then
     exit 0
 fi

@@ -7,29 +7,22 @@
 # its password (scram-sha-256) and owns a database of its name; `postgres` is trusted. The CAs are left in
 # /var/tmp/wasmig-tls/certs for the tests. `tls-postgres.sh stop` stops the cluster.
 set -euo pipefail
+# shellcheck source=servers.sh
+source "$(dirname "$0")/servers.sh"
 host=127.0.0.1
 port=5434
 root=/var/tmp/wasmig-tls
 data=$root/data
 certs=$root/certs
 
-answers() { pg_isready -h "$host" -p "$port" -q 2>/dev/null; }
-as_postgres() { if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+bin=$(pg_bin)
 
-case "${1:-start}" in
-    stop)
-        if [[ -d "$data" ]]; then
-            as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
-        fi
-        exit 0
-        ;;
-    start) ;;
-    *)
-        echo "usage: $0 [start|stop]" >&2
-        exit 2
-        ;;
-esac
+stop_cluster() {
+    if [[ -d "$data" ]]; then
+        as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+    fi
+}
+server_action "${1:-start}" stop_cluster
 if answers && [[ -f "$certs/ca.crt" ]]; then
     exit 0
 fi

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use crate::core::{Human, host_name};
 use crate::db::{self, ConnectOptions, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError, Value};
 
+use super::schema;
 use super::table::HistoryTable;
 
 /// How the migration lock is held.
@@ -51,7 +52,7 @@ pub async fn take(
     let failed = |source: DbError| LockError::Failed { name: name.to_owned(), source };
     let db = db::connect(url, options).await.map_err(|e| failed(DbError::client("connection", e.to_string())))?;
     let table = history.locks();
-    create_table(db.as_ref(), history, &table).await.map_err(failed)?;
+    create_table(db.as_ref(), history).await.map_err(failed)?;
     let token = new_token();
     let holder = format!("wasmig/{}/{}", std::process::id(), host_name());
     let lease_ms = Value::Int(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
@@ -90,20 +91,8 @@ pub async fn take(
 /// Creates the lock table (and the history's schema) if missing. Two runs may race to create
 /// it, and PostgreSQL's `IF NOT EXISTS` can still fail the loser with a duplicate: the table
 /// is there then, which is all that is needed.
-async fn create_table(db: &dyn Database, history: &HistoryTable, table: &HistoryTable) -> Result<(), DbError> {
-    let mut script = String::new();
-    if let Some(schema) = history.schema() {
-        script.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", crate::core::quote_ident(schema.as_str())));
-    }
-    script.push_str(&format!(
-        "CREATE TABLE IF NOT EXISTS {table} (
-            name TEXT PRIMARY KEY,
-            token TEXT NOT NULL,
-            holder TEXT NOT NULL,
-            acquired_at TIMESTAMPTZ NOT NULL,
-            expires_at TIMESTAMPTZ NOT NULL
-        );"
-    ));
+async fn create_table(db: &dyn Database, history: &HistoryTable) -> Result<(), DbError> {
+    let script = schema::lock_table_script(history, db.dialect());
     match db.run_script(&script).await {
         Ok(_) => Ok(()),
         // The loser of a concurrent CREATE: 23505 (pg_type's unique index), 42710 (its row

@@ -36,13 +36,36 @@ pub async fn pinned(db: &dyn Database, history: HistoryTable) -> Result<HistoryT
     }
 }
 
+/// `CREATE SCHEMA IF NOT EXISTS` for the history's schema, where the backend has schemas and
+/// the project file names one; else nothing.
+fn create_schema(table: &HistoryTable, dialect: &Dialect) -> String {
+    match (dialect.creates_schemas, table.schema()) {
+        (true, Some(schema)) => format!("CREATE SCHEMA IF NOT EXISTS {};\n", crate::core::quote_ident(schema.as_str())),
+        _ => String::new(),
+    }
+}
+
+/// The lock table of `table` mode (PostgreSQL only), and its schema. It is created apart from
+/// the others, before the lock is taken, where they are created under it.
+pub(super) fn lock_table_script(history: &HistoryTable, dialect: &Dialect) -> String {
+    let mut script = create_schema(history, dialect);
+    script.push_str(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            name TEXT PRIMARY KEY,
+            token TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            acquired_at TIMESTAMPTZ NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL
+        );",
+        history.locks()
+    ));
+    script
+}
+
 /// `CREATE TABLE IF NOT EXISTS` for every table, and the schema where the backend has them.
 fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
     let (timestamp, default_now, boolean) = (dialect.timestamp_type, dialect.timestamp_now, dialect.boolean_type);
-    let mut script = String::new();
-    if let (true, Some(schema)) = (dialect.creates_schemas, table.schema()) {
-        script.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", crate::core::quote_ident(schema.as_str())));
-    }
+    let mut script = create_schema(table, dialect);
     script.push_str(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (
             version BIGINT PRIMARY KEY,

@@ -61,11 +61,8 @@ fn write_new(path: &Path, contents: &str) -> Result<(), ScaffoldError> {
 /// leaves alone.
 pub fn init(dir: &Path) -> Result<PathBuf, ScaffoldError> {
     let path = dir.join(PROJECT_FILE);
-    let is_current = |dir: &Path| {
-        let (Ok(dir), Ok(current)) = (std::path::absolute(dir), std::env::current_dir()) else { return false };
-        dir.components().eq(current.components()) || dir.as_os_str().is_empty()
-    };
-    let database = if is_current(dir) || dir.as_os_str() == "." { "wasmig.db" } else { "../wasmig.db" };
+    let is_current = std::path::absolute(dir).ok() == std::env::current_dir().ok();
+    let database = if is_current { "wasmig.db" } else { "../wasmig.db" };
     write_new(&path, &PROJECT_TEMPLATE.replace("{database}", database))?;
     Ok(path)
 }

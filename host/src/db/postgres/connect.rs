@@ -2,11 +2,10 @@
 //! caller allows it, waiting for a server that is not up yet — with a line per attempt, and
 //! no waiting at all for a cause that time will not change.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::ClientConfig;
 use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_postgres::config::{Host, SslMode as WireMode};
 
 use super::conninfo::{PgTarget, SslMode, TlsSettings};
@@ -69,7 +68,7 @@ enum Failure {
 #[derive(Clone)]
 pub(super) struct Dialer {
     target: PgTarget,
-    tls: Arc<ClientConfig>,
+    tls: MakeRustlsConnect,
     options: ConnectOptions,
     shown: String,
 }
@@ -91,7 +90,7 @@ impl Dialer {
     /// The connector for a cancel request, which opens a session of its own under the same
     /// `sslmode`.
     pub(super) fn connector(&self) -> Connector {
-        Connector::new(self.tls.clone())
+        Connector::new(&self.tls)
     }
 
     /// Connects, waiting up to `options.wait` for a server that is not answering yet.
@@ -106,7 +105,12 @@ impl Dialer {
                 Err(Failure::Final { reason, .. }) => {
                     return Err(ConnectError::Refused { url: self.shown.clone(), reason });
                 }
-                Err(Failure::Transient(reason)) => reason,
+                // Only a failure pays for a look-up of its own: a name that does not resolve
+                // will not resolve by waiting either.
+                Err(Failure::Transient(reason)) => match self.unresolvable().await {
+                    Some(unknown) => return Err(ConnectError::Refused { url: self.shown.clone(), reason: unknown }),
+                    None => reason,
+                },
             };
             let waited = started.elapsed();
             if wait.is_zero() {
@@ -131,7 +135,6 @@ impl Dialer {
     /// One attempt under the `sslmode`'s rules. `allow` tries without TLS first and with it
     /// when the server refuses an unencrypted session.
     async fn attempt(&self) -> Result<Opened, Failure> {
-        self.resolve_hosts().await?;
         let settings = &self.target.tls;
         if self.target.local_socket_only() {
             return self.attempt_with(WireMode::Disable).await;
@@ -156,7 +159,7 @@ impl Dialer {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(self.options.attempt_timeout);
         }
-        let connector = Connector::new(self.tls.clone());
+        let connector = Connector::new(&self.tls);
         match config.connect(connector.clone()).await {
             Ok((client, connection)) => {
                 tokio::spawn(drive(connection));
@@ -198,33 +201,25 @@ impl Dialer {
         Failure::Transient(chain)
     }
 
-    /// Fails at once when no host name resolves: a typo or a missing DNS entry does not
-    /// fix itself while waiting.
-    async fn resolve_hosts(&self) -> Result<(), Failure> {
+    /// Why no host name resolves, when none does (a typo, a missing DNS entry); `None` when
+    /// one does, or the target names addresses or sockets.
+    async fn unresolvable(&self) -> Option<String> {
+        let hosts = self.target.config.get_hosts();
         if !self.target.config.get_hostaddrs().is_empty() {
-            return Ok(());
+            return None;
         }
-        let names: Vec<&str> = self
-            .target
-            .config
-            .get_hosts()
-            .iter()
-            .filter_map(|host| match host {
-                Host::Tcp(name) if name.parse::<std::net::IpAddr>().is_err() => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
-        if names.is_empty() || names.len() < self.target.config.get_hosts().len() {
-            return Ok(());
-        }
-        let mut last = String::new();
-        for name in &names {
-            match tokio::net::lookup_host((*name, 5432)).await {
-                Ok(_) => return Ok(()),
-                Err(error) => last = format!("unknown host {name}: {error}"),
+        let mut unknown = None;
+        for host in hosts {
+            let Host::Tcp(name) = host else { return None };
+            if name.parse::<std::net::IpAddr>().is_ok() {
+                return None;
+            }
+            match tokio::net::lookup_host((name.as_str(), 5432)).await {
+                Ok(_) => return None,
+                Err(error) => unknown = Some(format!("unknown host {name}: {error}")),
             }
         }
-        Err(Failure::Final { reason: last, code: None })
+        unknown
     }
 
     fn first_host(&self) -> String {

@@ -60,6 +60,13 @@ pub struct PostgresDatabase {
     in_transaction: AtomicBool,
 }
 
+/// How a transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Commit,
+    Rollback,
+}
+
 /// The queue of simple-query text waiting for the next request. Fails closed: the walls of a
 /// component call travel this way, so a queue that cannot be written (its lock poisoned by a
 /// panic elsewhere) refuses the call instead of letting it run without them.
@@ -111,11 +118,12 @@ impl PostgresDatabase {
     /// What ends a transaction: behind a transaction pooler, the server connection's prepared
     /// statements go with it, in the same request, while this client still holds it (another
     /// client's statement of the same name would collide with them there).
-    fn ending(&self, end: &'static str) -> &'static str {
+    fn ending(&self, end: End) -> &'static str {
         match (self.pooled, end) {
-            (true, "COMMIT") => "COMMIT; DEALLOCATE ALL",
-            (true, "ROLLBACK") => "ROLLBACK; DEALLOCATE ALL",
-            _ => end,
+            (true, End::Commit) => "COMMIT; DEALLOCATE ALL",
+            (true, End::Rollback) => "ROLLBACK; DEALLOCATE ALL",
+            (false, End::Commit) => "COMMIT",
+            (false, End::Rollback) => "ROLLBACK",
         }
     }
 
@@ -136,7 +144,7 @@ impl PostgresDatabase {
         }
         self.begin(Access::ReadWrite).await?;
         let result = work.await;
-        let end = self.ending(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let end = self.ending(if result.is_ok() { End::Commit } else { End::Rollback });
         let ended = self.after_pending(self.client.batch_execute(end)).await;
         self.ended();
         let value = result?;
@@ -303,7 +311,7 @@ impl Database for PostgresDatabase {
     async fn commit(&self) -> Result<(), DbError> {
         // A separate message from what is pending: if that fails, COMMIT still ends the
         // transaction (rolling it back) instead of being skipped with it.
-        let committed = self.after_pending(self.client.batch_execute(self.ending("COMMIT"))).await;
+        let committed = self.after_pending(self.client.batch_execute(self.ending(End::Commit))).await;
         self.ended();
         committed
     }
@@ -317,7 +325,7 @@ impl Database for PostgresDatabase {
         // before COMMIT aborts the transaction, and the server then answers COMMIT by rolling
         // back. All three answers are awaited, so the connection is idle when this returns.
         let (before, executed, committed) =
-            join3(before, self.client.execute(&prepared, &params), self.client.batch_execute(self.ending("COMMIT")))
+            join3(before, self.client.execute(&prepared, &params), self.client.batch_execute(self.ending(End::Commit)))
                 .await;
         self.ended();
         before.map_err(|e| NotCommitted::Statement(db_error(e)))?;
@@ -330,7 +338,7 @@ impl Database for PostgresDatabase {
         // ROLLBACK undoes SET LOCAL too; a pending RESET would only fail in an aborted
         // transaction, and a pending BEGIN has nothing to roll back.
         self.pending.clear();
-        let rolled_back = self.client.batch_execute(self.ending("ROLLBACK")).await.map_err(db_error);
+        let rolled_back = self.client.batch_execute(self.ending(End::Rollback)).await.map_err(db_error);
         self.ended();
         rolled_back
     }
@@ -437,10 +445,9 @@ impl AdvisoryLock {
     /// the setting that fixes it. (Whether the pooler moves this statement is chance, so a
     /// pooler is not always caught here; each migration's COMMIT check fails closed anyway.)
     async fn stays_with_its_session(&self) -> Result<(), DbError> {
-        let check = self.check();
-        let params = as_params(&check.params);
-        let statement = check.statement.replace("1 / count(*)::int", "count(*)");
-        let row = self.session.query_one(statement.as_str(), &params).await;
+        let params = self.held_params();
+        let statement = format!("SELECT count(*) {HELD_BY_PID}");
+        let row = self.session.query_one(statement.as_str(), &as_params(&params)).await;
         let held: i64 = row.and_then(|row| row.try_get(0)).map_err(db_error)?;
         if held == 0 {
             return Err(DbError::client(
@@ -454,17 +461,22 @@ impl AdvisoryLock {
     }
 
     fn check(&self) -> LockCheck {
-        // A bigint advisory key shows in pg_locks as its high and low 32 bits.
+        LockCheck { statement: format!("SELECT 1 / count(*)::int {HELD_BY_PID}"), params: self.held_params() }
+    }
+
+    /// [`HELD_BY_PID`]'s parameters: the holder's pid and the key, which pg_locks shows as its
+    /// high and low 32 bits.
+    fn held_params(&self) -> Vec<Value> {
         let high = i64::from((self.key >> 32) as u32);
         let low = i64::from(self.key as u32);
-        LockCheck {
-            statement: "SELECT 1 / count(*)::int FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
-                        AND granted AND pid = $1 AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1"
-                .to_owned(),
-            params: vec![Value::Int(i64::from(self.pid)), Value::Int(high), Value::Int(low)],
-        }
+        vec![Value::Int(i64::from(self.pid)), Value::Int(high), Value::Int(low)]
     }
 }
+
+/// The rows of pg_locks that show the advisory lock held by a backend: `$1` its pid, `$2` and
+/// `$3` the key's halves.
+const HELD_BY_PID: &str = "FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1 \
+                           AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1";
 
 #[async_trait]
 impl HeldLock for AdvisoryLock {

@@ -70,11 +70,9 @@ pub(super) struct Connector {
 }
 
 impl Connector {
-    pub(super) fn new(config: Arc<ClientConfig>) -> Connector {
-        Connector {
-            inner: MakeRustlsConnect::new(ClientConfig::clone(&config)),
-            handshake: Arc::new(Mutex::new(Handshake::NotStarted)),
-        }
+    /// A connector sharing `make`'s configuration, with a record of its own.
+    pub(super) fn new(make: &MakeRustlsConnect) -> Connector {
+        Connector { inner: make.clone(), handshake: Arc::new(Mutex::new(Handshake::NotStarted)) }
     }
 
     pub(super) fn handshake(&self) -> Handshake {
@@ -134,8 +132,8 @@ where
     }
 }
 
-/// The rustls client configuration for `settings`.
-pub(super) fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsSetupError> {
+/// The TLS connector for `settings`, its files read once; clones share its configuration.
+pub(super) fn client_config(settings: &TlsSettings) -> Result<MakeRustlsConnect, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match check_for(settings) {
         TlsCheck::None => Arc::new(Unchecked { provider: provider.clone() }),
@@ -160,7 +158,7 @@ pub(super) fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>,
         }
         _ => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(config))
+    Ok(MakeRustlsConnect::new(config))
 }
 
 fn root_store(roots: &RootCerts) -> Result<RootCertStore, TlsSetupError> {
@@ -363,7 +361,7 @@ mod tests {
     fn a_missing_root_file_names_the_setting() {
         let mut settings = settings(SslMode::VerifyFull, true);
         settings.roots = RootCerts::File(PathBuf::from("/nonexistent/ca.pem"));
-        let error = client_config(&settings).unwrap_err();
+        let Err(error) = client_config(&settings) else { panic!("a missing root file must be refused") };
         assert!(error.to_string().contains("/nonexistent/ca.pem (sslrootcert)"), "{error}");
     }
 }
