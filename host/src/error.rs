@@ -131,6 +131,22 @@ pub enum ErrorKind {
     BackfillUnfinished,
 }
 
+impl ErrorKind {
+    /// The kind's name in JSON output and in the `result` object's `exit` (docs/json.md).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Project => "project",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Lock => "lock",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::MigrationFailed => "migration_failed",
+            ErrorKind::Sandbox => "sandbox",
+            ErrorKind::Trust => "trust",
+            ErrorKind::BackfillUnfinished => "backfill_unfinished",
+        }
+    }
+}
+
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -77,7 +77,7 @@ pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
 pub use crate::ledger::{
     AppliedMigration, BackfillState, BackfillStatus, HistoryError, HistoryTable, LockMode, Repair,
 };
-pub use crate::migrator::{Migrator, State, StatusEntry};
+pub use crate::migrator::Migrator;
 pub use crate::plan::{DownTarget, PlanError};
 pub use crate::project::backfill::{
     BackfillSettings, BackfillSettingsError, Chunking, MAX_PAUSE_MS, MAX_WORKERS, ProjectBackfillSection,
@@ -87,8 +87,10 @@ pub use crate::project::catalog::{Body, Catalog, CatalogError, ComponentMigratio
 pub use crate::project::manifest::{Kind, Manifest, ManifestError};
 pub use crate::project::scaffold::{ScaffoldError, Template};
 pub use crate::project::sumfile::{SumFile, SumFileError};
-pub use crate::report::{Action, Report, StepReport};
-pub use crate::run::backfill::events::{BackfillEvent, BackfillObserver};
+pub use crate::report::preview::{ComponentPreview, GrantLine, LimitsPreview, PlannedStep, Preview, Script, Way};
+pub use crate::report::status::{Finding, FindingClass, State, StatusEntry};
+pub use crate::report::{Action, Report, StepReport, millis};
+pub use crate::run::events::{BackfillEvent, Failure, Observer, StepFailure};
 pub use crate::sandbox::SandboxError;
 pub use crate::trust::signing::SigningError;
 pub use crate::trust::verify::{KeySection, MigrationCheck, SignatureCheck, TrustProblem, TrustedKey};

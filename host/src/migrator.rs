@@ -16,9 +16,10 @@ use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryTable, Repair, schema};
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Body, Catalog, Migration};
-use crate::project::manifest::Kind;
 use crate::report::Report;
-use crate::run::backfill::events::{BackfillObserver, LogObserver};
+use crate::report::preview::{PlannedStep, Preview, Way};
+use crate::report::status::{self, Finding, StatusEntry};
+use crate::run::events::{Observer, LogObserver};
 use crate::run::backfill::{self, WorkerEnd};
 use crate::run::executor::{self, Direction, Step};
 use crate::run::session::{Session, Shared};
@@ -33,31 +34,6 @@ pub struct Migrator {
     db: Arc<dyn Database>,
     /// The ledger's tables pinned to the server's current schema, once the lock is taken.
     ledger: OnceLock<HistoryTable>,
-}
-
-/// Where a migration stands, for `status`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum State {
-    Pending,
-    Applied {
-        applied_at: String,
-    },
-    /// Applied, but the files changed since (invariant 5).
-    Changed {
-        recorded: Digest,
-        found: Digest,
-    },
-    /// Applied, but its folder is gone.
-    Missing,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusEntry {
-    pub version: Version,
-    pub folder: String,
-    pub kind: Kind,
-    pub state: State,
-    pub backfill: Option<BackfillStatus>,
 }
 
 impl Migrator {
@@ -77,7 +53,7 @@ impl Migrator {
     }
 
     /// Sends backfill progress to `observer` instead of the log.
-    pub fn with_observer(mut self, observer: Arc<dyn BackfillObserver>) -> Migrator {
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Migrator {
         self.shared.observer = observer;
         self
     }
@@ -183,6 +159,36 @@ impl Migrator {
     pub async fn plan_up(&self, target: Option<Version>) -> Result<Vec<&Migration>, Error> {
         let applied = self.applied_if_any().await?;
         Ok(plan::plan_up(&self.catalog, &applied, target)?)
+    }
+
+    /// What `up` would do, step by step with its SQL, grants and limits, without taking the
+    /// lock or changing anything.
+    pub async fn preview_up(&self, target: Option<Version>) -> Result<Preview, Error> {
+        let applied = self.applied_if_any().await?;
+        let steps = plan::plan_up(&self.catalog, &applied, target)?;
+        let backfills = if applied.is_empty() { Vec::new() } else { self.backfill_status().await? };
+        let resumes = backfills
+            .iter()
+            .filter(|b| b.state == BackfillState::Running && self.catalog.get(b.version).is_some())
+            .map(|b| b.version)
+            .collect();
+        Ok(self.preview(Way::Up, resumes, steps))
+    }
+
+    /// What `down` would do, without taking the lock or changing anything.
+    pub async fn preview_down(&self, target: DownTarget) -> Result<Preview, Error> {
+        let applied = self.applied_if_any().await?;
+        let steps = plan::plan_down(&self.catalog, &applied, target)?;
+        Ok(self.preview(Way::Down, Vec::new(), steps))
+    }
+
+    fn preview(&self, way: Way, resumes: Vec<Version>, steps: Vec<&Migration>) -> Preview {
+        let limits = &self.shared.config.limits;
+        Preview {
+            direction: way,
+            resumes,
+            steps: steps.into_iter().map(|migration| PlannedStep::of(migration, way, limits)).collect(),
+        }
     }
 
     /// Applies pending migrations up to `target` (all when `None`), after finishing any
@@ -396,38 +402,12 @@ impl Migrator {
         let exists = history.exists().await?;
         let applied = if exists { history.applied().await? } else { Vec::new() };
         let backfills = if exists { self.backfill_status().await? } else { Vec::new() };
-        let backfill_of = |version| backfills.iter().find(|b| b.version == version).cloned();
-        let mut entries: Vec<StatusEntry> = self
-            .catalog
-            .migrations
-            .iter()
-            .map(|migration| {
-                let state = match applied.iter().find(|row| row.version == migration.version) {
-                    None => State::Pending,
-                    Some(row) if row.digest != migration.digest => {
-                        State::Changed { recorded: row.digest, found: migration.digest }
-                    }
-                    Some(row) => State::Applied { applied_at: row.applied_at.clone() },
-                };
-                StatusEntry {
-                    version: migration.version,
-                    folder: migration.folder.clone(),
-                    kind: migration.kind(),
-                    state,
-                    backfill: backfill_of(migration.version),
-                }
-            })
-            .collect();
-        for row in applied.iter().filter(|row| self.catalog.get(row.version).is_none()) {
-            entries.push(StatusEntry {
-                version: row.version,
-                folder: format!("{}_{}", row.version, row.name),
-                kind: row.kind,
-                state: State::Missing,
-                backfill: backfill_of(row.version),
-            });
-        }
-        entries.sort_by_key(|entry| entry.version);
-        Ok(entries)
+        Ok(status::status_of(&self.catalog, &applied, &backfills))
+    }
+
+    /// What a deploy gate refuses of the database's state: changed, missing or out-of-order
+    /// migrations, backfills not done, and with `pending` the migrations not applied yet.
+    pub async fn check(&self, pending: bool) -> Result<Vec<Finding>, Error> {
+        Ok(status::findings(&self.status().await?, pending))
     }
 }

@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmig::{BackfillEvent, BackfillObserver, BackfillState, Error, ErrorKind, Version};
+use wasmig::{BackfillEvent, BackfillState, Error, ErrorKind, Observer, Version};
+use wasmig_tests::json::{Event, JsonRun};
 use wasmig_tests::{Backend, Inspector, Project, TestDb, wasmig_binary};
 
 use crate::on_both_backends;
@@ -18,7 +19,7 @@ const ITEMS_WRONG: &str = "SELECT count(*) FROM items WHERE email_lower IS NULL 
 const ROWS_DONE: &str = "SELECT COALESCE(CAST(sum(rows_done) AS BIGINT), 0) FROM wasmig_history_backfill_chunks";
 
 /// `items` with `count` rows, each needing `spin` loop iterations of the guest.
-fn items_migration(count: u32, spin: u32) -> String {
+pub(crate) fn items_migration(count: u32, spin: u32) -> String {
     format!(
         "CREATE TABLE items (id BIGINT PRIMARY KEY, email TEXT NOT NULL, email_lower TEXT,
                              visits INTEGER NOT NULL DEFAULT 0, spin BIGINT NOT NULL DEFAULT 0);
@@ -29,7 +30,7 @@ fn items_migration(count: u32, spin: u32) -> String {
 
 /// A project whose 0002 backfills `items` with `backfill` as its `[backfill]` settings. Leases
 /// last one second, so a killed worker's chunk is taken over quickly.
-fn items_project(rows: u32, spin: u32, backfill: &str, fuel: u64) -> Project {
+pub(crate) fn items_project(rows: u32, spin: u32, backfill: &str, fuel: u64) -> Project {
     let project = Project::new();
     project.write(
         "wasmig.toml",
@@ -220,8 +221,8 @@ async fn a_batch_whose_lease_was_taken_over_rolls_back() {
 #[derive(Default)]
 struct Events(Mutex<Vec<BackfillEvent>>);
 
-impl BackfillObserver for Events {
-    fn on_event(&self, event: &BackfillEvent) {
+impl Observer for Events {
+    fn on_backfill(&self, event: &BackfillEvent) {
         if let Ok(mut events) = self.0.lock() {
             events.push(event.clone());
         }
@@ -457,27 +458,35 @@ async fn backfill_json_events_and_status() {
         .output()
         .expect("run wasmig up");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.starts_with('{'))
-        .map(|line| serde_json::from_str(line).expect("each event is one JSON object"))
+    let run = JsonRun::parse(&output.stdout);
+    let batches: Vec<(i64, Option<i64>)> = run
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::BackfillBatch { rows_done, rows_estimate, .. } => Some((*rows_done, *rows_estimate)),
+            _ => None,
+        })
         .collect();
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
-    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "batch").count(), 4, "three full batches and the empty last one");
-    let last_batch = events.iter().rev().find(|e| e["event"] == "batch").expect("a batch event");
-    assert_eq!(last_batch["rows_done"], 300);
-    assert_eq!(last_batch["rows_estimate"], 300);
+    assert!(matches!(
+        run.events.iter().find(|e| !matches!(e, Event::Step { .. })),
+        Some(Event::BackfillStarted { .. })
+    ));
+    assert_eq!(batches.len(), 4, "three full batches and the empty last one: {:?}", run.events);
+    assert_eq!(batches.last(), Some(&(300, Some(300))));
+    assert!(run.events.iter().any(|e| matches!(e, Event::BackfillFinished { rows: 300, .. })), "{:?}", run.events);
+    let actions: Vec<&str> = run.result.committed.iter().map(|step| step.action.as_str()).collect();
+    assert_eq!(actions, ["applied", "applied", "backfilled"]);
+    assert_eq!(run.result.committed[2].rows, Some(300));
 
     let status = Command::new(wasmig_binary())
         .env("WASMIG_PROJECT", project.path())
         .args(["backfill", "--database", &db.url, "status", "2", "--format", "json"])
         .output()
         .expect("run wasmig backfill status");
-    let statuses: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status as JSON");
-    assert_eq!(statuses[0]["state"], "done");
-    assert_eq!(statuses[0]["rows_done"], 300);
+    let status = JsonRun::parse(&status.stdout);
+    assert_eq!(status.result.command, "backfill status");
+    assert_eq!(status.result.data["backfills"][0]["state"], "done");
+    assert_eq!(status.result.data["backfills"][0]["rows_done"], 300);
 }
 
 /// The rows/s ceiling holds the backfill back (a lower bound on its time, which sleeping

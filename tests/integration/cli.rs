@@ -3,6 +3,7 @@
 
 use std::process::{Command, Output};
 
+use wasmig_tests::json::JsonRun;
 use wasmig_tests::{Project, TestDb, users_migration, wasmig_binary};
 
 fn wasmig(project: &Project, args: &[&str]) -> Output {
@@ -194,21 +195,23 @@ fn keygen_hash_sign_and_verify_artifacts_never_show_the_secret() {
     assert_eq!(sign.status.code(), Some(0), "{}", stderr(&sign));
     let verified = wasmig(&project, &["verify-artifacts", "--format", "json"]);
     assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
-    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("JSON report");
+    let report = JsonRun::parse(&verified.stdout).result.data;
     assert_eq!(report["problems"], serde_json::json!([]));
     assert_eq!(report["signers"], serde_json::json!(["ci"]));
 
     project.write("0001_users/up.sql", "DROP TABLE IF EXISTS users;");
     let tampered = wasmig(&project, &["verify-artifacts", "--format", "json"]);
     assert_eq!(tampered.status.code(), Some(9));
-    let report: serde_json::Value = serde_json::from_slice(&tampered.stdout).expect("JSON report");
+    let tampered_run = JsonRun::parse(&tampered.stdout);
+    assert_eq!((tampered_run.result.exit_code, tampered_run.result.exit.as_str()), (9, "trust"));
+    let report = tampered_run.result.data;
     assert_eq!(report["problems"][0]["problem"], "digest-mismatch");
     assert_eq!(report["problems"][0]["folder"], "0001_users");
     // A change that leaves a file unparseable is still reported as a change, with exit 9.
     project.write_bytes("0001_users/up.sql", b"DROP TABLE \xff users;");
     let unparseable = wasmig(&project, &["verify-artifacts", "--format", "json"]);
     assert_eq!(unparseable.status.code(), Some(9), "{}", stderr(&unparseable));
-    let report: serde_json::Value = serde_json::from_slice(&unparseable.stdout).expect("JSON report");
+    let report = JsonRun::parse(&unparseable.stdout).result.data;
     assert_eq!(report["problems"][0]["problem"], "digest-mismatch");
     let up = wasmig(&project, &["up"]);
     assert_eq!(up.status.code(), Some(9), "{}", stderr(&up));

@@ -8,6 +8,7 @@ mod components;
 mod concurrency;
 mod connection;
 mod guard;
+mod pipeline;
 mod pooler;
 mod scaffold;
 mod sql_migrations;

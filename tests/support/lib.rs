@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasmig::{Config, Migrator};
 
+pub mod json;
+
 /// Where the tests find a PostgreSQL server they may create databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("WASMIG_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use wasmig::{Digest, MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides, Version};
+
+pub use crate::output::Format;
 
 #[derive(Debug, Parser)]
 #[command(name = "wasmig", version, about = "Database migrations as plain SQL or sandboxed WebAssembly components")]
@@ -17,6 +19,12 @@ pub struct Args {
     /// Show warnings and errors only.
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// human: reports on stdout, progress and errors on stderr. json: JSON lines on stdout
+    /// (each with "schema": 1 and an "event"), ending with one "result" object; see
+    /// docs/json.md.
+    #[arg(long, value_enum, global = true, default_value = "human")]
+    pub format: Format,
 
     #[command(subcommand)]
     pub command: Command,
@@ -74,12 +82,6 @@ fn duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Human,
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create wasmig.toml in the project folder.
@@ -114,17 +116,33 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Show what `up` would do, step by step: each migration's full SQL, or a component's
+    /// grants, limits and backfill settings, and its transaction mode. Changes nothing.
+    Plan {
+        /// Stop after this version.
+        #[arg(long)]
+        to: Option<Version>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// The deploy gate: exit non-zero, with a named code, when an applied migration changed,
+    /// went missing or sits above a pending one (6), or a backfill is not done (10); with
+    /// --fail-on-pending, also when a migration is pending (11). Changes nothing.
+    Check {
+        /// Fail when a migration is not applied yet.
+        #[arg(long)]
+        fail_on_pending: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Apply pending migrations (after resuming unfinished backfills).
     Up {
         /// Stop after this version.
         #[arg(long)]
         to: Option<Version>,
-        /// Print the plan without changing anything.
+        /// Show the plan (as `wasmig plan` does) without changing anything.
         #[arg(long)]
         dry_run: bool,
-        /// How to show backfill progress: a bar or log lines (human), or JSON events on stdout.
-        #[arg(long, value_enum, default_value = "human")]
-        format: Format,
         #[command(flatten)]
         throttle: ThrottleArgs,
         #[command(flatten)]
@@ -145,6 +163,9 @@ pub enum Command {
         /// Revert this many migrations.
         #[arg(long)]
         steps: Option<usize>,
+        /// Show the steps (each down.sql in full) without changing anything.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -183,8 +204,6 @@ pub enum Command {
     /// Check the migrations against wasmig.sum and its signatures against the trust policy
     /// (no database needed). Exits 9 when they fail.
     VerifyArtifacts {
-        #[arg(long, value_enum, default_value = "human")]
-        format: Format,
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
@@ -210,15 +229,11 @@ pub enum BackfillAction {
     Status {
         /// Only this migration's backfill.
         version: Option<Version>,
-        #[arg(long, value_enum, default_value = "human")]
-        format: Format,
     },
     /// Work on an applied migration's backfill until it is done or paused. Run it on several
     /// machines at once to share a chunked backfill.
     Run {
         version: Version,
-        #[arg(long, value_enum, default_value = "human")]
-        format: Format,
         #[command(flatten)]
         throttle: ThrottleArgs,
     },
@@ -299,21 +314,50 @@ pub enum Route {
 pub enum ArtifactCommand {
     Hash,
     Sign { key: Option<PathBuf>, key_env: Option<String> },
-    Verify { format: Format, trust: TrustArgs },
+    Verify { trust: TrustArgs },
     Grants,
 }
 
 pub enum DatabaseCommand {
     Status,
     History,
-    Up { to: Option<Version>, dry_run: bool, format: Format, throttle: ThrottleArgs },
-    Down { to: Option<Version>, steps: Option<usize> },
+    Plan { to: Option<Version> },
+    Check { fail_on_pending: bool },
+    Up { to: Option<Version>, dry_run: bool, throttle: ThrottleArgs },
+    Down { to: Option<Version>, steps: Option<usize>, dry_run: bool },
     Verify,
     Repair { version: Version, accept_digest: Digest, reason: String },
     Backfill(BackfillAction),
 }
 
 impl Command {
+    /// The command's name, as the `result` object gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init { .. } => "init",
+            Command::New { .. } => "new",
+            Command::Status { .. } => "status",
+            Command::History { .. } => "history",
+            Command::Plan { .. } => "plan",
+            Command::Check { .. } => "check",
+            Command::Up { .. } => "up",
+            Command::Backfill { action, .. } => match action {
+                BackfillAction::Status { .. } => "backfill status",
+                BackfillAction::Run { .. } => "backfill run",
+                BackfillAction::Pause { .. } => "backfill pause",
+                BackfillAction::Resume { .. } => "backfill resume",
+            },
+            Command::Down { .. } => "down",
+            Command::Verify { .. } => "verify",
+            Command::Grants { .. } => "grants",
+            Command::Hash { .. } => "hash",
+            Command::Keygen { .. } => "keygen",
+            Command::Sign { .. } => "sign",
+            Command::VerifyArtifacts { .. } => "verify-artifacts",
+            Command::Repair { .. } => "repair",
+        }
+    }
+
     /// The project folder given (`--project`, `WASMIG_PROJECT`); `keygen` has none.
     pub fn project(&self) -> Option<PathBuf> {
         let project = match self {
@@ -326,6 +370,8 @@ impl Command {
             | Command::VerifyArtifacts { project, .. } => project,
             Command::Status { db }
             | Command::History { db }
+            | Command::Plan { db, .. }
+            | Command::Check { db, .. }
             | Command::Up { db, .. }
             | Command::Backfill { db, .. }
             | Command::Down { db, .. }
@@ -344,16 +390,18 @@ impl From<Command> for Route {
             Command::Keygen { out } => Route::Keygen { out },
             Command::Hash { .. } => Route::Artifacts(ArtifactCommand::Hash),
             Command::Sign { key, key_env, .. } => Route::Artifacts(ArtifactCommand::Sign { key, key_env }),
-            Command::VerifyArtifacts { format, trust, .. } => {
-                Route::Artifacts(ArtifactCommand::Verify { format, trust })
-            }
+            Command::VerifyArtifacts { trust, .. } => Route::Artifacts(ArtifactCommand::Verify { trust }),
             Command::Grants { .. } => Route::Artifacts(ArtifactCommand::Grants),
             Command::Status { db } => Route::Database(DatabaseCommand::Status, db),
             Command::History { db } => Route::Database(DatabaseCommand::History, db),
-            Command::Up { to, dry_run, format, throttle, db } => {
-                Route::Database(DatabaseCommand::Up { to, dry_run, format, throttle }, db)
+            Command::Plan { to, db } => Route::Database(DatabaseCommand::Plan { to }, db),
+            Command::Check { fail_on_pending, db } => Route::Database(DatabaseCommand::Check { fail_on_pending }, db),
+            Command::Up { to, dry_run, throttle, db } => {
+                Route::Database(DatabaseCommand::Up { to, dry_run, throttle }, db)
             }
-            Command::Down { to, steps, db } => Route::Database(DatabaseCommand::Down { to, steps }, db),
+            Command::Down { to, steps, dry_run, db } => {
+                Route::Database(DatabaseCommand::Down { to, steps, dry_run }, db)
+            }
             Command::Verify { db } => Route::Database(DatabaseCommand::Verify, db),
             Command::Repair { version, accept_digest, reason, db } => {
                 Route::Database(DatabaseCommand::Repair { version, accept_digest, reason }, db)

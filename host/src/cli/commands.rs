@@ -1,37 +1,53 @@
 //! Running a command: each [`Route`] gets what it needs (nothing, the project's files, or a
-//! [`Migrator`] on its database), calls the library, and prints the result. No orchestration
-//! lives here; printing is in `print.rs`.
+//! [`Migrator`] on its database), calls the library, and hands what it learnt to [`Output`]:
+//! lines for a person, or the `result`'s data for a pipeline. No orchestration lives here;
+//! human printing is in `print.rs`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
+use serde_json::json;
 use wasmig::scaffold::{self, Template};
-use wasmig::{Catalog, Config, Date, DownTarget, Migrator, signing};
+use wasmig::{Catalog, Config, Date, DownTarget, FindingClass, Migrator, signing};
 
-use crate::args::{Args, ArtifactCommand, BackfillAction, DatabaseCommand, Format, Route};
+use crate::args::{ArtifactCommand, BackfillAction, DatabaseCommand, Route};
+use crate::gate::GateFailed;
+use crate::output::Output;
 use crate::print;
-use crate::progress::{CliObserver, Style};
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let project = args.command.project().unwrap_or_else(wasmig::default_project_dir);
-    match Route::from(args.command) {
+pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow::Result<()> {
+    match route {
         Route::Init => {
             let path = scaffold::init(&project)?;
-            println!("created {}", path.display());
+            output.say(format_args!("created {}", path.display()));
+            output.data(&json!({ "created": [path] }));
             Ok(())
         }
-        Route::New { name, rust, crate_dir } => new_migration(&project, &name, rust, crate_dir),
+        Route::New { name, rust, crate_dir } => new_migration(&output, &project, &name, rust, crate_dir),
         Route::Keygen { out } => {
             let key = signing::keygen(&out)?;
-            println!("secret key: {} (keep it in your CI secret store; never commit it)", key.secret_path.display());
-            println!("public key: {}", key.public_path.display());
-            println!("key id:     {}", key.key_id);
-            println!("\ntrust it in wasmig.toml:\n\n[[trust.keys]]\nname = \"…\"\npublic_key = \"{}\"", key.public_key);
+            output.say(format_args!(
+                "secret key: {} (keep it in your CI secret store; never commit it)",
+                key.secret_path.display()
+            ));
+            output.say(format_args!("public key: {}", key.public_path.display()));
+            output.say(format_args!("key id:     {}", key.key_id));
+            output.say(format_args!(
+                "\ntrust it in wasmig.toml:\n\n[[trust.keys]]\nname = \"…\"\npublic_key = \"{}\"",
+                key.public_key
+            ));
+            output.data(&json!({
+                "secret_key_file": key.secret_path,
+                "public_key_file": key.public_path,
+                "key_id": key.key_id,
+                "public_key": key.public_key,
+            }));
             Ok(())
         }
         Route::Artifacts(command) => {
             let trust_file = match &command {
-                ArtifactCommand::Verify { trust, .. } => trust.trust_file.clone(),
+                ArtifactCommand::Verify { trust } => trust.trust_file.clone(),
                 _ => None,
             };
             // The CI side reads no database setting, so a DATABASE_URL it cannot use is no error.
@@ -44,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ArtifactCommand::Verify { .. } => Catalog::load_to_verify(&project),
                 ArtifactCommand::Sign { .. } | ArtifactCommand::Grants => Catalog::load(&project),
             };
-            artifacts(&config, &catalog.map_err(wasmig::Error::from)?, command)
+            artifacts(&output, &config, &catalog.map_err(wasmig::Error::from)?, command)
         }
         Route::Database(command, db) => {
             let mut config = Config::load(&project, db.database.as_deref()).map_err(wasmig::Error::from)?;
@@ -55,22 +71,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if let Some(timeout) = db.lock_timeout {
                 config.lock_timeout = timeout;
             }
-            let (format, throttle) = match &command {
-                DatabaseCommand::Up { format, throttle, .. }
-                | DatabaseCommand::Backfill(BackfillAction::Run { format, throttle, .. }) => (*format, Some(*throttle)),
-                _ => (Format::Human, None),
-            };
-            if let Some(throttle) = throttle {
-                config.backfill_overrides = throttle.into();
+            if let DatabaseCommand::Up { throttle, .. }
+            | DatabaseCommand::Backfill(BackfillAction::Run { throttle, .. }) = &command
+            {
+                config.backfill_overrides = (*throttle).into();
             }
             let url = config.database().map(ToString::to_string).unwrap_or_default();
-            let observer = CliObserver::new(Style::pick(format == Format::Json, args.quiet));
-            let migrator = Migrator::open(config).await?.with_observer(std::sync::Arc::new(observer));
+            let migrator = Migrator::open(config).await?.with_observer(output.clone());
             tracing::debug!(database = url, backend = %migrator.backend(), "connected");
-            if matches!(command, DatabaseCommand::Status | DatabaseCommand::History) {
-                print::connection(&url, migrator.transport());
-            }
-            against_database(&migrator, command).await
+            against_database(&output, &migrator, &url, command).await
         }
     }
 }
@@ -82,24 +91,32 @@ fn with_trust_file(config: Config, trust_file: &Option<PathBuf>) -> anyhow::Resu
     })
 }
 
-fn new_migration(project: &Path, name: &str, rust: bool, crate_dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn new_migration(
+    output: &Output,
+    project: &Path,
+    name: &str,
+    rust: bool,
+    crate_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let template = if rust { Template::Rust } else { Template::Sql };
     let crate_dir = crate_dir.unwrap_or_else(|| scaffold::default_crate_dir(project, name));
     let created = scaffold::new_migration(project, name, template, &crate_dir)?;
-    for file in &created.files {
-        println!("created {}", shown(file).display());
+    let files: Vec<PathBuf> = created.files.iter().map(|file| shown(file)).collect();
+    for file in &files {
+        output.say(format_args!("created {}", file.display()));
     }
+    output.data(&json!({ "folder": shown(&created.folder), "created": files }));
     if rust {
         let crate_dir = shown(&crate_dir);
         let artifact = scaffold::artifact_name(&name.replace('_', "-"));
-        println!(
+        output.say(format_args!(
             "\nbuild it (once: rustup target add wasm32-wasip2):\n  \
              cargo build --release --target wasm32-wasip2 --manifest-path {crate}/Cargo.toml\n\
              then copy the component into the migration folder:\n  \
              cp {crate}/target/wasm32-wasip2/release/{artifact}.wasm {folder}/migration.wasm",
             crate = crate_dir.display(),
             folder = shown(&created.folder).display(),
-        );
+        ));
     }
     Ok(())
 }
@@ -113,15 +130,26 @@ fn shown(path: &Path) -> PathBuf {
     }
 }
 
-/// `hash`, `sign` and `verify-artifacts`: the CI side, which needs no database.
-fn artifacts(config: &Config, catalog: &Catalog, command: ArtifactCommand) -> anyhow::Result<()> {
+/// `hash`, `sign`, `verify-artifacts` and `grants`: the CI side, which needs no database.
+fn artifacts(output: &Output, config: &Config, catalog: &Catalog, command: ArtifactCommand) -> anyhow::Result<()> {
     match command {
         ArtifactCommand::Hash => {
             let (path, sum) = signing::write_sum(&config.project_dir, catalog)?;
-            println!("wrote {} ({} migrations, total {})", path.display(), sum.entries.len(), sum.total);
+            output.say(format_args!(
+                "wrote {} ({} migrations, total {})",
+                path.display(),
+                sum.entries.len(),
+                sum.total
+            ));
             if !catalog.signatures.is_empty() {
-                println!("existing signatures cover the previous contents; run `wasmig sign` again");
+                output.say("existing signatures cover the previous contents; run `wasmig sign` again");
             }
+            output.data(&json!({
+                "sum_file": path,
+                "migrations": sum.entries.len(),
+                "total": sum.total.to_string(),
+                "signatures_outdated": !catalog.signatures.is_empty(),
+            }));
             Ok(())
         }
         ArtifactCommand::Sign { key, key_env } => {
@@ -139,84 +167,142 @@ fn artifacts(config: &Config, catalog: &Catalog, command: ArtifactCommand) -> an
             let password = std::env::var("WASMIG_SIGNING_KEY_PASSWORD").ok();
             let secret = signing::secret_key(&text, &origin, password)?;
             let path = signing::sign(&config.project_dir, catalog, &secret)?;
-            println!("wrote {}", path.display());
+            output.say(format_args!("wrote {}", path.display()));
+            output.data(&json!({ "signature_file": path }));
             Ok(())
         }
-        ArtifactCommand::Verify { format, .. } => {
+        ArtifactCommand::Verify { .. } => {
             let report = wasmig::verify_artifacts(catalog, &config.trust, Date::today());
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Human => print::trust_report(&report),
+            output.data(&report);
+            if !output.json() {
+                print::trust_report(&report);
             }
             report.ensure()?;
             Ok(())
         }
         ArtifactCommand::Grants => {
-            print::grants(catalog, &config.limits);
+            let previews = print::grants_data(catalog, &config.limits);
+            output.data(&json!({ "migrations": previews }));
+            if !output.json() {
+                print::grants(&previews);
+            }
             Ok(())
         }
     }
 }
 
-async fn against_database(migrator: &Migrator, command: DatabaseCommand) -> anyhow::Result<()> {
+async fn against_database(
+    output: &Output,
+    migrator: &Migrator,
+    url: &str,
+    command: DatabaseCommand,
+) -> anyhow::Result<()> {
     match command {
-        DatabaseCommand::Status => print::status(&migrator.status().await?),
-        DatabaseCommand::History => print::history(&migrator.applied().await?, &migrator.repairs().await?),
-        DatabaseCommand::Up { to, dry_run: true, .. } => {
+        DatabaseCommand::Status => {
+            let entries = migrator.status().await?;
+            output
+                .data(&json!({ "database": url, "session": migrator.transport().to_string(), "migrations": entries }));
+            if !output.json() {
+                print::connection(url, migrator.transport());
+                print::status(&entries);
+            }
+        }
+        DatabaseCommand::History => {
+            let (applied, repairs) = (migrator.applied().await?, migrator.repairs().await?);
+            output.data(&json!({
+                "database": url,
+                "session": migrator.transport().to_string(),
+                "applied": applied,
+                "repairs": repairs,
+            }));
+            if !output.json() {
+                print::connection(url, migrator.transport());
+                print::history(&applied, &repairs);
+            }
+        }
+        DatabaseCommand::Plan { to } | DatabaseCommand::Up { to, dry_run: true, .. } => {
             migrator.trust().ensure()?;
-            let steps = migrator.plan_up(to).await?;
-            if steps.is_empty() {
-                println!("nothing to apply");
+            show_plan(output, &migrator.preview_up(to).await?);
+        }
+        DatabaseCommand::Check { fail_on_pending } => {
+            let findings = migrator.check(fail_on_pending).await?;
+            output.data(&json!({ "database": url, "problems": findings }));
+            if let Some(failed) = GateFailed::of(&findings) {
+                return Err(failed.into());
             }
-            for migration in steps {
-                println!("would apply {migration} ({})", migration.kind());
-            }
+            output.say("check passed: every applied migration matches its files and every backfill is done");
         }
         DatabaseCommand::Up { to, dry_run: false, .. } => {
             let report = migrator.up(to).await.context("wasmig up failed")?;
-            print::report(&report, "nothing to apply: the database is up to date");
+            if report.steps.is_empty() {
+                output.say("nothing to apply: the database is up to date");
+            }
+            // A backfill left paused or unfinished is not "up to date": the deploy must not go
+            // on as if the data were migrated.
+            let left: Vec<_> =
+                migrator.check(false).await?.into_iter().filter(|f| f.class() == FindingClass::Backfill).collect();
+            if let Some(failed) = GateFailed::of(&left) {
+                return Err(failed.into());
+            }
         }
-        DatabaseCommand::Down { to, steps } => {
+        DatabaseCommand::Down { to, steps, dry_run } => {
             let target = match (to, steps) {
                 (Some(version), _) => DownTarget::To(version),
                 (None, Some(steps)) => DownTarget::Steps(steps),
                 (None, None) => DownTarget::Steps(1),
             };
+            if dry_run {
+                migrator.trust().ensure()?;
+                show_plan(output, &migrator.preview_down(target).await?);
+                return Ok(());
+            }
             let report = migrator.down(target).await.context("wasmig down failed")?;
-            print::report(&report, "nothing to revert");
+            if report.steps.is_empty() {
+                output.say("nothing to revert");
+            }
         }
         DatabaseCommand::Verify => {
             let report = migrator.verify().await.context("wasmig verify failed")?;
-            print::report(&report, "nothing to verify: no migration is applied");
+            if report.steps.is_empty() {
+                output.say("nothing to verify: no migration is applied");
+            }
         }
         DatabaseCommand::Repair { version, accept_digest, reason } => {
             let repair = migrator.repair(version, accept_digest, &reason).await.context("wasmig repair failed")?;
-            println!(
+            output.say(format_args!(
                 "recorded: migration {} now {} (was {}), by {}: {}",
                 repair.version, repair.new_digest, repair.old_digest, repair.repaired_by, repair.reason
-            );
+            ));
+            output.data(&json!({ "repair": repair }));
         }
-        DatabaseCommand::Backfill(action) => backfill(migrator, action).await?,
+        DatabaseCommand::Backfill(action) => backfill(output, migrator, action).await?,
     }
     Ok(())
 }
 
-async fn backfill(migrator: &Migrator, action: BackfillAction) -> anyhow::Result<()> {
+fn show_plan(output: &Output, preview: &wasmig::Preview) {
+    output.data(preview);
+    if !output.json() {
+        print::plan(preview);
+    }
+}
+
+async fn backfill(output: &Output, migrator: &Migrator, action: BackfillAction) -> anyhow::Result<()> {
     match action {
-        BackfillAction::Status { version, format } => {
+        BackfillAction::Status { version } => {
             let statuses = match version {
                 Some(version) => vec![migrator.backfill_status_of(version).await?],
                 None => migrator.backfill_status().await?,
             };
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
-                Format::Human => print::backfills(migrator.catalog(), &statuses),
+            output.data(&json!({ "backfills": statuses }));
+            if !output.json() {
+                print::backfills(migrator.catalog(), &statuses);
             }
         }
-        BackfillAction::Run { version, format, .. } => {
+        BackfillAction::Run { version, .. } => {
             let report = migrator.backfill_run(version).await.context("wasmig backfill run failed")?;
-            if format == Format::Human {
-                print::report(&report, "nothing to do");
+            if report.steps.is_empty() {
+                output.say("nothing to do");
             }
             let paused = report.steps.iter().any(|s| s.action == wasmig::Action::BackfillPaused);
             if paused {
@@ -230,11 +316,15 @@ async fn backfill(migrator: &Migrator, action: BackfillAction) -> anyhow::Result
         }
         BackfillAction::Pause { version } => {
             migrator.backfill_pause(version).await?;
-            println!("backfill of {version} paused; its workers stop after their current batch");
+            output.say(format_args!("backfill of {version} paused; its workers stop after their current batch"));
+            output.data(&json!({ "version": version, "state": "paused" }));
         }
         BackfillAction::Resume { version } => {
             migrator.backfill_resume(version).await?;
-            println!("backfill of {version} resumed; `wasmig backfill run {version}` or `wasmig up` continues it");
+            output.say(format_args!(
+                "backfill of {version} resumed; `wasmig backfill run {version}` or `wasmig up` continues it"
+            ));
+            output.data(&json!({ "version": version, "state": "running" }));
         }
     }
     Ok(())

@@ -3,10 +3,13 @@
 
 mod args;
 mod commands;
+mod gate;
+mod output;
 mod print;
 mod progress;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use wasmig::{ErrorKind, RunError};
 
@@ -21,9 +24,34 @@ mod exit {
     pub const SANDBOX: u8 = 8;
     pub const TRUST: u8 = 9;
     pub const BACKFILL_UNFINISHED: u8 = 10;
+    pub const PENDING: u8 = 11;
+
+    /// The code's name, as the JSON `result` gives it.
+    pub fn name(code: u8) -> &'static str {
+        match code {
+            0 => "ok",
+            PROJECT => "project",
+            CONNECTION => "connection",
+            LOCK => "lock",
+            INTEGRITY => "integrity",
+            MIGRATION_FAILED => "migration_failed",
+            SANDBOX => "sandbox",
+            TRUST => "trust",
+            BACKFILL_UNFINISHED => "backfill_unfinished",
+            PENDING => "pending",
+            _ => "unexpected",
+        }
+    }
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(gate) = error.chain().find_map(|cause| cause.downcast_ref::<gate::GateFailed>()) {
+        return match gate.class {
+            wasmig::FindingClass::Integrity => exit::INTEGRITY,
+            wasmig::FindingClass::Backfill => exit::BACKFILL_UNFINISHED,
+            wasmig::FindingClass::Pending => exit::PENDING,
+        };
+    }
     let kind = error.chain().find_map(|cause| {
         cause
             .downcast_ref::<wasmig::Error>()
@@ -78,11 +106,18 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::UNEXPECTED);
         }
     };
-    match runtime.block_on(commands::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let output = Arc::new(output::Output::new(args.format, args.quiet));
+    let command = args.command.name();
+    let project = args.command.project().unwrap_or_else(wasmig::default_project_dir);
+    let result = runtime.block_on(commands::run(args.command.into(), project, output.clone()));
+    let (code, error) = match &result {
+        Ok(()) => (0, None),
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
-            ExitCode::from(exit_code(&error))
+            let code = exit_code(error);
+            eprintln!("error: {}", describe(error));
+            (code, Some((exit::name(code), describe(error))))
         }
-    }
+    };
+    output.finish(output::Ending { command, exit_code: code, exit: exit::name(code), error });
+    ExitCode::from(code)
 }

@@ -1,41 +1,73 @@
 //! What the CLI prints: reports, status, history and the artifact verification.
 
 use wasmig::{
-    AppliedMigration, BackfillState, BackfillStatus, Body, Catalog, Limits, Repair, Report, State, StatusEntry,
-    Transport, TrustReport,
+    AppliedMigration, BackfillState, BackfillStatus, Catalog, ComponentPreview, Limits, PlannedStep, Preview, Repair,
+    State, StatusEntry, Transport, TrustReport, Way,
 };
 
 use crate::progress::{duration, thousands};
 
-pub fn grants(catalog: &Catalog, defaults: &Limits) {
-    for migration in &catalog.migrations {
-        match &migration.body {
-            Body::Sql(_) => println!("{}: plain SQL (runs as written; review the files)", migration.folder),
-            Body::Component(component) => {
-                println!("{}: component {}", migration.folder, component.path.display());
-                for (key, tables) in component.grants.describe() {
-                    let tables = if tables.is_empty() { "nothing".to_owned() } else { tables.join(", ") };
-                    println!("  {key:<7} {tables}");
-                }
-                let limits = defaults.with(&component.manifest.limits);
-                println!(
-                    "  limits  fuel {} per call, memory {} MiB, {}s per call, statements {}s, {} rows per result",
-                    limits.fuel,
-                    limits.memory_bytes / (1024 * 1024),
-                    limits.timeout.as_secs(),
-                    limits.statement_timeout.as_secs(),
-                    limits.result_rows
-                );
+/// What each component migration may touch and its limits; a SQL migration as itself.
+pub fn grants_data(catalog: &Catalog, defaults: &Limits) -> Vec<PlannedStep> {
+    catalog.migrations.iter().map(|migration| PlannedStep::of(migration, Way::Up, defaults)).collect()
+}
+
+pub fn grants(migrations: &[PlannedStep]) {
+    for migration in migrations {
+        match &migration.component {
+            None => println!("{}: plain SQL (runs as written; review the files)", migration.migration),
+            Some(component) => {
+                println!("{}: component {}", migration.migration, component.file);
+                component_lines(component);
             }
         }
     }
 }
 
-pub fn report(report: &Report, when_empty: &str) {
-    if report.steps.is_empty() {
-        println!("{when_empty}");
-    } else {
-        print!("{report}");
+/// A component's grants and limits, indented under its name.
+fn component_lines(component: &ComponentPreview) {
+    for line in &component.grants {
+        let tables = if line.tables.is_empty() { "nothing".to_owned() } else { line.tables.join(", ") };
+        println!("  {:<7} {tables}", line.grant);
+    }
+    let limits = &component.limits;
+    println!(
+        "  limits  fuel {} per call, memory {} MiB, {}s per call, statements {}s, {} rows per result",
+        limits.fuel, limits.memory_mib, limits.timeout_secs, limits.statement_timeout_secs, limits.result_rows
+    );
+}
+
+/// `wasmig plan` and `--dry-run`: every step in order, with what it runs.
+pub fn plan(preview: &Preview) {
+    for version in &preview.resumes {
+        println!("would first resume the unfinished backfill of {version}");
+    }
+    if preview.steps.is_empty() {
+        println!("{}", if preview.direction == Way::Up { "nothing to apply" } else { "nothing to revert" });
+        return;
+    }
+    let verb = if preview.direction == Way::Up { "apply" } else { "revert" };
+    for (index, step) in preview.steps.iter().enumerate() {
+        let mode = if step.transactional { "in one transaction with its history row" } else { "NOT in a transaction" };
+        println!("{}. would {verb} {} ({}, {mode})", index + 1, step.migration, step.kind);
+        if !step.needs_backfills.is_empty() {
+            let needs: Vec<String> = step.needs_backfills.iter().map(ToString::to_string).collect();
+            println!("   needs the backfills of {} done", needs.join(", "));
+        }
+        for script in step.sql.iter().chain(&step.verify) {
+            println!("   -- {}", script.file);
+            for line in script.text.trim_end().lines() {
+                println!("   {line}");
+            }
+        }
+        if let Some(component) = &step.component {
+            println!("   component {}, calls {}", component.file, component.calls.join(", "));
+            component_lines(component);
+            if let Some(backfill) = &component.backfill {
+                let settings = toml::to_string(backfill).unwrap_or_default();
+                println!("  backfill {}", settings.trim_end().replace('\n', ", "));
+            }
+        }
     }
 }
 
@@ -56,10 +88,10 @@ pub fn status(entries: &[StatusEntry]) {
         let state = match &entry.state {
             State::Pending => "pending".to_owned(),
             State::Applied { applied_at } => format!("applied {applied_at}"),
-            State::Changed { recorded, found } => {
+            State::Changed { recorded, found, .. } => {
                 format!("CHANGED since applied (recorded {recorded}, files {found})")
             }
-            State::Missing => "applied, but its folder is MISSING".to_owned(),
+            State::Missing { .. } => "applied, but its folder is MISSING".to_owned(),
         };
         let backfill = entry.backfill.as_ref().map(|b| format!("; {}", backfill_summary(b))).unwrap_or_default();
         println!("{:<8} {:<34} {:<10} {state}{backfill}", entry.version.to_string(), entry.folder, entry.kind);

@@ -1,12 +1,12 @@
-//! Backfill progress on the command line: a bar with rate and ETA when stderr is a terminal,
-//! a plain line every few seconds when it is not (CI logs), or one JSON object per event on
-//! stdout with `--format json`.
+//! Backfill progress for a person, on stderr: a bar with rate and ETA when stderr is a
+//! terminal, a plain line every few seconds when it is not (CI logs). JSON mode writes events
+//! instead (`output.rs`).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use wasmig::{BackfillEvent, BackfillObserver};
+use wasmig::BackfillEvent;
 
 /// How often a plain progress line is written when stderr is not a terminal.
 const LINE_INTERVAL: Duration = Duration::from_secs(5);
@@ -36,15 +36,15 @@ impl Style {
     }
 }
 
-pub struct CliObserver {
+pub struct Progress {
     style: Style,
     /// When the bar or line was last written; `None` before the first.
     last_drawn: Mutex<Option<Instant>>,
 }
 
-impl CliObserver {
+impl Progress {
     pub fn new(style: Style) -> Self {
-        CliObserver { style, last_drawn: Mutex::new(None) }
+        Progress { style, last_drawn: Mutex::new(None) }
     }
 
     /// Whether `interval` has passed since the last drawing (and records now if so).
@@ -58,30 +58,23 @@ impl CliObserver {
     }
 }
 
-impl BackfillObserver for CliObserver {
-    fn on_event(&self, event: &BackfillEvent) {
+impl Progress {
+    pub fn show(&self, event: &BackfillEvent) {
         match self.style {
-            Style::Quiet => {}
-            Style::Json => {
-                if let Ok(line) = serde_json::to_string(event) {
-                    println!("{line}");
-                }
-            }
+            Style::Quiet | Style::Json => {}
             Style::Bar | Style::Lines => self.human(event),
         }
     }
-}
 
-impl CliObserver {
     fn human(&self, event: &BackfillEvent) {
         let bar = self.style == Style::Bar;
         match event {
-            BackfillEvent::Batch { migration, rows_done, rows_estimate, rows_per_second, eta_secs, .. } => {
+            BackfillEvent::Batch { migration, rows_done, rows_estimate, rows_per_second, eta_ms, .. } => {
                 let interval = if bar { BAR_INTERVAL } else { LINE_INTERVAL };
                 if !self.due(interval) {
                     return;
                 }
-                let line = progress_line(migration, *rows_done, *rows_estimate, *rows_per_second, *eta_secs);
+                let line = progress_line(migration, *rows_done, *rows_estimate, *rows_per_second, *eta_ms);
                 if bar {
                     let filled = rows_estimate
                         .filter(|&e| e > 0)
@@ -90,6 +83,12 @@ impl CliObserver {
                     let _ = std::io::stderr().flush();
                 } else {
                     eprintln!("{line}");
+                }
+            }
+            // The error itself is the run's, printed once when it ends.
+            BackfillEvent::Failed { .. } => {
+                if bar {
+                    eprintln!();
                 }
             }
             other => {
@@ -116,17 +115,19 @@ fn describe(event: &BackfillEvent) -> String {
         ),
         BackfillEvent::Waiting { migration, reason } => format!("{migration}: waiting: {reason}"),
         BackfillEvent::Paused { migration } => format!("{migration}: backfill paused"),
-        BackfillEvent::Finished { migration, rows, batches, seconds } => format!(
-            "{migration}: backfill finished: this run processed {} rows in {batches} batches in {seconds:.1}s",
-            thousands(*rows)
+        BackfillEvent::Finished { migration, rows, batches, duration_ms } => format!(
+            "{migration}: backfill finished: this run processed {} rows in {batches} batches in {:.1}s",
+            thousands(*rows),
+            *duration_ms as f64 / 1000.0
         ),
-        BackfillEvent::Batch { migration, rows_done, rows_estimate, rows_per_second, eta_secs, .. } => {
-            progress_line(migration, *rows_done, *rows_estimate, *rows_per_second, *eta_secs)
+        BackfillEvent::Batch { migration, rows_done, rows_estimate, rows_per_second, eta_ms, .. } => {
+            progress_line(migration, *rows_done, *rows_estimate, *rows_per_second, *eta_ms)
         }
+        BackfillEvent::Failed { migration, error } => format!("{migration}: backfill failed: {}", error.message),
     }
 }
 
-fn progress_line(migration: &str, done: i64, estimate: Option<i64>, rate: f64, eta: Option<f64>) -> String {
+fn progress_line(migration: &str, done: i64, estimate: Option<i64>, rate: f64, eta_ms: Option<u64>) -> String {
     let of = match estimate {
         Some(estimate) if estimate > 0 => {
             format!(
@@ -138,7 +139,7 @@ fn progress_line(migration: &str, done: i64, estimate: Option<i64>, rate: f64, e
         }
         _ => format!("({} rows", thousands(done)),
     };
-    let eta = eta.map(|s| format!(", ETA {}", duration(s))).unwrap_or_default();
+    let eta = eta_ms.map(|ms| format!(", ETA {}", duration(ms as f64 / 1000.0))).unwrap_or_default();
     format!("{migration}: backfill {of}, {} rows/s{eta})", thousands(rate as i64))
 }
 
@@ -177,7 +178,7 @@ mod tests {
         assert_eq!(duration(200.0), "3m 20s");
         assert_eq!(duration(7500.0), "2h 05m");
         assert_eq!(
-            progress_line("0003_x", 450_000, Some(1_000_000), 12_000.0, Some(46.0)),
+            progress_line("0003_x", 450_000, Some(1_000_000), 12_000.0, Some(46_000)),
             "0003_x: backfill 45% (450,000 of ~1,000,000 rows, 12,000 rows/s, ETA 46s)"
         );
     }

@@ -57,6 +57,33 @@ pub fn utc_timestamp(at: SystemTime) -> String {
     format!("{date}T{:02}:{:02}:{:02}Z", of_day / 3600, of_day / 60 % 60, of_day % 60)
 }
 
+/// A timestamp as a database prints it, as RFC 3339: PostgreSQL's `2026-12-02 04:05:06.123+00`
+/// and SQLite's `2026-12-02 04:05:06` (UTC, no offset) both become `2026-12-02T04:05:06.123Z`
+/// style text, so that every timestamp wasmig shows or writes as JSON reads the same whatever
+/// the backend or the session's time zone. Text in no such shape is returned as it came.
+pub fn rfc3339(text: &str) -> String {
+    let text = text.trim();
+    let Some((date, rest)) = text.split_once([' ', 'T']) else { return text.to_owned() };
+    if Date::parse(date).is_none() || date.len() != 10 {
+        return text.to_owned();
+    }
+    let offset_at = rest.find(['+', '-', 'Z']).unwrap_or(rest.len());
+    let (time, offset) = rest.split_at(offset_at);
+    let clock_ok = time.len() >= 8 && time.as_bytes()[2] == b':' && time.as_bytes()[5] == b':';
+    if !clock_ok {
+        return text.to_owned();
+    }
+    let offset = match offset {
+        "" | "Z" | "+00" | "+00:00" | "-00" => "Z".to_owned(),
+        hours if hours.len() == 3 => format!("{hours}:00"),
+        hours_minutes if hours_minutes.len() == 5 && !hours_minutes.contains(':') => {
+            format!("{}:{}", &hours_minutes[..3], &hours_minutes[3..])
+        }
+        other => other.to_owned(),
+    };
+    format!("{date}T{time}{offset}")
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -74,5 +101,15 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         let at = UNIX_EPOCH + Duration::from_secs(20_513 * 86_400 + 4 * 3600 + 5 * 60 + 6);
         assert_eq!(utc_timestamp(at), "2026-03-01T04:05:06Z");
+    }
+
+    #[test]
+    fn database_timestamps_become_rfc3339() {
+        assert_eq!(rfc3339("2026-12-02 04:05:06"), "2026-12-02T04:05:06Z");
+        assert_eq!(rfc3339("2026-12-02 04:05:06.123456+00"), "2026-12-02T04:05:06.123456Z");
+        assert_eq!(rfc3339("2026-12-02 05:05:06+01"), "2026-12-02T05:05:06+01:00");
+        assert_eq!(rfc3339("2026-12-02 00:35:06-0430"), "2026-12-02T00:35:06-04:30");
+        assert_eq!(rfc3339("2026-12-02T04:05:06Z"), "2026-12-02T04:05:06Z");
+        assert_eq!(rfc3339("yesterday"), "yesterday");
     }
 }

@@ -10,7 +10,7 @@ pub mod limits;
 mod os_user;
 mod version;
 
-pub use self::date::{Date, utc_timestamp};
+pub use self::date::{Date, rfc3339, utc_timestamp};
 pub use self::digest::Digest;
 pub use self::duration::{BadDuration, Human, parse_duration};
 pub use self::error_chain::{error_chain, push_cause};

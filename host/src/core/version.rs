@@ -3,9 +3,17 @@
 use std::fmt;
 
 /// A migration's version: the number its folder name starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Version(pub u64);
+
+/// As a string of its digits (`"3"`, `"20150100000001"`): the versions other tools use run to
+/// 20 digits and more, past what a JSON reader's numbers hold exactly.
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
 
 impl Version {
     /// The version as the history table stores it. Folder numbers are parsed from at most

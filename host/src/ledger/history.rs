@@ -2,14 +2,14 @@
 //! recorded against it. Invariant 5 lives here: a recorded digest only changes through an
 //! explicit, recorded repair.
 
-use crate::core::{Digest, Version};
+use crate::core::{Digest, Version, rfc3339};
 use crate::db::{Database, DbError, DbErrorKind, Value};
 use crate::project::manifest::Kind;
 
 use super::table::{HistoryError, HistoryTable};
 
-/// One row of the history table.
-#[derive(Debug, Clone, PartialEq)]
+/// One row of the history table. Its timestamp is RFC 3339.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AppliedMigration {
     pub version: Version,
     pub name: String,
@@ -35,7 +35,7 @@ pub struct NewRecord<'a> {
 }
 
 /// An explicit, recorded acceptance of an applied migration's changed files.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Repair {
     pub version: Version,
     pub old_digest: Digest,
@@ -98,7 +98,7 @@ impl<'a> History<'a> {
             name: text(name, "name is not text")?,
             kind: Kind::parse(&text(kind, "kind is not text")?).ok_or_else(|| corrupt("kind is not sql or component"))?,
             digest: text(digest, "digest is not text")?.parse().map_err(|_| corrupt("digest is not a digest"))?,
-            applied_at: text(applied_at, "applied_at is not a timestamp")?,
+            applied_at: rfc3339(&text(applied_at, "applied_at is not a timestamp")?),
             applied_by: text(applied_by, "applied_by is not text")?,
             duration_ms: int(duration_ms, "duration_ms is not an integer")?,
             signers: text(signers, "signers is not text")?,
@@ -176,7 +176,7 @@ impl<'a> History<'a> {
                     new_digest: new.parse().map_err(|_| corrupt())?,
                     reason,
                     repaired_by: by,
-                    repaired_at: at,
+                    repaired_at: rfc3339(&at),
                 }),
                 _ => Err(corrupt()),
             })

@@ -23,37 +23,38 @@ pub const MAX_WORKERS: u32 = MAX_CONCURRENT_CALLS;
 /// A halved batch never goes below `batch_size / MIN_BATCH_DIVISOR` unless the manifest says so.
 const MIN_BATCH_DIVISOR: u32 = 64;
 
-/// `[backfill]` in `migration.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[backfill]` in `migration.toml`. Serialised as written (absent keys left out), for
+/// `wasmig plan`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillSettings {
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
     /// The floor a batch that runs out of fuel or time is halved down to before the backfill
     /// stops with an error; default `batch_size / 64` (at least 1).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_batch_size: Option<u32>,
     /// The table the backfill walks: with `key`, lets wasmig estimate its size and split it
     /// into chunks that several workers share. It must be granted for reading.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     /// The column the component's cursor walks (unique, ordered, usually the primary key).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Rows per chunk when split by `key`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_rows: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows_per_second: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replication_lag_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<u32>,
     /// A backfill without `key` cannot be checked for a cursor that moves but never ends; this
     /// bounds the batches one run of it may take (default 10,000,000).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batches: Option<u64>,
 }
 

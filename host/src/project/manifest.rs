@@ -39,7 +39,7 @@ pub struct Manifest {
 }
 
 /// What a migration is: plain SQL, or a component. The history records it as its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Sql,

@@ -17,6 +17,7 @@ use crate::report::{Action, Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent};
 
 use super::backfill;
+use super::events::{Failure, StepFailure};
 use super::session::Session;
 
 /// What a step does to its migration.
@@ -26,6 +27,17 @@ pub(crate) enum Direction {
     Revert,
     /// Re-run an applied migration's verify, read-only.
     Verify,
+}
+
+impl Direction {
+    /// The step's name in events: the command that runs it.
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Apply => "up",
+            Direction::Revert => "down",
+            Direction::Verify => "verify",
+        }
+    }
 }
 
 /// A migration's body, ready to run: its scripts, or its component loaded.
@@ -54,10 +66,51 @@ impl<'m> Step<'m> {
 }
 
 /// Runs `step` in its transaction and records it in `report`; an applied component with a
-/// backfill then runs its backfill, each batch in a transaction of its own.
+/// backfill then runs its backfill, each batch in a transaction of its own. A failed step is
+/// told to the observer before its error returns.
 pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut Report) -> Result<(), Error> {
     let Step { migration, direction, ref body } = *step;
     let started = Instant::now();
+    if let Err(error) = run_in_transaction(session, step, started).await {
+        session.shared.observer.on_step_failed(&StepFailure {
+            step: direction.name(),
+            version: migration.version,
+            migration: migration.folder.clone(),
+            error: Failure::of(&error),
+        });
+        return Err(error);
+    }
+    if direction != Direction::Verify {
+        // The step may have changed the schema, which can make prepared statements stale.
+        session.db.forget_prepared_statements();
+    }
+    let action = match direction {
+        Direction::Apply => Action::Applied,
+        Direction::Revert => Action::Reverted,
+        Direction::Verify => Action::Verified,
+    };
+    let done = StepReport {
+        version: migration.version,
+        folder: migration.folder.clone(),
+        action,
+        duration: started.elapsed(),
+        backfill: None,
+    };
+    session.committed(report, done);
+    if direction != Direction::Verify {
+        tracing::debug!(migration = %migration, "{action}");
+    }
+    if let (Direction::Apply, Prepared::Component(component, loaded)) = (direction, body)
+        && component.manifest.backfill.is_some()
+    {
+        backfill::run(session, migration, component, loaded, report).await?;
+    }
+    Ok(())
+}
+
+/// The step's body and its history row, in one transaction (invariant 1).
+async fn run_in_transaction(session: &Session<'_>, step: &Step<'_>, started: Instant) -> Result<(), Error> {
+    let Step { migration, direction, ref body } = *step;
     let access = if direction == Direction::Verify { Access::ReadOnly } else { Access::ReadWrite };
     let applied_by = if direction == Direction::Apply { session.applied_by().await } else { String::new() };
     session
@@ -69,32 +122,7 @@ pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut
                 Direction::Verify => Ok(()),
             }
         })
-        .await?;
-    if direction != Direction::Verify {
-        // The step may have changed the schema, which can make prepared statements stale.
-        session.db.forget_prepared_statements();
-    }
-    let action = match direction {
-        Direction::Apply => Action::Applied,
-        Direction::Revert => Action::Reverted,
-        Direction::Verify => Action::Verified,
-    };
-    report.steps.push(StepReport {
-        version: migration.version,
-        folder: migration.folder.clone(),
-        action,
-        duration: started.elapsed(),
-        backfill: None,
-    });
-    if direction != Direction::Verify {
-        tracing::info!(migration = %migration, "{action}");
-    }
-    if let (Direction::Apply, Prepared::Component(component, loaded)) = (direction, body)
-        && component.manifest.backfill.is_some()
-    {
-        backfill::run(session, migration, component, loaded, report).await?;
-    }
-    Ok(())
+        .await
 }
 
 /// The migration's own work for this step, inside its transaction.

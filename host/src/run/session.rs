@@ -14,9 +14,10 @@ use crate::db::{self, Access, Database, DbError, DbErrorKind, LockCheck, LockErr
 use crate::error::Error;
 use crate::ledger::{BackfillStore, History, HistoryTable};
 use crate::project::catalog::{ComponentMigration, Migration};
+use crate::report::{Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome, Sandbox};
 
-use super::backfill::events::BackfillObserver;
+use super::events::Observer;
 
 /// What every session of one migrator shares.
 pub(crate) struct Shared {
@@ -24,7 +25,7 @@ pub(crate) struct Shared {
     /// Created on first use, so that SQL-only runs never start a WebAssembly engine.
     sandbox: OnceLock<Sandbox>,
     /// Where backfill progress goes.
-    pub observer: Arc<dyn BackfillObserver>,
+    pub observer: Arc<dyn Observer>,
     /// Who applies migrations, asked of the database once.
     applied_by: tokio::sync::OnceCell<String>,
     /// Key ids of the trusted keys whose signatures cover the project, for the history.
@@ -32,7 +33,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, observer: Arc<dyn BackfillObserver>, signers: String) -> Self {
+    pub fn new(config: Config, observer: Arc<dyn Observer>, signers: String) -> Self {
         Shared { config, sandbox: OnceLock::new(), observer, applied_by: tokio::sync::OnceCell::new(), signers }
     }
 }
@@ -63,6 +64,12 @@ impl<'a> Session<'a> {
         let config = &self.shared.config;
         let db = db::connect(config.database()?, config.connect).await?;
         Ok(Session::new(self.shared, db, self.ledger.clone()))
+    }
+
+    /// Records a committed step in the run's report and tells the observer.
+    pub fn committed(&self, report: &mut Report, step: StepReport) {
+        self.shared.observer.on_step(&step);
+        report.steps.push(step);
     }
 
     pub fn config(&self) -> &'a Config {

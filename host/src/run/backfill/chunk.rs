@@ -16,7 +16,7 @@ use crate::sandbox::{Call, Outcome, SandboxError};
 
 use super::super::session::{Session, transaction_failed};
 use super::crew::{Crew, WorkerRun, WorkerTotals};
-use super::events::BackfillEvent;
+use crate::run::events::BackfillEvent;
 use super::sizing::{AfterLimit, BatchSize};
 use super::throttle::Pacer;
 
@@ -64,7 +64,7 @@ pub(crate) async fn run_chunk(
         }
         pacer
             .before_batch(session.db.as_ref(), |lag| {
-                observer.on_event(&BackfillEvent::Waiting {
+                observer.on_backfill(&BackfillEvent::Waiting {
                     migration: migration.folder.clone(),
                     reason: match plan.throttle.max_replication_lag {
                         Some(bound) => format!("replication lag {} is over the {} bound", Human(lag), Human(bound)),
@@ -100,7 +100,7 @@ pub(crate) async fn run_chunk(
                             fuel_spent,
                         });
                     }
-                    AfterLimit::Halved { from, to } => observer.on_event(&BackfillEvent::Halved {
+                    AfterLimit::Halved { from, to } => observer.on_backfill(&BackfillEvent::Halved {
                         migration: migration.folder.clone(),
                         chunk: chunk.chunk,
                         cursor: cursor.clone(),
@@ -119,7 +119,7 @@ pub(crate) async fn run_chunk(
         pacer.count(rows as u64);
         let rate = crew.count_batch(rows);
         let (rows_done, rows_estimate) = (crew.rows_done.load(Ordering::Relaxed), crew.rows_estimate());
-        observer.on_event(&BackfillEvent::Batch {
+        observer.on_backfill(&BackfillEvent::Batch {
             migration: migration.folder.clone(),
             chunk: chunk.chunk,
             rows: rows as u64,
@@ -127,8 +127,8 @@ pub(crate) async fn run_chunk(
             rows_done,
             rows_estimate,
             rows_per_second: rate,
-            eta_secs: backfills::eta(BackfillState::Running, rows_estimate, rows_done, Some(rate))
-                .map(|eta| eta.as_secs_f64()),
+            eta_ms: backfills::eta(BackfillState::Running, rows_estimate, rows_done, Some(rate))
+                .map(crate::report::millis),
         });
         size.after_success();
         let Some(next) = next else { return Ok(ChunkEnd::Done) };

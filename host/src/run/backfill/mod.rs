@@ -16,7 +16,6 @@
 mod chunk;
 mod chunks;
 mod crew;
-pub mod events;
 mod identity;
 mod sizing;
 mod throttle;
@@ -37,7 +36,7 @@ use crate::sandbox::LoadedComponent;
 
 use self::chunk::{ChunkEnd, refresh_progress, run_chunk};
 use self::crew::{Crew, WorkerRun, WorkerTotals};
-use self::events::BackfillEvent;
+use super::events::{BackfillEvent, Failure};
 use self::identity::ThisProcess;
 use self::sizing::BatchSize;
 use self::throttle::Pacer;
@@ -115,7 +114,7 @@ pub(crate) async fn run(
     let chunks_left = status.as_ref().map_or(0, |s| s.chunks - s.chunks_done);
     let workers = worker_count(session, &plan, chunks_left);
     let ids: Vec<String> = (0..workers).map(|index| here.worker_id(index)).collect();
-    observer.on_event(&BackfillEvent::Started {
+    observer.on_backfill(&BackfillEvent::Started {
         migration: migration.folder.clone(),
         worker: ids.join(","),
         chunks: status.as_ref().map_or(0, |s| s.chunks),
@@ -123,31 +122,37 @@ pub(crate) async fn run(
         rows_estimate: crew.rows_estimate(),
     });
     let run = |worker| WorkerRun { migration, component, loaded, plan: &plan, worker, crew: &crew };
-    let (end, totals) =
-        if ids.len() == 1 { work(session, run(&ids[0])).await? } else { work_together(session, &ids, run).await? };
+    let worked =
+        if ids.len() == 1 { work(session, run(&ids[0])).await } else { work_together(session, &ids, run).await };
+    let (end, totals) = worked.inspect_err(|error| {
+        observer.on_backfill(&BackfillEvent::Failed { migration: migration.folder.clone(), error: Failure::of(error) })
+    })?;
     let end = match end {
         WorkEnd::Finished => WorkerEnd::Finished,
         WorkEnd::Paused | WorkEnd::Stopped => WorkerEnd::Paused,
     };
-    observer.on_event(&match end {
+    observer.on_backfill(&match end {
         WorkerEnd::Paused => BackfillEvent::Paused { migration: migration.folder.clone() },
         WorkerEnd::Finished => BackfillEvent::Finished {
             migration: migration.folder.clone(),
             rows: totals.rows,
             batches: totals.batches,
-            seconds: started.elapsed().as_secs_f64(),
+            duration_ms: crate::report::millis(started.elapsed()),
         },
     });
-    report.steps.push(StepReport {
-        version: migration.version,
-        folder: migration.folder.clone(),
-        action: match end {
-            WorkerEnd::Finished => Action::Backfilled,
-            WorkerEnd::Paused => Action::BackfillPaused,
+    session.committed(
+        report,
+        StepReport {
+            version: migration.version,
+            folder: migration.folder.clone(),
+            action: match end {
+                WorkerEnd::Finished => Action::Backfilled,
+                WorkerEnd::Paused => Action::BackfillPaused,
+            },
+            duration: started.elapsed(),
+            backfill: Some((totals.rows, totals.batches)),
         },
-        duration: started.elapsed(),
-        backfill: Some((totals.rows, totals.batches)),
-    });
+    );
     Ok(end)
 }
 
@@ -246,7 +251,7 @@ async fn work(session: &Session<'_>, run: WorkerRun<'_>) -> Result<(WorkEnd, Wor
         let Some(chunk) = session.backfills().lease(migration.version, worker, plan.lease).await? else {
             if !announced_wait {
                 announced_wait = true;
-                session.shared.observer.on_event(&BackfillEvent::Waiting {
+                session.shared.observer.on_backfill(&BackfillEvent::Waiting {
                     migration: migration.folder.clone(),
                     reason: "every chunk left is leased by another worker".into(),
                 });
