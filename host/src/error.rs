@@ -38,6 +38,41 @@ pub enum Error {
     #[error("migration {migration}: {file} failed: {source}")]
     Sql { migration: String, file: &'static str, source: DbError },
     #[error(
+        "migration {migration}: {file} failed: {source}; such a statement cannot run inside a transaction: \
+         set `transactional = false` in {migration}/migration.toml (with kind = \"sql\") to run {file} \
+         outside one, a statement at a time"
+    )]
+    NeedsNoTransaction { migration: String, file: &'static str, source: DbError },
+    #[error(
+        "migration {migration}: {file} failed outside a transaction: {source}; the statements before the \
+         failing one have committed{}; check the database, then `wasmig repair {version} --retry --reason …` \
+         lets `wasmig up` run it again, or `wasmig repair {version} --mark-done --reason …` records it done",
+        invalid_note(.invalid_indexes)
+    )]
+    AutocommitFailed {
+        migration: String,
+        version: Version,
+        file: &'static str,
+        /// Boxed: the variant would otherwise make every `Error` larger.
+        source: Box<DbError>,
+        invalid_indexes: Vec<String>,
+    },
+    #[error(
+        "migration {migration}: its {direction} step, run outside a transaction, was started at {started_at} \
+         by {started_by} and did not finish; what it did before it stopped has committed{}; check the \
+         database, then `wasmig repair {version} --retry --reason …` lets it run again, or `wasmig repair \
+         {version} --mark-done --reason …` records it done",
+        invalid_note(.invalid_indexes)
+    )]
+    Interrupted {
+        migration: String,
+        version: Version,
+        direction: &'static str,
+        started_at: String,
+        started_by: String,
+        invalid_indexes: Vec<String>,
+    },
+    #[error(
         "migration {migration}: verify.sql statement {statement} returned {}, expected true",
         .value.as_deref().map_or("NULL".to_owned(), |v| format!("{v:?}"))
     )]
@@ -95,6 +130,18 @@ pub enum Error {
     BackfillUnfinished { migration: String, needs: String, state: String },
 }
 
+/// The part of a message naming the INVALID indexes a failed `CREATE INDEX CONCURRENTLY` left.
+fn invalid_note(indexes: &[String]) -> String {
+    if indexes.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; PostgreSQL holds INVALID indexes, which a failed CREATE INDEX CONCURRENTLY leaves behind \
+         (drop them with DROP INDEX CONCURRENTLY before a retry): {}",
+        indexes.join(", ")
+    )
+}
+
 /// Why `repair` refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RepairError {
@@ -108,6 +155,8 @@ pub enum RepairError {
     NotWhatWasAccepted { folder: String, accepted: Digest, found: Digest },
     #[error("migration {folder}'s files already match its recorded digest; there is nothing to repair")]
     NothingToRepair { folder: String },
+    #[error("migration {folder} has no interrupted step (one run outside a transaction that did not finish)")]
+    NotInterrupted { folder: String },
 }
 
 /// What class of failure an [`Error`] is; the CLI's exit codes follow it.
@@ -162,6 +211,8 @@ impl Error {
             Error::Sandbox(_) => ErrorKind::Sandbox,
             Error::History(_)
             | Error::Sql { .. }
+            | Error::NeedsNoTransaction { .. }
+            | Error::AutocommitFailed { .. }
             | Error::VerifyFailed { .. }
             | Error::Transaction { .. }
             | Error::CursorStuck { .. }
@@ -171,6 +222,7 @@ impl Error {
             | Error::BackfillLeaseLost { .. }
             | Error::UnexpectedOutcome { .. } => ErrorKind::MigrationFailed,
             Error::BackfillAtFloor { .. } => ErrorKind::Sandbox,
+            Error::Interrupted { .. } => ErrorKind::Integrity,
             Error::NoBackfill { .. } | Error::BackfillNotApplied { .. } => ErrorKind::Project,
             Error::BackfillPaused { .. } | Error::BackfillUnfinished { .. } => ErrorKind::BackfillUnfinished,
         }

@@ -75,16 +75,17 @@ pub use crate::db::{
 pub use crate::error::{Error, ErrorKind, RepairError, RunError};
 pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
 pub use crate::ledger::{
-    AppliedMigration, BackfillState, BackfillStatus, HistoryError, HistoryTable, LockMode, Repair,
+    AppliedMigration, BackfillState, BackfillStatus, HistoryError, HistoryTable, LockMode, Repair, StartedDirection,
+    StartedStep,
 };
-pub use crate::migrator::Migrator;
+pub use crate::migrator::{Decision, Migrator};
 pub use crate::plan::{DownTarget, PlanError};
 pub use crate::project::backfill::{
     BackfillSettings, BackfillSettingsError, Chunking, MAX_PAUSE_MS, MAX_WORKERS, ProjectBackfillSection,
     ThrottleOverrides,
 };
 pub use crate::project::catalog::{Body, Catalog, CatalogError, ComponentMigration, Migration, SqlScripts, Unrecorded};
-pub use crate::project::manifest::{Kind, Manifest, ManifestError};
+pub use crate::project::manifest::{Kind, Manifest, ManifestError, TransactionMode};
 pub use crate::project::scaffold::{ScaffoldError, Template};
 pub use crate::project::sumfile::{SumFile, SumFileError};
 pub use crate::report::preview::{ComponentPreview, GrantLine, LimitsPreview, PlannedStep, Preview, Script, Way};

@@ -13,7 +13,10 @@ use crate::core::{Digest, Version};
 use crate::db::{self, Access, Backend, Database, HeldLock, Transport};
 use crate::error::{Error, RepairError, RunError};
 use crate::ledger::lock::{self, LockMode};
-use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, HistoryTable, Repair, schema};
+use crate::ledger::{
+    AppliedMigration, BackfillState, BackfillStatus, HistoryTable, NewRecord, Repair, StartedDirection, StartedStep,
+    schema,
+};
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Body, Catalog, Migration};
 use crate::report::Report;
@@ -34,6 +37,16 @@ pub struct Migrator {
     db: Arc<dyn Database>,
     /// The ledger's tables pinned to the server's current schema, once the lock is taken.
     ledger: OnceLock<HistoryTable>,
+}
+
+/// What to do about a step interrupted outside a transaction (`wasmig repair --retry` or
+/// `--mark-done`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Clear the mark: the next run runs the step again (after a person undid what it left).
+    Retry,
+    /// Record the step as done: a person checked that it completed.
+    MarkDone,
 }
 
 impl Migrator {
@@ -198,6 +211,7 @@ impl Migrator {
         self.run_locked(async |session, report| {
             let applied = session.history().applied().await?;
             let steps = plan::plan_up(&self.catalog, &applied, target)?;
+            self.refuse_interrupted(session).await?;
             backfill::resume_unfinished(session, &self.catalog, &applied, report).await?;
             for migration in steps {
                 self.check_needed_backfills(session, migration).await?;
@@ -207,6 +221,90 @@ impl Migrator {
             Ok(())
         })
         .await
+    }
+
+    /// Refuses to run while a step that ran outside a transaction was left unfinished: what it
+    /// did has committed, and only a person can say whether it completed.
+    async fn refuse_interrupted(&self, session: &Session<'_>) -> Result<(), Error> {
+        let Some(step) = session.started().list().await?.into_iter().next() else { return Ok(()) };
+        let invalid_indexes = session.db.invalid_indexes().await.unwrap_or_default();
+        Err(Error::Interrupted {
+            migration: self.catalog.get(step.version).map_or_else(|| format!("{}_{}", step.version, step.name), |m| m.folder.clone()),
+            version: step.version,
+            direction: match step.direction {
+                StartedDirection::Up => "up",
+                StartedDirection::Down => "down",
+            },
+            started_at: step.started_at,
+            started_by: step.started_by,
+            invalid_indexes,
+        })
+    }
+
+    /// Steps that ran outside a transaction and were left unfinished (none before the ledger
+    /// exists).
+    pub async fn interrupted(&self) -> Result<Vec<StartedStep>, Error> {
+        Ok(self.session().started().list().await?)
+    }
+
+    /// Records what a person decided about an interrupted step (one run outside a transaction
+    /// that did not finish): [`Decision::Retry`] lets the next run run it again;
+    /// [`Decision::MarkDone`] records it as applied (or, for a revert, reverted). Either is
+    /// kept in the repairs with who, when and why.
+    pub async fn repair_interrupted(&self, version: Version, decision: Decision, reason: &str) -> Result<Repair, RunError> {
+        self.reporting(async |_| {
+            self.trust.ensure()?;
+            let migration = self.catalog.get(version).ok_or(RepairError::NoFolder { version })?;
+            let repaired_by = self.session().applied_by().await;
+            self.locked(async |session| {
+                let started = session.started().list().await?;
+                let step = started
+                    .iter()
+                    .find(|step| step.version == version)
+                    .ok_or_else(|| RepairError::NotInterrupted { folder: migration.folder.clone() })?;
+                let what = match (decision, step.direction) {
+                    (Decision::Retry, _) => "cleared to run again",
+                    (Decision::MarkDone, StartedDirection::Up) => "recorded as applied",
+                    (Decision::MarkDone, StartedDirection::Down) => "recorded as reverted",
+                };
+                let repair = Repair {
+                    version,
+                    old_digest: migration.digest,
+                    new_digest: migration.digest,
+                    reason: format!("interrupted {} step {what}: {reason}", step.direction.as_str()),
+                    repaired_by: repaired_by.clone(),
+                    repaired_at: String::new(),
+                };
+                session
+                    .in_transaction(migration, Access::ReadWrite, async || {
+                        match (decision, step.direction) {
+                            (Decision::Retry, _) => {}
+                            (Decision::MarkDone, StartedDirection::Up) => {
+                                session
+                                    .history()
+                                    .record(&NewRecord {
+                                        version,
+                                        name: &migration.name,
+                                        kind: migration.kind(),
+                                        digest: &migration.digest,
+                                        applied_by: &repaired_by,
+                                        duration_ms: 0,
+                                        signers: &self.shared.signers,
+                                    })
+                                    .await?
+                            }
+                            (Decision::MarkDone, StartedDirection::Down) => session.history().forget(version).await?,
+                        }
+                        session.started().clear(version).await?;
+                        Ok(session.history().log_repair(&repair).await?)
+                    })
+                    .await?;
+                Ok(repair)
+            })
+            .await
+        })
+        .await
+        .map(|(repair, _)| repair)
     }
 
     /// Refuses `migration` while a backfill it declares it needs is not done.
@@ -309,7 +407,9 @@ impl Migrator {
     pub async fn down(&self, target: DownTarget) -> Result<Report, RunError> {
         self.run_locked(async |session, report| {
             let applied = session.history().applied().await?;
-            for migration in plan::plan_down(&self.catalog, &applied, target)? {
+            let steps = plan::plan_down(&self.catalog, &applied, target)?;
+            self.refuse_interrupted(session).await?;
+            for migration in steps {
                 let step = Step::prepare(session, migration, Direction::Revert)?;
                 executor::execute(session, &step, report).await?;
             }
@@ -402,7 +502,8 @@ impl Migrator {
         let exists = history.exists().await?;
         let applied = if exists { history.applied().await? } else { Vec::new() };
         let backfills = if exists { self.backfill_status().await? } else { Vec::new() };
-        Ok(status::status_of(&self.catalog, &applied, &backfills))
+        let interrupted = if exists { session.started().list().await? } else { Vec::new() };
+        Ok(status::status_of(&self.catalog, &applied, &backfills, &interrupted))
     }
 
     /// What a deploy gate refuses of the database's state: changed, missing or out-of-order

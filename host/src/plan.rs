@@ -139,6 +139,7 @@ mod tests {
             digest: migration_digest(&[DigestInput { name: "up.sql", content: Content::Text, bytes: up.as_bytes() }]),
             body: Body::Sql(SqlScripts { up, down: down.then(String::new), verify: None }),
             needs_backfills: Vec::new(),
+            mode: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wasmig::{Digest, MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides, Version};
+use wasmig::{Decision, Digest, MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides, Version};
 
 pub use crate::output::Format;
 
@@ -209,13 +209,23 @@ pub enum Command {
         #[command(flatten)]
         project: ProjectArgs,
     },
-    /// Record that an applied migration's files changed and accept their new digest.
+    /// Record a reviewed decision about a migration: accept its changed files' new digest, or
+    /// settle a step that was interrupted outside a transaction (retry it, or mark it done).
+    #[command(group = clap::ArgGroup::new("decision").required(true).args(["accept_digest", "retry", "mark_done"]))]
     Repair {
         version: Version,
         /// The digest the files must hash to now (shown by `wasmig status`).
         #[arg(long)]
-        accept_digest: Digest,
-        /// Why the change is accepted; kept in the history.
+        accept_digest: Option<Digest>,
+        /// An interrupted step (transactional = false): clear it so that `wasmig up` (or
+        /// `down`) runs it again, once you have undone what it left (an INVALID index, say).
+        #[arg(long)]
+        retry: bool,
+        /// An interrupted step: record it as done (applied, or reverted), once you have checked
+        /// that it completed.
+        #[arg(long)]
+        mark_done: bool,
+        /// Why; kept in the repairs that `wasmig history` shows.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -241,6 +251,12 @@ pub enum BackfillAction {
     Pause { version: Version },
     /// Let a paused backfill go on (then `wasmig backfill run` or `wasmig up` continues it).
     Resume { version: Version },
+}
+
+/// What `repair` records.
+pub enum RepairDecision {
+    AcceptDigest(Digest),
+    Interrupted(Decision),
 }
 
 /// Throttling for this run; beats wasmig.toml and the migration's manifest.
@@ -326,7 +342,7 @@ pub enum DatabaseCommand {
     Up { to: Option<Version>, dry_run: bool, throttle: ThrottleArgs },
     Down { to: Option<Version>, steps: Option<usize>, dry_run: bool },
     Verify,
-    Repair { version: Version, accept_digest: Digest, reason: String },
+    Repair { version: Version, decision: RepairDecision, reason: String },
     Backfill(BackfillAction),
 }
 
@@ -403,8 +419,13 @@ impl From<Command> for Route {
                 Route::Database(DatabaseCommand::Down { to, steps, dry_run }, db)
             }
             Command::Verify { db } => Route::Database(DatabaseCommand::Verify, db),
-            Command::Repair { version, accept_digest, reason, db } => {
-                Route::Database(DatabaseCommand::Repair { version, accept_digest, reason }, db)
+            Command::Repair { version, accept_digest, retry, mark_done, reason, db } => {
+                let decision = match (accept_digest, retry, mark_done) {
+                    (Some(digest), _, _) => RepairDecision::AcceptDigest(digest),
+                    (None, true, _) => RepairDecision::Interrupted(Decision::Retry),
+                    (None, false, _) => RepairDecision::Interrupted(Decision::MarkDone),
+                };
+                Route::Database(DatabaseCommand::Repair { version, decision, reason }, db)
             }
             Command::Backfill { action, db } => Route::Database(DatabaseCommand::Backfill(action), db),
         }

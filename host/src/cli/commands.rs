@@ -11,7 +11,7 @@ use serde_json::json;
 use wasmig::scaffold::{self, Template};
 use wasmig::{Catalog, Config, Date, DownTarget, FindingClass, Migrator, signing};
 
-use crate::args::{ArtifactCommand, BackfillAction, DatabaseCommand, Route};
+use crate::args::{ArtifactCommand, BackfillAction, DatabaseCommand, RepairDecision, Route};
 use crate::gate::GateFailed;
 use crate::output::Output;
 use crate::print;
@@ -267,12 +267,23 @@ async fn against_database(
                 output.say("nothing to verify: no migration is applied");
             }
         }
-        DatabaseCommand::Repair { version, accept_digest, reason } => {
-            let repair = migrator.repair(version, accept_digest, &reason).await.context("wasmig repair failed")?;
-            output.say(format_args!(
-                "recorded: migration {} now {} (was {}), by {}: {}",
-                repair.version, repair.new_digest, repair.old_digest, repair.repaired_by, repair.reason
-            ));
+        DatabaseCommand::Repair { version, decision, reason } => {
+            let repair = match decision {
+                RepairDecision::AcceptDigest(digest) => migrator.repair(version, digest, &reason).await,
+                RepairDecision::Interrupted(decision) => migrator.repair_interrupted(version, decision, &reason).await,
+            }
+            .context("wasmig repair failed")?;
+            if repair.new_digest == repair.old_digest {
+                output.say(format_args!(
+                    "recorded: migration {}, by {}: {}",
+                    repair.version, repair.repaired_by, repair.reason
+                ));
+            } else {
+                output.say(format_args!(
+                    "recorded: migration {} now {} (was {}), by {}: {}",
+                    repair.version, repair.new_digest, repair.old_digest, repair.repaired_by, repair.reason
+                ));
+            }
             output.data(&json!({ "repair": repair }));
         }
         DatabaseCommand::Backfill(action) => backfill(output, migrator, action).await?,

@@ -23,7 +23,7 @@ impl GateFailed {
 impl fmt::Display for GateFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.class {
-            FindingClass::Integrity => "the history and the project's files disagree",
+            FindingClass::Integrity => "the history needs attention before a deploy",
             FindingClass::Backfill => "a backfill is not done",
             FindingClass::Pending => "a migration is pending",
         };

@@ -92,6 +92,10 @@ pub fn status(entries: &[StatusEntry]) {
                 format!("CHANGED since applied (recorded {recorded}, files {found})")
             }
             State::Missing { .. } => "applied, but its folder is MISSING".to_owned(),
+            State::Interrupted { direction, started_at, started_by } => format!(
+                "INTERRUPTED: its {} step outside a transaction started {started_at} ({started_by}) and did not finish",
+                direction.as_str()
+            ),
         };
         let backfill = entry.backfill.as_ref().map(|b| format!("; {}", backfill_summary(b))).unwrap_or_default();
         println!("{:<8} {:<34} {:<10} {state}{backfill}", entry.version.to_string(), entry.folder, entry.kind);
@@ -136,16 +140,21 @@ pub fn backfills(catalog: &Catalog, statuses: &[BackfillStatus]) {
 
 pub fn history(applied: &[AppliedMigration], repairs: &[Repair]) {
     if applied.is_empty() {
-        println!("no migration has been applied");
-        return;
+        println!("no migration is applied");
+    } else {
+        history_rows(applied);
     }
+    repairs_lines(repairs);
+}
+
+fn history_rows(applied: &[AppliedMigration]) {
     println!(
-        "{:<8} {:<28} {:<10} {:<26} {:<20} {:>7}  {:<72} SIGNERS",
+        "{:<8} {:<28} {:<10} {:<28} {:<20} {:>7}  {:<72} SIGNERS",
         "VERSION", "NAME", "KIND", "APPLIED AT", "APPLIED BY", "MS", "DIGEST"
     );
     for row in applied {
         println!(
-            "{:<8} {:<28} {:<10} {:<26} {:<20} {:>7}  {:<72} {}",
+            "{:<8} {:<28} {:<10} {:<28} {:<20} {:>7}  {:<72} {}",
             row.version.to_string(),
             row.name,
             row.kind,
@@ -156,17 +165,20 @@ pub fn history(applied: &[AppliedMigration], repairs: &[Repair]) {
             if row.signers.is_empty() { "-" } else { &row.signers }
         );
     }
+}
+
+fn repairs_lines(repairs: &[Repair]) {
     if !repairs.is_empty() {
         println!("\nrepairs:");
         for repair in repairs {
+            let digests = if repair.old_digest == repair.new_digest {
+                String::new()
+            } else {
+                format!(" {} -> {}", repair.old_digest, repair.new_digest)
+            };
             println!(
-                "  {} at {} by {}: {} -> {} ({})",
-                repair.version,
-                repair.repaired_at,
-                repair.repaired_by,
-                repair.old_digest,
-                repair.new_digest,
-                repair.reason
+                "  {} at {} by {}:{digests} ({})",
+                repair.version, repair.repaired_at, repair.repaired_by, repair.reason
             );
         }
     }

@@ -118,6 +118,15 @@ pub trait Database: Send + Sync {
     async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError>;
 
     /// Runs one statement and returns its rows.
+    /// Runs each statement of `script` on its own, outside any transaction, so that each commits
+    /// as it ends: for statements that refuse a transaction block (`CREATE INDEX CONCURRENTLY`).
+    /// A failure leaves the statements before it committed.
+    async fn run_script_autocommit(&self, script: &str) -> Result<(), DbError>;
+
+    /// Names of the indexes a failed `CREATE INDEX CONCURRENTLY` left behind, unusable but
+    /// still maintained (PostgreSQL's `indisvalid = false`); none where there are no such.
+    async fn invalid_indexes(&self) -> Result<Vec<String>, DbError>;
+
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError>;
 
     /// Runs a component's query, reading its rows only up to `cap`: past it, reading stops,

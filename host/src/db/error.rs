@@ -37,6 +37,9 @@ pub enum DbErrorKind {
     Limit,
     /// The component call's deadline passed while the statement ran (PostgreSQL cancels it).
     Deadline,
+    /// The statement cannot run inside a transaction block (`CREATE INDEX CONCURRENTLY`,
+    /// SQLite's `VACUUM`).
+    NotInTransaction,
     /// The client or its connection failed, or returned what the engine cannot read.
     Client,
 }
@@ -53,6 +56,7 @@ impl DbErrorKind {
             DbErrorKind::InvalidParameter => "invalid-parameter",
             DbErrorKind::Limit => "limit",
             DbErrorKind::Deadline => "deadline",
+            DbErrorKind::NotInTransaction => "25001",
             DbErrorKind::Client => "client",
         }
     }
@@ -75,6 +79,7 @@ impl DbError {
         let kind = match code {
             "42P01" | "3F000" => DbErrorKind::UndefinedTable,
             "22012" => DbErrorKind::DivisionByZero,
+            "25001" => DbErrorKind::NotInTransaction,
             _ => DbErrorKind::Database,
         };
         DbError { kind, code: code.to_owned(), message: message.into() }

@@ -128,6 +128,14 @@ impl<'a> History<'a> {
     /// Records that an applied migration's files changed and were accepted, and makes the new
     /// digest the recorded one, in the caller's transaction (invariant 5: never a silent reset).
     pub async fn repair(&self, repair: &Repair) -> Result<(), HistoryError> {
+        self.log_repair(repair).await?;
+        let update = format!("UPDATE {} SET digest = $1 WHERE version = $2", self.table);
+        let params = [Value::Text(repair.new_digest.to_string()), Value::Int(repair.version.as_i64())];
+        self.db.execute(&update, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// Keeps a repair's record, with who, when and why, in the caller's transaction.
+    pub async fn log_repair(&self, repair: &Repair) -> Result<(), HistoryError> {
         let insert = format!(
             "INSERT INTO {} (version, old_digest, new_digest, reason, repaired_by) VALUES ($1, $2, $3, $4, $5)",
             self.table.repairs()
@@ -139,10 +147,7 @@ impl<'a> History<'a> {
             Value::Text(repair.reason.clone()),
             Value::Text(repair.repaired_by.clone()),
         ];
-        self.db.execute(&insert, &params).await.map_err(|e| self.failed(e))?;
-        let update = format!("UPDATE {} SET digest = $1 WHERE version = $2", self.table);
-        let params = [Value::Text(repair.new_digest.to_string()), Value::Int(repair.version.as_i64())];
-        self.db.execute(&update, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+        self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 
     /// Every recorded repair, oldest first (empty before the table exists).

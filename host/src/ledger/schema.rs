@@ -107,10 +107,19 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             lease_expires_ms BIGINT,
             updated_ms BIGINT,
             PRIMARY KEY (version, chunk)
+        );
+        CREATE TABLE IF NOT EXISTS {started} (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            direction TEXT NOT NULL,
+            started_by TEXT NOT NULL,
+            started_at {timestamp} NOT NULL DEFAULT {default_now}
         );",
         repairs = table.repairs(),
         backfills = table.backfills(),
         chunks = table.chunks(),
+        started = table.started(),
     ));
     script
 }

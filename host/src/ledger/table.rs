@@ -77,6 +77,12 @@ impl HistoryTable {
         self.beside("lock")
     }
 
+    /// The table marking the steps that run outside a transaction while they run: a row left
+    /// behind is a step that was interrupted.
+    pub(crate) fn started(&self) -> HistoryTable {
+        self.beside("started")
+    }
+
     /// The table with one row per key-range chunk of a backfill.
     pub(crate) fn chunks(&self) -> HistoryTable {
         self.beside("backfill_chunks")

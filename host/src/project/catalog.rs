@@ -19,7 +19,7 @@ use crate::core::digest::{Content, Digest, DigestInput, migration_digest};
 
 use super::backfill::BackfillSettings;
 use super::layout::{MANIFEST_FILE, PROJECT_FILE, SIGNATURE_SUFFIX, SUM_FILE, kept_beside_migrations};
-use super::manifest::{Kind, Manifest};
+use super::manifest::{Kind, Manifest, TransactionMode};
 use super::sumfile::SumFile;
 
 
@@ -34,6 +34,8 @@ pub struct Migration {
     pub body: Body,
     /// Expand/contract: earlier migrations whose backfills must finish before this one applies.
     pub needs_backfills: Vec<Version>,
+    /// Whether its steps run in one transaction with their history row.
+    pub mode: TransactionMode,
 }
 
 #[derive(Debug, Clone)]
@@ -385,11 +387,12 @@ fn load_migration(
         None => None,
     };
     let needs_backfills = manifest.as_ref().map(|m| m.needs_backfills.clone()).unwrap_or_default();
+    let mode = manifest.as_ref().map(Manifest::mode).unwrap_or_default();
     let body = match manifest {
         Some(manifest) if manifest.kind == Kind::Component => component_body(files, path, manifest)?,
         _ => sql_body(files, path)?,
     };
-    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills })
+    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills, mode })
 }
 
 fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {

@@ -31,11 +31,27 @@ pub struct Manifest {
     /// is applied (`up` stops before it until they are).
     #[serde(default)]
     pub needs_backfills: Vec<Version>,
+    /// `false` runs a SQL migration's `up.sql` and `down.sql` outside a transaction, one
+    /// statement at a time, for statements that refuse one (`CREATE INDEX CONCURRENTLY`).
+    #[serde(default)]
+    pub transactional: Option<bool>,
     #[serde(default)]
     pub limits: LimitOverrides,
     /// What the component may touch; the default grants nothing.
     #[serde(default)]
     pub grants: GrantsSection,
+}
+
+/// How a migration's step meets transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransactionMode {
+    /// The step and its history row commit together, or not at all (invariant 1).
+    #[default]
+    OneTransaction,
+    /// `transactional = false`: the script runs outside a transaction, each statement
+    /// committing as it ends. The step is recorded as started before it runs and as applied
+    /// after, so an interrupted one is seen and stops the next run.
+    Autocommit,
 }
 
 /// What a migration is: plain SQL, or a component. The history records it as its name.
@@ -74,6 +90,11 @@ pub enum ManifestError {
     Syntax(String),
     #[error("kind = \"sql\" takes no component, backfill, limits or grants; those are for components")]
     SqlWithComponentSettings,
+    #[error(
+        "transactional = false is for SQL migrations (kind = \"sql\"): a component's calls run in a \
+         transaction, which holds the database's walls around it (SET LOCAL ROLE, search_path, timeouts)"
+    )]
+    ComponentOutsideTransaction,
     #[error("component file {0:?} must be a plain file name inside the migration's folder")]
     ComponentOutsideFolder(String),
     #[error("{0}")]
@@ -100,6 +121,9 @@ impl Manifest {
         {
             return Err(ManifestError::SqlWithComponentSettings);
         }
+        if self.kind == Kind::Component && self.transactional == Some(false) {
+            return Err(ManifestError::ComponentOutsideTransaction);
+        }
         if let Some(file) = &self.component
             && (file.is_empty() || file.contains(['/', '\\']) || file.starts_with('.'))
         {
@@ -116,6 +140,11 @@ impl Manifest {
     /// The validated grants (checked when the manifest was parsed).
     pub fn grants(&self) -> Grants {
         Grants::from_section(&self.grants).unwrap_or_default()
+    }
+
+    /// How the migration's steps meet transactions.
+    pub fn mode(&self) -> TransactionMode {
+        if self.transactional == Some(false) { TransactionMode::Autocommit } else { TransactionMode::OneTransaction }
     }
 
     pub fn component_file(&self) -> &str {

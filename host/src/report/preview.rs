@@ -9,7 +9,7 @@ use crate::core::limits::Limits;
 use crate::core::{Digest, Version};
 use crate::project::backfill::BackfillSettings;
 use crate::project::catalog::{Body, Migration};
-use crate::project::manifest::Kind;
+use crate::project::manifest::{Kind, TransactionMode};
 
 /// Which way a planned run goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,7 +144,7 @@ impl PlannedStep {
             migration: migration.folder.clone(),
             kind: migration.kind(),
             digest: migration.digest,
-            transactional: true,
+            transactional: migration.mode == TransactionMode::OneTransaction,
             sql,
             verify,
             component,

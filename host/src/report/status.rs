@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::core::{Digest, Version};
-use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus};
+use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus, StartedDirection, StartedStep};
 use crate::project::catalog::Catalog;
 use crate::project::manifest::Kind;
 
@@ -29,6 +29,13 @@ pub enum State {
     Missing {
         applied_at: String,
     },
+    /// Its step ran outside a transaction and did not finish (`up` refuses to go on until
+    /// `wasmig repair` records what a person decided).
+    Interrupted {
+        direction: StartedDirection,
+        started_at: String,
+        started_by: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,13 +52,28 @@ pub struct StatusEntry {
 }
 
 /// Every migration in the project or the history, with its state, by version.
-pub fn status_of(catalog: &Catalog, applied: &[AppliedMigration], backfills: &[BackfillStatus]) -> Vec<StatusEntry> {
+pub fn status_of(
+    catalog: &Catalog,
+    applied: &[AppliedMigration],
+    backfills: &[BackfillStatus],
+    interrupted: &[StartedStep],
+) -> Vec<StatusEntry> {
     let backfill_of = |version| backfills.iter().find(|b| b.version == version).cloned();
+    let interrupted_state = |version| {
+        interrupted.iter().find(|step| step.version == version).map(|step| State::Interrupted {
+            direction: step.direction,
+            started_at: step.started_at.clone(),
+            started_by: step.started_by.clone(),
+        })
+    };
     let mut entries: Vec<StatusEntry> = catalog
         .migrations
         .iter()
         .map(|migration| {
-            let state = match applied.iter().find(|row| row.version == migration.version) {
+            let row = applied.iter().find(|row| row.version == migration.version);
+            let state = match interrupted_state(migration.version) {
+                Some(interrupted) => interrupted,
+                None => match row {
                 None => State::Pending,
                 Some(row) if row.digest != migration.digest => State::Changed {
                     applied_at: row.applied_at.clone(),
@@ -59,6 +81,7 @@ pub fn status_of(catalog: &Catalog, applied: &[AppliedMigration], backfills: &[B
                     found: migration.digest,
                 },
                 Some(row) => State::Applied { applied_at: row.applied_at.clone() },
+                },
             };
             StatusEntry {
                 version: migration.version,
@@ -96,6 +119,8 @@ pub enum Finding {
     Missing { version: Version, migration: String },
     /// Pending below a migration that is already applied: `up` would refuse it.
     OutOfOrder { version: Version, migration: String, latest_applied: Version },
+    /// A step run outside a transaction did not finish.
+    Interrupted { version: Version, migration: String, direction: StartedDirection, started_at: String },
     /// Applied, and its backfill is not done: `running` (unfinished or interrupted),
     /// `paused`, or `not_started`.
     Backfill { version: Version, migration: String, state: String },
@@ -119,13 +144,17 @@ impl Finding {
             | Finding::Changed { version, .. }
             | Finding::Missing { version, .. }
             | Finding::OutOfOrder { version, .. }
+            | Finding::Interrupted { version, .. }
             | Finding::Backfill { version, .. } => *version,
         }
     }
 
     pub fn class(&self) -> FindingClass {
         match self {
-            Finding::Changed { .. } | Finding::Missing { .. } | Finding::OutOfOrder { .. } => FindingClass::Integrity,
+            Finding::Changed { .. }
+            | Finding::Missing { .. }
+            | Finding::OutOfOrder { .. }
+            | Finding::Interrupted { .. } => FindingClass::Integrity,
             Finding::Backfill { .. } => FindingClass::Backfill,
             Finding::Pending { .. } => FindingClass::Pending,
         }
@@ -147,6 +176,12 @@ impl std::fmt::Display for Finding {
             Finding::OutOfOrder { migration, latest_applied, .. } => write!(
                 f,
                 "{migration} is pending below the applied {latest_applied}; `wasmig up` refuses it (renumber it)"
+            ),
+            Finding::Interrupted { migration, direction, started_at, version } => write!(
+                f,
+                "{migration}'s {} step, run outside a transaction, started at {started_at} and did not finish; \
+                 check the database, then `wasmig repair {version} --retry` or `--mark-done`",
+                direction.as_str()
             ),
             Finding::Backfill { migration, state, version } => {
                 let next = match state.as_str() {
@@ -182,6 +217,12 @@ pub fn findings(entries: &[StatusEntry], pending: bool) -> Vec<Finding> {
                 digest: *digest,
             }),
             State::Missing { .. } => found.push(Finding::Missing { version, migration }),
+            State::Interrupted { direction, started_at, .. } => found.push(Finding::Interrupted {
+                version,
+                migration,
+                direction: *direction,
+                started_at: started_at.clone(),
+            }),
             State::Applied { .. } => {
                 let state = match &entry.backfill {
                     Some(backfill) if backfill.state == BackfillState::Done => None,

@@ -9,10 +9,11 @@
 
 use std::time::Instant;
 
-use crate::db::{Access, ScriptRow, is_truthy};
+use crate::db::{Access, DbErrorKind, ScriptRow, is_truthy};
 use crate::error::Error;
-use crate::ledger::NewRecord;
+use crate::ledger::{NewRecord, StartedDirection};
 use crate::project::catalog::{Body, ComponentMigration, Migration, SqlScripts};
+use crate::project::manifest::TransactionMode;
 use crate::report::{Action, Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent};
 
@@ -71,7 +72,13 @@ impl<'m> Step<'m> {
 pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut Report) -> Result<(), Error> {
     let Step { migration, direction, ref body } = *step;
     let started = Instant::now();
-    if let Err(error) = run_in_transaction(session, step, started).await {
+    let ran = match (migration.mode, direction, body) {
+        (TransactionMode::Autocommit, Direction::Apply | Direction::Revert, Prepared::Sql(scripts)) => {
+            run_autocommit(session, migration, direction, scripts, started).await
+        }
+        _ => run_in_transaction(session, step, started).await,
+    };
+    if let Err(error) = ran {
         session.shared.observer.on_step_failed(&StepFailure {
             step: direction.name(),
             version: migration.version,
@@ -121,6 +128,55 @@ async fn run_in_transaction(session: &Session<'_>, step: &Step<'_>, started: Ins
                 Direction::Revert => Ok(session.history().forget(migration.version).await?),
                 Direction::Verify => Ok(()),
             }
+        })
+        .await
+}
+
+/// A `transactional = false` step: marked as started in a transaction of its own, its script
+/// run a statement at a time outside any transaction, then (verify.sql and) its history row
+/// and the mark's removal committed together. A failure leaves the mark, so the next run
+/// stops until `wasmig repair` records what a person decided.
+async fn run_autocommit(
+    session: &Session<'_>,
+    migration: &Migration,
+    direction: Direction,
+    scripts: &SqlScripts,
+    started: Instant,
+) -> Result<(), Error> {
+    let (file, script, way) = match direction {
+        Direction::Revert => ("down.sql", scripts.down.as_deref().unwrap_or_default(), StartedDirection::Down),
+        Direction::Apply | Direction::Verify => ("up.sql", scripts.up.as_str(), StartedDirection::Up),
+    };
+    let by = session.applied_by().await;
+    let marks = session.started();
+    let digest = migration.digest.to_string();
+    session
+        .in_transaction(migration, Access::ReadWrite, async || {
+            Ok(marks.mark(migration.version, &migration.name, &digest, way, &by).await?)
+        })
+        .await?;
+    if let Err(source) = session.db.run_script_autocommit(script).await {
+        let invalid_indexes = session.db.invalid_indexes().await.unwrap_or_default();
+        return Err(Error::AutocommitFailed {
+            migration: migration.folder.clone(),
+            version: migration.version,
+            file,
+            source: Box::new(source),
+            invalid_indexes,
+        });
+    }
+    session
+        .in_transaction(migration, Access::ReadWrite, async || {
+            match direction {
+                Direction::Revert => session.history().forget(migration.version).await?,
+                Direction::Apply | Direction::Verify => {
+                    if let Some(verify) = &scripts.verify {
+                        run_verify_sql(session, migration, verify).await?;
+                    }
+                    record(session, migration, started, &by).await?;
+                }
+            }
+            Ok(marks.clear(migration.version).await?)
         })
         .await
 }
@@ -185,10 +241,13 @@ async fn record(session: &Session<'_>, migration: &Migration, started: Instant, 
 }
 
 async fn run_sql(session: &Session<'_>, migration: &Migration, file: &'static str, script: &str) -> Result<(), Error> {
-    session.db.run_script(script).await.map(|_| ()).map_err(|source| Error::Sql {
-        migration: migration.folder.clone(),
-        file,
-        source,
+    session.db.run_script(script).await.map(|_| ()).map_err(|source| {
+        let migration = migration.folder.clone();
+        if source.kind == DbErrorKind::NotInTransaction {
+            Error::NeedsNoTransaction { migration, file, source }
+        } else {
+            Error::Sql { migration, file, source }
+        }
     })
 }
 

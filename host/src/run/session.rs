@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::core::limits::Limits;
 use crate::db::{self, Access, Database, DbError, DbErrorKind, LockCheck, LockError, NotCommitted};
 use crate::error::Error;
-use crate::ledger::{BackfillStore, History, HistoryTable};
+use crate::ledger::{BackfillStore, History, HistoryTable, Started};
 use crate::project::catalog::{ComponentMigration, Migration};
 use crate::report::{Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome, Sandbox};
@@ -78,6 +78,10 @@ impl<'a> Session<'a> {
 
     pub fn history(&self) -> History<'_> {
         History::new(self.db.as_ref(), &self.ledger)
+    }
+
+    pub fn started(&self) -> Started<'_> {
+        Started::new(self.db.as_ref(), &self.ledger)
     }
 
     pub fn backfills(&self) -> BackfillStore<'_> {

@@ -250,6 +250,36 @@ impl Database for PostgresDatabase {
         Ok(rows)
     }
 
+    async fn run_script_autocommit(&self, script: &str) -> Result<(), DbError> {
+        // Statements sent together in one simple query run as one implicit transaction, which
+        // CREATE INDEX CONCURRENTLY refuses: each goes in a query of its own, split with
+        // PostgreSQL's own grammar (a `;` in a string or a dollar-quoted body stays put).
+        let statements = pg_query::split_with_parser(script)
+            .map_err(|error| DbError::reported("42601", format!("cannot split the script into statements: {error}")))?;
+        for statement in statements {
+            self.after_pending(self.client.simple_query(statement)).await?;
+        }
+        Ok(())
+    }
+
+    async fn invalid_indexes(&self) -> Result<Vec<String>, DbError> {
+        let rows = self
+            .query(
+                "SELECT CAST(CAST(indexrelid AS regclass) AS text) FROM pg_catalog.pg_index WHERE NOT indisvalid \
+                 ORDER BY 1",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .values
+            .into_iter()
+            .filter_map(|row| match row.into_iter().next() {
+                Some(Value::Text(name)) => Some(name),
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
         self.query_capped(statement, params, ResultCap::NONE).await
     }

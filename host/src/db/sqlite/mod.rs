@@ -400,6 +400,16 @@ impl Database for SqliteDatabase {
         self.blocking(move |c| c.run_script(&script)).await?
     }
 
+    async fn run_script_autocommit(&self, script: &str) -> Result<(), DbError> {
+        // Outside BEGIN, SQLite commits each statement of a batch as it ends.
+        self.run_script(script).await.map(|_| ())
+    }
+
+    async fn invalid_indexes(&self) -> Result<Vec<String>, DbError> {
+        // SQLite builds an index in one statement or not at all.
+        Ok(Vec::new())
+    }
+
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
         self.query_capped(statement, params, ResultCap::NONE).await
     }

@@ -122,6 +122,8 @@ pub(super) fn db_error(error: rusqlite::Error) -> DbError {
             let message = message.clone().unwrap_or_else(|| failure.to_string());
             let kind = if message.contains("no such table") {
                 DbErrorKind::UndefinedTable
+            } else if message.contains("within a transaction") {
+                DbErrorKind::NotInTransaction
             } else {
                 DbErrorKind::Database
             };

@@ -66,7 +66,11 @@ impl SqlConnection {
             DbErrorKind::MultipleStatements | DbErrorKind::InvalidParameter => SqlError::Invalid(error.message),
             DbErrorKind::Limit => SqlError::Limit(error.message),
             DbErrorKind::Deadline => return Err(wasmtime::Error::new(PastDeadline(error.message))),
-            DbErrorKind::Database | DbErrorKind::UndefinedTable | DbErrorKind::DivisionByZero | DbErrorKind::Client => {
+            DbErrorKind::Database
+            | DbErrorKind::UndefinedTable
+            | DbErrorKind::DivisionByZero
+            | DbErrorKind::NotInTransaction
+            | DbErrorKind::Client => {
                 SqlError::Database(types::DbError { code: error.code, message: error.message })
             }
         })
