@@ -75,10 +75,10 @@ pub use crate::db::{
 pub use crate::error::{Error, ErrorKind, RepairError, RunError};
 pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
 pub use crate::ledger::{
-    AppliedMigration, BackfillState, BackfillStatus, HistoryError, HistoryTable, LockMode, Repair, StartedDirection,
-    StartedStep,
+    AppliedMigration, AuditEntry, BackfillState, BackfillStatus, HistoryError, HistoryTable, LockMode, Repair,
+    StartedDirection, StartedStep,
 };
-pub use crate::migrator::{Decision, Migrator};
+pub use crate::migrator::{Backfills, Decision, Migrator};
 pub use crate::plan::{DownTarget, PlanError};
 pub use crate::project::backfill::{
     BackfillSettings, BackfillSettingsError, Chunking, MAX_PAUSE_MS, MAX_WORKERS, ProjectBackfillSection,

@@ -14,12 +14,12 @@ use crate::db::{self, Access, Backend, Database, HeldLock, Transport};
 use crate::error::{Error, RepairError, RunError};
 use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{
-    AppliedMigration, BackfillState, BackfillStatus, HistoryTable, NewRecord, Repair, StartedDirection, StartedStep,
-    schema,
+    AppliedMigration, Audit, AuditEntry, BackfillState, BackfillStatus, HistoryTable, NewAuditEntry, NewRecord, Repair,
+    StartedDirection, StartedStep, schema,
 };
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Body, Catalog, Migration};
-use crate::report::Report;
+use crate::report::{Action, Report, StepReport};
 use crate::report::preview::{PlannedStep, Preview, Way};
 use crate::report::status::{self, Finding, StatusEntry};
 use crate::run::events::{Observer, LogObserver};
@@ -37,6 +37,22 @@ pub struct Migrator {
     db: Arc<dyn Database>,
     /// The ledger's tables pinned to the server's current schema, once the lock is taken.
     ledger: OnceLock<HistoryTable>,
+}
+
+/// Whether `up` works on backfills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfills {
+    /// Run them (after the schema steps, outside the lock), as one more worker.
+    Run,
+    /// Apply schema steps only; `wasmig backfill run` workers do the backfills.
+    Leave,
+}
+
+/// How a pass of schema steps under the lock ended.
+enum SchemaPass {
+    Done,
+    /// The next step needs this backfill done first.
+    WaitsFor(Version),
 }
 
 /// What to do about a step interrupted outside a transaction (`wasmig repair --retry` or
@@ -204,23 +220,88 @@ impl Migrator {
         }
     }
 
-    /// Applies pending migrations up to `target` (all when `None`), after finishing any
-    /// backfill an earlier run left unfinished. A paused backfill is left paused; `up` stops
+    /// Applies pending migrations up to `target` (all when `None`), and runs their backfills
+    /// and any an earlier run left unfinished. A paused backfill is left paused; `up` stops
     /// before a migration that needs it finished (expand/contract).
     pub async fn up(&self, target: Option<Version>) -> Result<Report, RunError> {
-        self.run_locked(async |session, report| {
-            let applied = session.history().applied().await?;
-            let steps = plan::plan_up(&self.catalog, &applied, target)?;
-            self.refuse_interrupted(session).await?;
-            backfill::resume_unfinished(session, &self.catalog, &applied, report).await?;
-            for migration in steps {
-                self.check_needed_backfills(session, migration).await?;
-                let step = Step::prepare(session, migration, Direction::Apply)?;
-                executor::execute(session, &step, report).await?;
+        self.up_with(target, Backfills::Run).await
+    }
+
+    /// [`Migrator::up`], choosing whether this run works on backfills. The migration lock is
+    /// held while schema steps apply, never while a backfill runs: a backfill's batches commit
+    /// on their chunks' leases, so another deploy may apply its own migrations meanwhile, and
+    /// any number of `wasmig backfill run` workers may share the work.
+    pub async fn up_with(&self, target: Option<Version>, backfills: Backfills) -> Result<Report, RunError> {
+        self.reporting(async |report| {
+            self.trust.ensure()?;
+            let mut waited_for = Vec::new();
+            loop {
+                let pass = self.locked(async |session| self.apply_schema_steps(session, target, &waited_for, report).await).await?;
+                if backfills == Backfills::Leave {
+                    return Ok(());
+                }
+                let session = self.session();
+                let applied = session.history().applied().await?;
+                backfill::resume_unfinished(&session, &self.catalog, &applied, report).await?;
+                match pass {
+                    SchemaPass::Done => return Ok(()),
+                    SchemaPass::WaitsFor(version) => waited_for.push(version),
+                }
             }
-            Ok(())
         })
         .await
+        .map(|((), report)| report)
+    }
+
+    /// Under the lock: applies pending schema steps in order, up to one that needs a backfill
+    /// not done yet, which the caller then runs outside the lock (once: a backfill still not
+    /// done after that, or a paused one, stops the run).
+    async fn apply_schema_steps(
+        &self,
+        session: &Session<'_>,
+        target: Option<Version>,
+        waited_for: &[Version],
+        report: &mut Report,
+    ) -> Result<SchemaPass, Error> {
+        let applied = session.history().applied().await?;
+        let steps = plan::plan_up(&self.catalog, &applied, target)?;
+        self.refuse_interrupted(session).await?;
+        for migration in steps {
+            if let Some(version) = self.backfill_to_wait_for(session, migration, waited_for).await? {
+                return Ok(SchemaPass::WaitsFor(version));
+            }
+            let step = Step::prepare(session, migration, Direction::Apply)?;
+            executor::execute(session, &step, report).await?;
+        }
+        Ok(SchemaPass::Done)
+    }
+
+    /// The backfill `migration` needs done that a backfill pass may still finish; an error
+    /// when one it needs is paused, or was already waited for and is still not done.
+    async fn backfill_to_wait_for(
+        &self,
+        session: &Session<'_>,
+        migration: &Migration,
+        waited_for: &[Version],
+    ) -> Result<Option<Version>, Error> {
+        for &needed in &migration.needs_backfills {
+            let state = session.backfills().state(needed).await?;
+            let applied = session.history().applied().await?.iter().any(|row| row.version == needed);
+            match state {
+                Some(BackfillState::Done) => continue,
+                Some(BackfillState::Running) | None if applied && !waited_for.contains(&needed) => {
+                    return Ok(Some(needed));
+                }
+                _ => {}
+            }
+            let needs = self.catalog.get(needed).map_or_else(|| needed.to_string(), |m| m.folder.clone());
+            return Err(Error::BackfillUnfinished {
+                migration: migration.folder.clone(),
+                needs,
+                state: state.map_or("not started".to_owned(), |s| s.to_string()),
+            });
+        }
+        Ok(None)
     }
 
     /// Refuses to run while a step that ran outside a transaction was left unfinished: what it
@@ -296,7 +377,8 @@ impl Migrator {
                             (Decision::MarkDone, StartedDirection::Down) => session.history().forget(version).await?,
                         }
                         session.started().clear(version).await?;
-                        Ok(session.history().log_repair(&repair).await?)
+                        session.history().log_repair(&repair).await?;
+                        session.audit(&self.audit_entry(migration, "repaired", &repair.reason)).await
                     })
                     .await?;
                 Ok(repair)
@@ -307,20 +389,73 @@ impl Migrator {
         .map(|(repair, _)| repair)
     }
 
-    /// Refuses `migration` while a backfill it declares it needs is not done.
-    async fn check_needed_backfills(&self, session: &Session<'_>, migration: &Migration) -> Result<(), Error> {
-        for &needed in &migration.needs_backfills {
-            let state = session.backfills().state(needed).await?;
-            if state != Some(BackfillState::Done) {
-                let needs = self.catalog.get(needed).map_or_else(|| needed.to_string(), |m| m.folder.clone());
-                return Err(Error::BackfillUnfinished {
-                    migration: migration.folder.clone(),
-                    needs,
-                    state: state.map_or("not started".to_owned(), |s| s.to_string()),
-                });
-            }
+    /// A row of the audit trail about `migration`, for an act that takes no time of its own.
+    fn audit_entry<'e>(&'e self, migration: &'e Migration, action: &'e str, detail: &'e str) -> NewAuditEntry<'e> {
+        NewAuditEntry {
+            action,
+            version: migration.version,
+            migration: &migration.folder,
+            digest: migration.digest,
+            signers: &self.shared.signers,
+            ok: true,
+            detail,
+            duration_ms: 0,
         }
-        Ok(())
+    }
+
+    /// Marks pending migrations up to and including `target` as applied without running them,
+    /// for a database that already has their schema (a baseline, or a move from another tool).
+    /// Each is recorded in the history, as applied by a stamp, and in the audit trail with
+    /// `reason`; a backfill it declares is recorded as done.
+    pub async fn stamp(&self, target: Version, reason: &str) -> Result<Report, RunError> {
+        self.run_locked(async |session, report| {
+            let applied = session.history().applied().await?;
+            let steps = plan::plan_up(&self.catalog, &applied, Some(target))?;
+            self.refuse_interrupted(session).await?;
+            let stamped_by = format!("{} (stamped)", session.applied_by().await);
+            let detail = format!("stamped as applied without running: {reason}");
+            for migration in steps {
+                let started = std::time::Instant::now();
+                session
+                    .in_transaction(migration, Access::ReadWrite, async || {
+                        session
+                            .history()
+                            .record(&NewRecord {
+                                version: migration.version,
+                                name: &migration.name,
+                                kind: migration.kind(),
+                                digest: &migration.digest,
+                                applied_by: &stamped_by,
+                                duration_ms: 0,
+                                signers: &self.shared.signers,
+                            })
+                            .await?;
+                        if migration.backfill().is_some() {
+                            let backfills = session.backfills();
+                            backfills.start(migration.version, None, &[]).await?;
+                            backfills.finish(migration.version).await?;
+                        }
+                        session.audit(&self.audit_entry(migration, "stamped", &detail)).await
+                    })
+                    .await?;
+                let step = StepReport {
+                    version: migration.version,
+                    folder: migration.folder.clone(),
+                    action: Action::Stamped,
+                    duration: started.elapsed(),
+                    backfill: None,
+                };
+                session.committed(report, step);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The audit trail, oldest first (empty before the ledger exists).
+    pub async fn audit(&self) -> Result<Vec<AuditEntry>, Error> {
+        let session = self.session();
+        Ok(Audit::new(session.db.as_ref(), &session.ledger).entries().await?)
     }
 
     /// Every backfill's progress (empty before any started).
@@ -464,9 +599,11 @@ impl Migrator {
                         repaired_by: repaired_by.clone(),
                         repaired_at: String::new(),
                     };
+                    let detail = format!("digest {} accepted: {reason}", repair.new_digest);
                     session
                         .in_transaction(migration, Access::ReadWrite, async || {
-                            Ok(session.history().repair(&repair).await?)
+                            session.history().repair(&repair).await?;
+                            session.audit(&self.audit_entry(migration, "repaired", &detail)).await
                         })
                         .await?;
                 Ok(repair)

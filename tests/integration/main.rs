@@ -2,6 +2,7 @@
 //! with real components built from `plugins/`. One harness, a module per area.
 
 mod artifacts;
+mod audit;
 mod autocommit;
 mod backfills;
 mod cli;

@@ -129,8 +129,8 @@ async fn every_command_writes_schema_1_json(backend: Backend) {
     assert!(error.message.contains("0003_broken") && error.message.contains("up.sql"), "{}", error.message);
     assert_eq!(
         committed(&failed),
-        pairs(&[("applied", "0002_visit_items"), ("backfilled", "0002_visit_items")]),
-        "what committed before the failure"
+        pairs(&[("applied", "0002_visit_items")]),
+        "what committed before the failure (the schema steps come first, backfills after them)"
     );
 }
 on_both_backends!(json_of_every_command, every_command_writes_schema_1_json);
@@ -228,4 +228,54 @@ fn project_commands_write_schema_1_json() {
     ok(&sign, "sign");
     let unknown = json(&project, &db, &["backfill", "status", "7"]);
     assert_eq!((unknown.result.exit_code, unknown.result.exit.as_str()), (3, "project"));
+}
+
+/// `up --no-backfill` applies the schema steps and leaves the backfill to workers: exit 0,
+/// the gate reports it until a `backfill run` finishes it.
+async fn no_backfill_leaves_the_backfill_to_workers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = items_project(150, 0, "batch_size = 50\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
+    let up = json(&project, &db, &["up", "--no-backfill"]);
+    ok(&up, "up");
+    assert_eq!(committed(&up), pairs(&[("applied", "0001_items"), ("applied", "0002_visit_items")]));
+    assert_eq!(up.result.data["backfills_left"][0]["state"], "not_started");
+    let check = json(&project, &db, &["check"]);
+    assert_eq!((check.result.exit_code, check.result.data["problems"][0]["state"].as_str()), (10, Some("not_started")));
+    let run = json(&project, &db, &["backfill", "run", "2"]);
+    ok(&run, "backfill run");
+    assert_eq!(committed(&run), pairs(&[("backfilled", "0002_visit_items")]));
+    ok(&json(&project, &db, &["check"]), "check");
+}
+on_both_backends!(up_no_backfill, no_backfill_leaves_the_backfill_to_workers);
+
+/// The migration lock is held while schema steps apply, not while a backfill runs: another
+/// deploy's `up` takes it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_backfill_does_not_hold_the_migration_lock() {
+    let db = TestDb::postgres().await;
+    let project =
+        items_project(400, 0, "batch_size = 20\npause_ms = 150\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
+    let mut first = Command::new(wasmig_binary())
+        .env("WASMIG_PROJECT", project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-pipeline-test-cache"))
+        .args(["up", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the first up");
+    let inspect = db.inspect().await;
+    let started = std::time::Instant::now();
+    while !inspect.table_exists("items").await
+        || inspect.count("SELECT count(*) FROM items WHERE visits = 1").await == 0
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the backfill never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let second = json(&project, &db, &["up", "--no-backfill", "--lock-timeout", "3s"]);
+    ok(&second, "up");
+    assert!(first.try_wait().expect("poll the first up").is_none(), "the first up's backfill is still running");
+    let first = first.wait_with_output().expect("wait for the first up");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "every row once");
 }

@@ -113,6 +113,20 @@ pub enum Command {
     },
     /// Show the history table, with signers and recorded repairs.
     History {
+        /// Show the audit trail instead: every up, down, stamp, repair and backfill run, with
+        /// who (OS account, database role, host, CI job), when, the digest and the outcome.
+        #[arg(long)]
+        audit: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Mark the pending migrations up to VERSION as applied without running them, for a
+    /// database that already has their schema (a baseline); recorded in the audit trail.
+    Stamp {
+        version: Version,
+        /// Why; kept in the audit trail.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -143,6 +157,10 @@ pub enum Command {
         /// Show the plan (as `wasmig plan` does) without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Apply the schema steps only and leave backfills to `wasmig backfill run` workers
+        /// (exit 0; `wasmig check` then reports them until they are done).
+        #[arg(long)]
+        no_backfill: bool,
         #[command(flatten)]
         throttle: ThrottleArgs,
         #[command(flatten)]
@@ -336,10 +354,11 @@ pub enum ArtifactCommand {
 
 pub enum DatabaseCommand {
     Status,
-    History,
+    History { audit: bool },
+    Stamp { version: Version, reason: String },
     Plan { to: Option<Version> },
     Check { fail_on_pending: bool },
-    Up { to: Option<Version>, dry_run: bool, throttle: ThrottleArgs },
+    Up { to: Option<Version>, dry_run: bool, no_backfill: bool, throttle: ThrottleArgs },
     Down { to: Option<Version>, steps: Option<usize>, dry_run: bool },
     Verify,
     Repair { version: Version, decision: RepairDecision, reason: String },
@@ -354,6 +373,7 @@ impl Command {
             Command::New { .. } => "new",
             Command::Status { .. } => "status",
             Command::History { .. } => "history",
+            Command::Stamp { .. } => "stamp",
             Command::Plan { .. } => "plan",
             Command::Check { .. } => "check",
             Command::Up { .. } => "up",
@@ -385,7 +405,8 @@ impl Command {
             | Command::Sign { project, .. }
             | Command::VerifyArtifacts { project, .. } => project,
             Command::Status { db }
-            | Command::History { db }
+            | Command::History { db, .. }
+            | Command::Stamp { db, .. }
             | Command::Plan { db, .. }
             | Command::Check { db, .. }
             | Command::Up { db, .. }
@@ -409,11 +430,12 @@ impl From<Command> for Route {
             Command::VerifyArtifacts { trust, .. } => Route::Artifacts(ArtifactCommand::Verify { trust }),
             Command::Grants { .. } => Route::Artifacts(ArtifactCommand::Grants),
             Command::Status { db } => Route::Database(DatabaseCommand::Status, db),
-            Command::History { db } => Route::Database(DatabaseCommand::History, db),
+            Command::History { audit, db } => Route::Database(DatabaseCommand::History { audit }, db),
+            Command::Stamp { version, reason, db } => Route::Database(DatabaseCommand::Stamp { version, reason }, db),
             Command::Plan { to, db } => Route::Database(DatabaseCommand::Plan { to }, db),
             Command::Check { fail_on_pending, db } => Route::Database(DatabaseCommand::Check { fail_on_pending }, db),
-            Command::Up { to, dry_run, throttle, db } => {
-                Route::Database(DatabaseCommand::Up { to, dry_run, throttle }, db)
+            Command::Up { to, dry_run, no_backfill, throttle, db } => {
+                Route::Database(DatabaseCommand::Up { to, dry_run, no_backfill, throttle }, db)
             }
             Command::Down { to, steps, dry_run, db } => {
                 Route::Database(DatabaseCommand::Down { to, steps, dry_run }, db)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::json;
 use wasmig::scaffold::{self, Template};
-use wasmig::{Catalog, Config, Date, DownTarget, FindingClass, Migrator, signing};
+use wasmig::{Backfills, Catalog, Config, Date, DownTarget, FindingClass, Migrator, signing};
 
 use crate::args::{ArtifactCommand, BackfillAction, DatabaseCommand, RepairDecision, Route};
 use crate::gate::GateFailed;
@@ -207,7 +207,21 @@ async fn against_database(
                 print::status(&entries);
             }
         }
-        DatabaseCommand::History => {
+        DatabaseCommand::History { audit: true } => {
+            let entries = migrator.audit().await?;
+            output.data(&json!({ "database": url, "session": migrator.transport().to_string(), "audit": entries }));
+            if !output.json() {
+                print::connection(url, migrator.transport());
+                print::audit(&entries);
+            }
+        }
+        DatabaseCommand::Stamp { version, reason } => {
+            let report = migrator.stamp(version, &reason).await.context("wasmig stamp failed")?;
+            if report.steps.is_empty() {
+                output.say("nothing to stamp: no pending migration up to that version");
+            }
+        }
+        DatabaseCommand::History { audit: false } => {
             let (applied, repairs) = (migrator.applied().await?, migrator.repairs().await?);
             output.data(&json!({
                 "database": url,
@@ -232,16 +246,22 @@ async fn against_database(
             }
             output.say("check passed: every applied migration matches its files and every backfill is done");
         }
-        DatabaseCommand::Up { to, dry_run: false, .. } => {
-            let report = migrator.up(to).await.context("wasmig up failed")?;
-            if report.steps.is_empty() {
-                output.say("nothing to apply: the database is up to date");
-            }
-            // A backfill left paused or unfinished is not "up to date": the deploy must not go
-            // on as if the data were migrated.
+        DatabaseCommand::Up { to, dry_run: false, no_backfill, .. } => {
+            let backfills = if no_backfill { Backfills::Leave } else { Backfills::Run };
+            let report = migrator.up_with(to, backfills).await.context("wasmig up failed")?;
             let left: Vec<_> =
                 migrator.check(false).await?.into_iter().filter(|f| f.class() == FindingClass::Backfill).collect();
-            if let Some(failed) = GateFailed::of(&left) {
+            if report.steps.is_empty() && left.is_empty() {
+                output.say("nothing to apply: the database is up to date");
+            }
+            if no_backfill {
+                for finding in &left {
+                    output.say(format_args!("left for backfill workers: {finding}"));
+                }
+                output.data(&json!({ "backfills_left": left }));
+            } else if let Some(failed) = GateFailed::of(&left) {
+                // A backfill left paused or unfinished is not "up to date": the deploy must not
+                // go on as if the data were migrated.
                 return Err(failed.into());
             }
         }

@@ -1,8 +1,8 @@
 //! What the CLI prints: reports, status, history and the artifact verification.
 
 use wasmig::{
-    AppliedMigration, BackfillState, BackfillStatus, Catalog, ComponentPreview, Limits, PlannedStep, Preview, Repair,
-    State, StatusEntry, Transport, TrustReport, Way,
+    AppliedMigration, AuditEntry, BackfillState, BackfillStatus, Catalog, ComponentPreview, Limits, PlannedStep,
+    Preview, Repair, State, StatusEntry, Transport, TrustReport, Way,
 };
 
 use crate::progress::{duration, thousands};
@@ -180,6 +180,31 @@ fn repairs_lines(repairs: &[Repair]) {
                 "  {} at {} by {}:{digests} ({})",
                 repair.version, repair.repaired_at, repair.repaired_by, repair.reason
             );
+        }
+    }
+}
+
+/// The audit trail, oldest first: one line per act, then who did it.
+pub fn audit(entries: &[AuditEntry]) {
+    if entries.is_empty() {
+        println!("the audit trail is empty");
+        return;
+    }
+    for entry in entries {
+        let outcome = if entry.outcome == "ok" { String::new() } else { format!(" {}", entry.outcome.to_uppercase()) };
+        println!(
+            "{} {}{outcome} {} in {} ms, digest {}{}",
+            entry.at,
+            entry.action,
+            entry.migration,
+            entry.duration_ms,
+            entry.digest,
+            if entry.signers.is_empty() { String::new() } else { format!(", signed by {}", entry.signers) }
+        );
+        let ci = entry.ci.as_deref().map(|ci| format!(", CI {ci}")).unwrap_or_default();
+        println!("    by {} on {}{ci}", entry.actor, entry.host);
+        if !entry.detail.is_empty() {
+            println!("    {}", entry.detail);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The foundation every other layer builds on: the engine's core types and the small
 //! facts about the process, with no knowledge of projects, databases or components.
 
+mod ci;
 mod date;
 pub mod digest;
 pub mod duration;
@@ -10,6 +11,7 @@ pub mod limits;
 mod os_user;
 mod version;
 
+pub use self::ci::CiRun;
 pub use self::date::{Date, rfc3339, utc_timestamp};
 pub use self::digest::Digest;
 pub use self::duration::{BadDuration, Human, parse_duration};

@@ -1,8 +1,10 @@
 //! The ledger: every table the engine owns in the target database, all named after the
 //! history table. The history of applied migrations and their repairs ([`history`]), the
-//! progress of backfills and their chunks ([`backfills`]), the migration lock in `table` mode
-//! ([`lock`]), the steps running outside a transaction ([`started`]), and their DDL ([`schema`]).
+//! audit trail of every run ([`audit`]), the progress of backfills and their chunks
+//! ([`backfills`]), the migration lock in `table` mode ([`lock`]), the steps running outside
+//! a transaction ([`started`]), and their DDL ([`schema`]).
 
+pub mod audit;
 pub mod backfills;
 pub mod history;
 pub mod lock;
@@ -10,6 +12,7 @@ pub mod schema;
 pub mod started;
 pub mod table;
 
+pub use self::audit::{Audit, AuditEntry, NewAuditEntry, Who};
 pub use self::backfills::{BackfillState, BackfillStatus, BackfillStore};
 pub use self::history::{AppliedMigration, History, NewRecord, Repair};
 pub use self::lock::LockMode;

@@ -65,6 +65,7 @@ pub(super) fn lock_table_script(history: &HistoryTable, dialect: &Dialect) -> St
 /// `CREATE TABLE IF NOT EXISTS` for every table, and the schema where the backend has them.
 fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
     let (timestamp, default_now, boolean) = (dialect.timestamp_type, dialect.timestamp_now, dialect.boolean_type);
+    let serial_key = dialect.serial_key;
     let mut script = create_schema(table, dialect);
     script.push_str(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (
@@ -115,11 +116,27 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             direction TEXT NOT NULL,
             started_by TEXT NOT NULL,
             started_at {timestamp} NOT NULL DEFAULT {default_now}
+        );
+        CREATE TABLE IF NOT EXISTS {audit} (
+            id {serial_key},
+            at {timestamp} NOT NULL DEFAULT {default_now},
+            action TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            migration TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            signers TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            duration_ms BIGINT NOT NULL,
+            actor TEXT NOT NULL,
+            host TEXT NOT NULL,
+            ci TEXT
         );",
         repairs = table.repairs(),
         backfills = table.backfills(),
         chunks = table.chunks(),
         started = table.started(),
+        audit = table.audit(),
     ));
     script
 }

@@ -83,6 +83,11 @@ impl HistoryTable {
         self.beside("started")
     }
 
+    /// The audit trail: a row per step, stamp, repair and backfill run, never removed.
+    pub(crate) fn audit(&self) -> HistoryTable {
+        self.beside("audit")
+    }
+
     /// The table with one row per key-range chunk of a backfill.
     pub(crate) fn chunks(&self) -> HistoryTable {
         self.beside("backfill_chunks")

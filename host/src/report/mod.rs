@@ -20,6 +20,8 @@ pub enum Action {
     Backfilled,
     /// The backfill was paused; this run stopped working on it.
     BackfillPaused,
+    /// Recorded as applied without running (`wasmig stamp`).
+    Stamped,
 }
 
 impl fmt::Display for Action {
@@ -30,6 +32,7 @@ impl fmt::Display for Action {
             Action::Verified => "verified",
             Action::Backfilled => "backfilled",
             Action::BackfillPaused => "backfill paused",
+            Action::Stamped => "stamped",
         })
     }
 }

@@ -11,13 +11,12 @@ use std::time::Instant;
 
 use crate::db::{Access, DbErrorKind, ScriptRow, is_truthy};
 use crate::error::Error;
-use crate::ledger::{NewRecord, StartedDirection};
+use crate::ledger::{NewAuditEntry, NewRecord, StartedDirection};
 use crate::project::catalog::{Body, ComponentMigration, Migration, SqlScripts};
 use crate::project::manifest::TransactionMode;
 use crate::report::{Action, Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent};
 
-use super::backfill;
 use super::events::{Failure, StepFailure};
 use super::session::Session;
 
@@ -66,9 +65,9 @@ impl<'m> Step<'m> {
     }
 }
 
-/// Runs `step` in its transaction and records it in `report`; an applied component with a
-/// backfill then runs its backfill, each batch in a transaction of its own. A failed step is
-/// told to the observer before its error returns.
+/// Runs `step` in its transaction and records it in `report` (a component's backfill runs
+/// later, outside the migration lock). A failed step is told to the observer before its
+/// error returns.
 pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut Report) -> Result<(), Error> {
     let Step { migration, direction, ref body } = *step;
     let started = Instant::now();
@@ -79,6 +78,11 @@ pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut
         _ => run_in_transaction(session, step, started).await,
     };
     if let Err(error) = ran {
+        if direction != Direction::Verify {
+            let detail = error.to_string();
+            let entry = audit_entry(session, migration, "failed", &detail, started);
+            session.audit_apart(migration, &NewAuditEntry { ok: false, ..entry }).await;
+        }
         session.shared.observer.on_step_failed(&StepFailure {
             step: direction.name(),
             version: migration.version,
@@ -107,11 +111,6 @@ pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut
     if direction != Direction::Verify {
         tracing::debug!(migration = %migration, "{action}");
     }
-    if let (Direction::Apply, Prepared::Component(component, loaded)) = (direction, body)
-        && component.manifest.backfill.is_some()
-    {
-        backfill::run(session, migration, component, loaded, report).await?;
-    }
     Ok(())
 }
 
@@ -125,7 +124,7 @@ async fn run_in_transaction(session: &Session<'_>, step: &Step<'_>, started: Ins
             run_body(session, migration, direction, body).await?;
             match direction {
                 Direction::Apply => record(session, migration, started, &applied_by).await,
-                Direction::Revert => Ok(session.history().forget(migration.version).await?),
+                Direction::Revert => forget(session, migration, started).await,
                 Direction::Verify => Ok(()),
             }
         })
@@ -168,7 +167,7 @@ async fn run_autocommit(
     session
         .in_transaction(migration, Access::ReadWrite, async || {
             match direction {
-                Direction::Revert => session.history().forget(migration.version).await?,
+                Direction::Revert => forget(session, migration, started).await?,
                 Direction::Apply | Direction::Verify => {
                     if let Some(verify) = &scripts.verify {
                         run_verify_sql(session, migration, verify).await?;
@@ -222,8 +221,35 @@ async fn run_body(
     }
 }
 
-/// The applied migration's history row, in its transaction.
+/// A row of the audit trail about `migration`, taking `started`'s time until now.
+fn audit_entry<'e>(
+    session: &'e Session<'_>,
+    migration: &'e Migration,
+    action: &'e str,
+    detail: &'e str,
+    started: Instant,
+) -> NewAuditEntry<'e> {
+    NewAuditEntry {
+        action,
+        version: migration.version,
+        migration: &migration.folder,
+        digest: migration.digest,
+        signers: &session.shared.signers,
+        ok: true,
+        detail,
+        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The reverted migration's history row removed and the revert audited, in its transaction.
+async fn forget(session: &Session<'_>, migration: &Migration, started: Instant) -> Result<(), Error> {
+    session.history().forget(migration.version).await?;
+    session.audit(&audit_entry(session, migration, "reverted", "", started)).await
+}
+
+/// The applied migration's history row and its audit row, in its transaction.
 async fn record(session: &Session<'_>, migration: &Migration, started: Instant, applied_by: &str) -> Result<(), Error> {
+    session.audit(&audit_entry(session, migration, "applied", "", started)).await?;
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     session
         .history()

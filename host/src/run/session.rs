@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::core::limits::Limits;
 use crate::db::{self, Access, Database, DbError, DbErrorKind, LockCheck, LockError, NotCommitted};
 use crate::error::Error;
-use crate::ledger::{BackfillStore, History, HistoryTable, Started};
+use crate::core::CiRun;
+use crate::ledger::{Audit, BackfillStore, History, HistoryTable, NewAuditEntry, Started, Who};
 use crate::project::catalog::{ComponentMigration, Migration};
 use crate::report::{Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome, Sandbox};
@@ -30,11 +31,22 @@ pub(crate) struct Shared {
     applied_by: tokio::sync::OnceCell<String>,
     /// Key ids of the trusted keys whose signatures cover the project, for the history.
     pub signers: String,
+    /// This machine and the CI job, for the audit trail.
+    host: String,
+    ci: Option<CiRun>,
 }
 
 impl Shared {
     pub fn new(config: Config, observer: Arc<dyn Observer>, signers: String) -> Self {
-        Shared { config, sandbox: OnceLock::new(), observer, applied_by: tokio::sync::OnceCell::new(), signers }
+        Shared {
+            config,
+            sandbox: OnceLock::new(),
+            observer,
+            applied_by: tokio::sync::OnceCell::new(),
+            signers,
+            host: crate::core::host_name(),
+            ci: CiRun::from_environment(),
+        }
     }
 }
 
@@ -78,6 +90,26 @@ impl<'a> Session<'a> {
 
     pub fn history(&self) -> History<'_> {
         History::new(self.db.as_ref(), &self.ledger)
+    }
+
+    /// Appends to the audit trail in the current transaction, with who this run is.
+    pub async fn audit(&self, entry: &NewAuditEntry<'_>) -> Result<(), Error> {
+        let who = Who {
+            actor: self.applied_by().await,
+            host: self.shared.host.clone(),
+            ci: self.shared.ci.as_ref().map(ToString::to_string),
+        };
+        Ok(Audit::new(self.db.as_ref(), &self.ledger).append(entry, &who).await?)
+    }
+
+    /// Appends to the audit trail in a transaction of its own, for what happened outside one
+    /// that committed (a failed step, a backfill's end). Best effort: a failure to write it
+    /// is logged, never put before the run's own error.
+    pub async fn audit_apart(&self, migration: &Migration, entry: &NewAuditEntry<'_>) {
+        let written = self.in_transaction(migration, Access::ReadWrite, async || self.audit(entry).await).await;
+        if let Err(error) = written {
+            tracing::warn!(migration = %migration, %error, "could not write the audit trail");
+        }
     }
 
     pub fn started(&self) -> Started<'_> {

@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::ledger::{AppliedMigration, BackfillState};
 use crate::project::backfill::BackfillPlan;
 use crate::project::catalog::{Body, Catalog, ComponentMigration, Migration};
+use crate::ledger::NewAuditEntry;
 use crate::report::{Action, Report, StepReport};
 use crate::sandbox::LoadedComponent;
 
@@ -124,9 +125,27 @@ pub(crate) async fn run(
     let run = |worker| WorkerRun { migration, component, loaded, plan: &plan, worker, crew: &crew };
     let worked =
         if ids.len() == 1 { work(session, run(&ids[0])).await } else { work_together(session, &ids, run).await };
-    let (end, totals) = worked.inspect_err(|error| {
-        observer.on_backfill(&BackfillEvent::Failed { migration: migration.folder.clone(), error: Failure::of(error) })
-    })?;
+    let audited = async |action, ok, detail: String| {
+        let entry = NewAuditEntry {
+            action,
+            version: migration.version,
+            migration: &migration.folder,
+            digest: migration.digest,
+            signers: &session.shared.signers,
+            ok,
+            detail: &detail,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        };
+        session.audit_apart(migration, &entry).await
+    };
+    let (end, totals) = match worked {
+        Ok(done) => done,
+        Err(error) => {
+            observer.on_backfill(&BackfillEvent::Failed { migration: migration.folder.clone(), error: Failure::of(&error) });
+            audited("backfill_failed", false, error.to_string()).await;
+            return Err(error);
+        }
+    };
     let end = match end {
         WorkEnd::Finished => WorkerEnd::Finished,
         WorkEnd::Paused | WorkEnd::Stopped => WorkerEnd::Paused,
@@ -140,6 +159,8 @@ pub(crate) async fn run(
             duration_ms: crate::report::millis(started.elapsed()),
         },
     });
+    let action = if end == WorkerEnd::Finished { "backfilled" } else { "backfill_paused" };
+    audited(action, true, format!("{} rows in {} batches by this run", totals.rows, totals.batches)).await;
     session.committed(
         report,
         StepReport {

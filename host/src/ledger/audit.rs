@@ -1,0 +1,144 @@
+//! The audit trail, `<history>_audit`: one row for every step a run applied, reverted, stamped
+//! or repaired, every backfill run's end, and every step that failed, with who (the OS account
+//! and database role, the host, the CI job), when, what, how long, the digest and the signers'
+//! key ids, and the outcome. Only ever appended: `down` removes history rows, never these.
+
+use crate::core::{Digest, Version, rfc3339};
+use crate::db::{Database, DbErrorKind, Value};
+
+use super::table::{HistoryError, HistoryTable};
+
+/// Who is running: the same for every row a run writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    /// The OS account, and the database role where there is one (`deploy as app_owner`).
+    pub actor: String,
+    pub host: String,
+    /// The CI job, in words (`github-actions (octocat, deploy, 123)`), when there is one.
+    pub ci: Option<String>,
+}
+
+/// A row to append.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry<'a> {
+    /// `applied`, `reverted`, `stamped`, `repaired`, `backfilled`, `backfill_paused`,
+    /// `backfill_failed`, `failed`.
+    pub action: &'a str,
+    pub version: Version,
+    pub migration: &'a str,
+    pub digest: Digest,
+    pub signers: &'a str,
+    pub ok: bool,
+    /// The error for a failure, the reason for a stamp or repair, the rows of a backfill.
+    pub detail: &'a str,
+    pub duration_ms: i64,
+}
+
+/// One row of the audit trail, as read back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    pub action: String,
+    pub version: Version,
+    pub migration: String,
+    pub digest: String,
+    pub signers: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    pub detail: String,
+    pub duration_ms: i64,
+    pub actor: String,
+    pub host: String,
+    pub ci: Option<String>,
+}
+
+/// The audit trail of one database.
+pub struct Audit<'a> {
+    db: &'a dyn Database,
+    table: HistoryTable,
+}
+
+impl<'a> Audit<'a> {
+    pub fn new(db: &'a dyn Database, history: &HistoryTable) -> Self {
+        Audit { db, table: history.audit() }
+    }
+
+    fn failed(&self, source: crate::db::DbError) -> HistoryError {
+        HistoryError::Database { table: self.table.to_string(), source }
+    }
+
+    /// Appends a row, in the caller's transaction (the step's own, so that the two commit
+    /// together).
+    pub async fn append(&self, entry: &NewAuditEntry<'_>, who: &Who) -> Result<(), HistoryError> {
+        let insert = format!(
+            "INSERT INTO {} (action, version, migration, digest, signers, outcome, detail, duration_ms, actor, host, ci) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            self.table
+        );
+        let text = |s: &str| Value::Text(s.to_owned());
+        let params = [
+            text(entry.action),
+            Value::Int(entry.version.as_i64()),
+            text(entry.migration),
+            Value::Text(entry.digest.to_string()),
+            text(entry.signers),
+            text(if entry.ok { "ok" } else { "failed" }),
+            text(entry.detail),
+            Value::Int(entry.duration_ms),
+            text(&who.actor),
+            text(&who.host),
+            who.ci.as_deref().map_or(Value::Null, text),
+        ];
+        self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// Every row, oldest first (none before the table exists).
+    pub async fn entries(&self) -> Result<Vec<AuditEntry>, HistoryError> {
+        let select = format!(
+            "SELECT CAST(at AS TEXT), action, version, migration, digest, signers, outcome, detail, duration_ms, \
+             actor, host, ci FROM {} ORDER BY id",
+            self.table
+        );
+        let rows = match self.db.query(&select, &[]).await {
+            Ok(rows) => rows,
+            Err(e) if e.kind == DbErrorKind::UndefinedTable => return Ok(Vec::new()),
+            Err(e) => return Err(self.failed(e)),
+        };
+        rows.values.into_iter().map(|row| self.entry(row)).collect()
+    }
+
+    fn entry(&self, row: Vec<Value>) -> Result<AuditEntry, HistoryError> {
+        let corrupt = || HistoryError::Corrupt { table: self.table.to_string(), problem: "bad row".into() };
+        let Ok([at, action, version, migration, digest, signers, outcome, detail, duration_ms, actor, host, ci]) =
+            <[Value; 12]>::try_from(row)
+        else {
+            return Err(corrupt());
+        };
+        let text = |value: Value| match value {
+            Value::Text(text) => Ok(text),
+            _ => Err(corrupt()),
+        };
+        let int = |value: Value| match value {
+            Value::Int(n) => Ok(n),
+            _ => Err(corrupt()),
+        };
+        Ok(AuditEntry {
+            at: rfc3339(&text(at)?),
+            action: text(action)?,
+            version: Version(u64::try_from(int(version)?).map_err(|_| corrupt())?),
+            migration: text(migration)?,
+            digest: text(digest)?,
+            signers: text(signers)?,
+            outcome: text(outcome)?,
+            detail: text(detail)?,
+            duration_ms: int(duration_ms)?,
+            actor: text(actor)?,
+            host: text(host)?,
+            ci: match ci {
+                Value::Null => None,
+                other => Some(text(other)?),
+            },
+        })
+    }
+}
