@@ -8,7 +8,7 @@ use crate::config::ConfigError;
 use crate::core::limits::Limit;
 use crate::core::{Digest, Version};
 use crate::db::{ConnectError, DbError, LockError};
-use crate::ledger::HistoryError;
+use crate::ledger::{BackfillState, HistoryError};
 use crate::plan::PlanError;
 use crate::project::catalog::CatalogError;
 use crate::report::Report;
@@ -123,6 +123,8 @@ pub enum Error {
     },
     #[error("migration {migration}'s backfill is {state}; `wasmig backfill resume {version}` lets it go on")]
     BackfillPaused { migration: String, version: Version, state: String },
+    #[error("migration {migration}'s backfill is {state}, so it cannot become {wanted}")]
+    BackfillState { migration: String, state: BackfillState, wanted: BackfillState },
     #[error(
         "migration {migration} needs the backfill of {needs} finished first (it is {state}); \
          `wasmig backfill status` shows it, `wasmig backfill run` finishes it"
@@ -223,7 +225,9 @@ impl Error {
             | Error::UnexpectedOutcome { .. } => ErrorKind::MigrationFailed,
             Error::BackfillAtFloor { .. } => ErrorKind::Sandbox,
             Error::Interrupted { .. } => ErrorKind::Integrity,
-            Error::NoBackfill { .. } | Error::BackfillNotApplied { .. } => ErrorKind::Project,
+            Error::NoBackfill { .. } | Error::BackfillNotApplied { .. } | Error::BackfillState { .. } => {
+                ErrorKind::Project
+            }
             Error::BackfillPaused { .. } | Error::BackfillUnfinished { .. } => ErrorKind::BackfillUnfinished,
         }
     }

@@ -236,7 +236,9 @@ impl Migrator {
             self.trust.ensure()?;
             let mut waited_for = Vec::new();
             loop {
-                let pass = self.locked(async |session| self.apply_schema_steps(session, target, &waited_for, report).await).await?;
+                let pass = self
+                    .locked(async |session| self.apply_schema_steps(session, target, backfills, &waited_for, report).await)
+                    .await?;
                 if backfills == Backfills::Leave {
                     return Ok(());
                 }
@@ -253,13 +255,15 @@ impl Migrator {
         .map(|((), report)| report)
     }
 
-    /// Under the lock: applies pending schema steps in order, up to one that needs a backfill
-    /// not done yet, which the caller then runs outside the lock (once: a backfill still not
-    /// done after that, or a paused one, stops the run).
+    /// Under the lock: applies pending schema steps in order, up to and including one with a
+    /// backfill (when this run works on backfills), or up to one that needs a backfill not
+    /// done yet; the caller then runs the backfills outside the lock and calls again (once per
+    /// backfill: one still not done after that, or a paused one, stops the run).
     async fn apply_schema_steps(
         &self,
         session: &Session<'_>,
         target: Option<Version>,
+        backfills: Backfills,
         waited_for: &[Version],
         report: &mut Report,
     ) -> Result<SchemaPass, Error> {
@@ -272,6 +276,11 @@ impl Migrator {
             }
             let step = Step::prepare(session, migration, Direction::Apply)?;
             executor::execute(session, &step, report).await?;
+            // Its backfill runs before the migrations after it, as a later one may rely on
+            // the data, but outside the lock.
+            if backfills == Backfills::Run && migration.backfill().is_some() {
+                return Ok(SchemaPass::WaitsFor(migration.version));
+            }
         }
         Ok(SchemaPass::Done)
     }
@@ -458,9 +467,20 @@ impl Migrator {
         Ok(Audit::new(session.db.as_ref(), &session.ledger).entries().await?)
     }
 
-    /// Every backfill's progress (empty before any started).
+    /// Every backfill's progress (empty before any started); a failed one says why.
     pub async fn backfill_status(&self) -> Result<Vec<BackfillStatus>, Error> {
-        Ok(self.session().backfills().statuses().await?)
+        let mut statuses = self.session().backfills().statuses().await?;
+        if statuses.iter().any(|status| status.state == BackfillState::Failed) {
+            let audit = self.audit().await?;
+            for status in statuses.iter_mut().filter(|status| status.state == BackfillState::Failed) {
+                status.error = audit
+                    .iter()
+                    .rev()
+                    .find(|entry| entry.version == status.version && entry.action == "backfill_failed")
+                    .map(|entry| entry.detail.clone());
+            }
+        }
+        Ok(statuses)
     }
 
     /// The backfill of migration `version`; a project error says why there is none (no such
@@ -497,28 +517,44 @@ impl Migrator {
     /// Pauses a running backfill: its workers stop after their current batch, and `up` leaves
     /// it alone until it is resumed.
     pub async fn backfill_pause(&self, version: Version) -> Result<(), Error> {
-        self.backfill_transition(version, BackfillState::Running, BackfillState::Paused).await
+        self.backfill_transition(version, &[BackfillState::Running], BackfillState::Paused).await
     }
 
     /// Lets a paused backfill go on (`wasmig backfill run` or `up` then continue it).
     pub async fn backfill_resume(&self, version: Version) -> Result<(), Error> {
-        self.backfill_transition(version, BackfillState::Paused, BackfillState::Running).await
+        self.backfill_transition(version, &[BackfillState::Paused], BackfillState::Running).await
     }
 
-    async fn backfill_transition(&self, version: Version, from: BackfillState, to: BackfillState) -> Result<(), Error> {
+    /// Lets a failed (or cancelled) backfill go on from its last committed batch, once what
+    /// made it fail is fixed; `wasmig backfill run` or `up` then continue it.
+    pub async fn backfill_retry(&self, version: Version) -> Result<(), Error> {
+        let from = [BackfillState::Failed, BackfillState::Cancelled];
+        self.backfill_transition(version, &from, BackfillState::Running).await
+    }
+
+    /// Gives a backfill up: its workers stop after their current batch, and nothing runs it
+    /// again until `backfill_retry` (or the migration is reverted). The gate keeps reporting it.
+    pub async fn backfill_cancel(&self, version: Version) -> Result<(), Error> {
+        let from = [BackfillState::Running, BackfillState::Paused, BackfillState::Failed];
+        self.backfill_transition(version, &from, BackfillState::Cancelled).await
+    }
+
+    async fn backfill_transition(&self, version: Version, from: &[BackfillState], to: BackfillState) -> Result<(), Error> {
         let migration = self.backfill_migration(version).await?;
         let session = self.session();
         let store = session.backfills();
-        if store.transition(version, from, to).await? {
-            tracing::info!(migration = %migration, %from, %to, "backfill state changed");
-            return Ok(());
+        for &state in from {
+            if store.transition(version, state, to).await? {
+                tracing::info!(migration = %migration, from = %state, %to, "backfill state changed");
+                return Ok(());
+            }
         }
         match store.state(version).await? {
             Some(state) if state == to => Ok(()),
-            Some(state) => Err(Error::BackfillPaused {
+            Some(state) => Err(Error::BackfillState {
                 migration: migration.folder.clone(),
-                version,
-                state: format!("{state}, not {from}"),
+                state,
+                wanted: to,
             }),
             None => Err(Error::BackfillNotApplied { migration: migration.folder.clone() }),
         }

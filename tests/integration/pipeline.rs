@@ -129,8 +129,8 @@ async fn every_command_writes_schema_1_json(backend: Backend) {
     assert!(error.message.contains("0003_broken") && error.message.contains("up.sql"), "{}", error.message);
     assert_eq!(
         committed(&failed),
-        pairs(&[("applied", "0002_visit_items")]),
-        "what committed before the failure (the schema steps come first, backfills after them)"
+        pairs(&[("applied", "0002_visit_items"), ("backfilled", "0002_visit_items")]),
+        "what committed before the failure"
     );
 }
 on_both_backends!(json_of_every_command, every_command_writes_schema_1_json);
@@ -279,3 +279,55 @@ async fn a_running_backfill_does_not_hold_the_migration_lock() {
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "every row once");
 }
+
+/// A backfill that fails is recorded as `failed` with its error; `up` does not run it again
+/// blindly (exit 10, saying how to retry); `backfill retry` lets it go on from its last
+/// committed batch, and `cancel` gives it up until a retry.
+async fn a_failed_backfill_is_recorded_and_retried(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = items_project(300, 0, "batch_size = 50\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
+    ok(&json(&project, &db, &["up", "--to", "1"]), "up");
+    let inspect = db.inspect().await;
+    let (block, unblock) = match backend {
+        Backend::Postgres => (
+            "ALTER TABLE items ADD CONSTRAINT refuse_150 CHECK (id <> 150 OR visits = 0)",
+            "ALTER TABLE items DROP CONSTRAINT refuse_150",
+        ),
+        Backend::Sqlite => (
+            "CREATE TRIGGER refuse_150 BEFORE UPDATE ON items WHEN NEW.id = 150 BEGIN SELECT RAISE(ABORT, 'row 150 refused'); END",
+            "DROP TRIGGER refuse_150",
+        ),
+    };
+    inspect.execute(block).await;
+
+    let failed = json(&project, &db, &["up"]);
+    assert_eq!(failed.result.exit, "migration_failed", "{:?}", failed.result.error);
+    assert!(failed.events.iter().any(|e| matches!(e, Event::BackfillFailed { .. })), "{:?}", failed.events);
+    let status = json(&project, &db, &["backfill", "status", "2"]);
+    let backfill = &status.result.data["backfills"][0];
+    assert_eq!(backfill["state"], "failed");
+    assert_eq!(backfill["rows_done"], 100, "the two batches before the refused row stay committed");
+    assert!(
+        backfill["error"].as_str().is_some_and(|e| e.contains("refuse_150") || e.contains("row 150 refused")),
+        "{backfill}"
+    );
+
+    let again = json(&project, &db, &["up"]);
+    assert_eq!(again.result.exit, "backfill_unfinished", "{:?}", again.result.error);
+    let message = again.result.error.map(|e| e.message).unwrap_or_default();
+    assert!(message.contains("backfill is failed") && message.contains("backfill retry 0002"), "{message}");
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits = 1").await, 100, "not run again blindly");
+
+    ok(&json(&project, &db, &["backfill", "cancel", "2"]), "backfill cancel");
+    let check = json(&project, &db, &["check"]);
+    assert_eq!((check.result.exit_code, check.result.data["problems"][0]["state"].as_str()), (10, Some("cancelled")));
+    let resume = json(&project, &db, &["backfill", "resume", "2"]);
+    assert_eq!(resume.result.exit, "project", "a cancelled backfill is not paused: {:?}", resume.result.error);
+
+    inspect.execute(unblock).await;
+    ok(&json(&project, &db, &["backfill", "retry", "2"]), "backfill retry");
+    ok(&json(&project, &db, &["up"]), "up");
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "every row exactly once");
+    ok(&json(&project, &db, &["check"]), "check");
+}
+on_both_backends!(failed_backfill, a_failed_backfill_is_recorded_and_retried);

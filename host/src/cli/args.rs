@@ -166,7 +166,7 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
-    /// Watch and steer backfills: status, run (one more worker), pause, resume.
+    /// Watch and steer backfills: status, run (one more worker), pause, resume, retry, cancel.
     Backfill {
         #[command(subcommand)]
         action: BackfillAction,
@@ -269,6 +269,12 @@ pub enum BackfillAction {
     Pause { version: Version },
     /// Let a paused backfill go on (then `wasmig backfill run` or `wasmig up` continues it).
     Resume { version: Version },
+    /// Let a failed (or cancelled) backfill go on from its last committed batch, once what
+    /// made it fail is fixed (then `wasmig backfill run` or `wasmig up` continues it).
+    Retry { version: Version },
+    /// Give a backfill up: its workers stop after their current batch and nothing runs it
+    /// again until `retry`; `wasmig check` keeps reporting it.
+    Cancel { version: Version },
 }
 
 /// What `repair` records.
@@ -382,6 +388,8 @@ impl Command {
                 BackfillAction::Run { .. } => "backfill run",
                 BackfillAction::Pause { .. } => "backfill pause",
                 BackfillAction::Resume { .. } => "backfill resume",
+                BackfillAction::Retry { .. } => "backfill retry",
+                BackfillAction::Cancel { .. } => "backfill cancel",
             },
             Command::Down { .. } => "down",
             Command::Verify { .. } => "verify",

@@ -357,6 +357,20 @@ async fn backfill(output: &Output, migrator: &Migrator, action: BackfillAction) 
             ));
             output.data(&json!({ "version": version, "state": "running" }));
         }
+        BackfillAction::Retry { version } => {
+            migrator.backfill_retry(version).await?;
+            output.say(format_args!(
+                "backfill of {version} may go on; `wasmig backfill run {version}` or `wasmig up` continues it from its last committed batch"
+            ));
+            output.data(&json!({ "version": version, "state": "running" }));
+        }
+        BackfillAction::Cancel { version } => {
+            migrator.backfill_cancel(version).await?;
+            output.say(format_args!(
+                "backfill of {version} cancelled; its workers stop after their current batch (`wasmig backfill retry {version}` restarts it)"
+            ));
+            output.data(&json!({ "version": version, "state": "cancelled" }));
+        }
     }
     Ok(())
 }

@@ -119,7 +119,12 @@ pub fn backfill_summary(status: &BackfillStatus) -> String {
         parts.push(format!("ETA {}", duration(eta.as_secs_f64())));
     }
     let percent = status.percent().map(|p| format!(" {p:.0}%")).unwrap_or_default();
-    let state = if status.state == BackfillState::Paused { "backfill PAUSED at" } else { "backfill" };
+    let state = match status.state {
+        BackfillState::Paused => "backfill PAUSED at",
+        BackfillState::Failed => "backfill FAILED at",
+        BackfillState::Cancelled => "backfill CANCELLED at",
+        BackfillState::Running | BackfillState::Done => "backfill",
+    };
     format!("{state}{percent} ({})", parts.join(", "))
 }
 
@@ -132,9 +137,12 @@ pub fn backfills(catalog: &Catalog, statuses: &[BackfillStatus]) {
         let folder = catalog.get(status.version).map_or_else(|| status.version.to_string(), |m| m.folder.clone());
         println!("{folder}: {}", backfill_summary(status));
         println!(
-            "  state {}, chunks {} done of {} ({} leased by a live worker), {} batches",
+            "  state {}, chunks {} done of {} ({} under an unexpired lease), {} batches",
             status.state, status.chunks_done, status.chunks, status.chunks_leased, status.batches
         );
+        if let Some(error) = &status.error {
+            println!("  failed: {error}");
+        }
     }
 }
 

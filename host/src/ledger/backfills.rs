@@ -25,6 +25,11 @@ pub enum BackfillState {
     Running,
     Paused,
     Done,
+    /// Stopped on an error (a denied statement, a failing verify, a limit); `wasmig backfill
+    /// retry` lets it go on.
+    Failed,
+    /// Given up on by a person (`wasmig backfill cancel`); `retry` restarts it.
+    Cancelled,
 }
 
 impl BackfillState {
@@ -33,6 +38,8 @@ impl BackfillState {
             BackfillState::Running => "running",
             BackfillState::Paused => "paused",
             BackfillState::Done => "done",
+            BackfillState::Failed => "failed",
+            BackfillState::Cancelled => "cancelled",
         }
     }
 
@@ -41,6 +48,8 @@ impl BackfillState {
             "running" => Some(BackfillState::Running),
             "paused" => Some(BackfillState::Paused),
             "done" => Some(BackfillState::Done),
+            "failed" => Some(BackfillState::Failed),
+            "cancelled" => Some(BackfillState::Cancelled),
             _ => None,
         }
     }
@@ -117,6 +126,8 @@ pub struct BackfillStatus {
     /// Rows per second since the backfill started or was last resumed, over the time to its
     /// latest batch.
     pub rows_per_second: Option<f64>,
+    /// Why a failed backfill stopped (from the audit trail).
+    pub error: Option<String>,
 }
 
 impl BackfillStatus {
@@ -496,6 +507,7 @@ impl<'a> BackfillStore<'a> {
             started_ms: int(&started)?,
             finished_ms: optional(&finished)?,
             rows_per_second,
+            error: None,
         })
     }
 }

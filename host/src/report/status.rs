@@ -122,7 +122,7 @@ pub enum Finding {
     /// A step run outside a transaction did not finish.
     Interrupted { version: Version, migration: String, direction: StartedDirection, started_at: String },
     /// Applied, and its backfill is not done: `running` (unfinished or interrupted),
-    /// `paused`, or `not_started`.
+    /// `paused`, `failed`, `cancelled`, or `not_started`.
     Backfill { version: Version, migration: String, state: String },
 }
 
@@ -186,6 +186,13 @@ impl std::fmt::Display for Finding {
             Finding::Backfill { migration, state, version } => {
                 let next = match state.as_str() {
                     "paused" => format!("`wasmig backfill resume {version}` lets it go on"),
+                    "failed" => format!(
+                        "`wasmig backfill status {version}` shows why; once that is fixed, \
+                         `wasmig backfill retry {version}` lets it go on"
+                    ),
+                    "cancelled" => {
+                        format!("`wasmig backfill retry {version}` restarts it, or revert the migration")
+                    }
                     "not_started" => format!("`wasmig backfill run {version}` starts it"),
                     _ => format!("`wasmig backfill run {version}` works on it"),
                 };
@@ -262,6 +269,7 @@ mod tests {
                 started_ms: 0,
                 finished_ms: None,
                 rows_per_second: None,
+                error: None,
             }),
         }
     }

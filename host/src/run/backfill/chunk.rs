@@ -56,7 +56,9 @@ pub(crate) async fn run_chunk(
             state_checked = Instant::now();
             match session.backfills().state(migration.version).await? {
                 None => return Err(Error::BackfillGone { migration: migration.folder.clone() }),
-                Some(BackfillState::Paused) => return Ok(ChunkEnd::Paused),
+                Some(BackfillState::Paused | BackfillState::Cancelled | BackfillState::Failed) => {
+                    return Ok(ChunkEnd::Paused);
+                }
                 Some(_) => {
                     refresh_progress(session, migration, crew).await?;
                 }

@@ -27,7 +27,7 @@ use futures_util::future::{join_all, try_join_all};
 
 use crate::core::Version;
 use crate::db::Access;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::ledger::{AppliedMigration, BackfillState};
 use crate::project::backfill::BackfillPlan;
 use crate::project::catalog::{Body, Catalog, ComponentMigration, Migration};
@@ -84,14 +84,30 @@ pub(crate) async fn resume_unfinished(
             Some(BackfillState::Paused) => {
                 tracing::warn!(migration = %migration, "backfill is paused; `wasmig backfill resume` lets it go on");
             }
-            Some(BackfillState::Running) | None => {
-                tracing::info!(migration = %migration, "resuming an unfinished backfill");
+            Some(state @ (BackfillState::Failed | BackfillState::Cancelled)) => {
+                tracing::warn!(migration = %migration, "backfill is {state}; `wasmig backfill retry` lets it go on");
+            }
+            state @ (Some(BackfillState::Running) | None) => {
+                if state.is_some() {
+                    tracing::info!(migration = %migration, "resuming an unfinished backfill");
+                }
                 let loaded = session.load_component(migration, component)?;
                 run(session, migration, component, &loaded, report).await?;
             }
         }
     }
     Ok(())
+}
+
+/// Whether `error` is the backfill's own (its statements, its component, its cursor, its
+/// limits), which running it again as it is would repeat, rather than the infrastructure's.
+fn its_own_failure(error: &Error) -> bool {
+    let own_kind = matches!(error.kind(), ErrorKind::MigrationFailed | ErrorKind::Sandbox);
+    let infrastructure = matches!(
+        error,
+        Error::BackfillLeaseLost { .. } | Error::BackfillGone { .. } | Error::Transaction { .. } | Error::History(_)
+    );
+    own_kind && !infrastructure
 }
 
 /// Runs (or joins) the backfill of applied migration `migration` with this process's
@@ -141,6 +157,15 @@ pub(crate) async fn run(
     let (end, totals) = match worked {
         Ok(done) => done,
         Err(error) => {
+            // A failure of the migration's own making is recorded, so that `up` does not run
+            // it again blindly and `status` says why; a lost lease or connection is not its own.
+            if its_own_failure(&error) {
+                let store = session.backfills();
+                let marked = store.transition(migration.version, BackfillState::Running, BackfillState::Failed).await;
+                if let Err(marking) = marked {
+                    tracing::warn!(migration = %migration, error = %marking, "could not record the backfill as failed");
+                }
+            }
             observer.on_backfill(&BackfillEvent::Failed { migration: migration.folder.clone(), error: Failure::of(&error) });
             audited("backfill_failed", false, error.to_string()).await;
             return Err(error);
@@ -266,7 +291,8 @@ async fn work(session: &Session<'_>, run: WorkerRun<'_>) -> Result<(WorkEnd, Wor
         match session.backfills().state(migration.version).await? {
             None => return Err(Error::BackfillGone { migration: migration.folder.clone() }),
             Some(BackfillState::Done) => break WorkEnd::Finished,
-            Some(BackfillState::Paused) => break WorkEnd::Paused,
+            // A cancelled or failed backfill stops its other workers as a pause does.
+            Some(BackfillState::Paused | BackfillState::Cancelled | BackfillState::Failed) => break WorkEnd::Paused,
             Some(BackfillState::Running) => {}
         }
         let Some(chunk) = session.backfills().lease(migration.version, worker, plan.lease).await? else {
