@@ -7,6 +7,7 @@
 //! from the error and the report of what had committed.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::core::{Digest, Version};
@@ -14,8 +15,7 @@ use crate::db::{self, Access, Backend, Database, HeldLock, Transport};
 use crate::error::{Error, RepairError, RunError};
 use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{
-    AppliedMigration, Audit, AuditEntry, BackfillState, BackfillStatus, HistoryTable, NewAuditEntry, NewRecord, Repair,
-    StartedDirection, StartedStep, schema,
+    AppliedMigration, Audit, AuditEntry, BackfillState, BackfillStatus, HistoryTable, Repair, StartedDirection, schema,
 };
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Body, Catalog, Migration};
@@ -271,7 +271,8 @@ impl Migrator {
         let steps = plan::plan_up(&self.catalog, &applied, target)?;
         self.refuse_interrupted(session).await?;
         for migration in steps {
-            if let Some(version) = self.backfill_to_wait_for(session, migration, waited_for).await? {
+            let may_wait = backfills == Backfills::Run;
+            if let Some(version) = self.backfill_to_wait_for(session, migration, &applied, may_wait, waited_for).await? {
                 return Ok(SchemaPass::WaitsFor(version));
             }
             let step = Step::prepare(session, migration, Direction::Apply)?;
@@ -285,20 +286,25 @@ impl Migrator {
         Ok(SchemaPass::Done)
     }
 
-    /// The backfill `migration` needs done that a backfill pass may still finish; an error
-    /// when one it needs is paused, or was already waited for and is still not done.
+    /// The backfill `migration` needs done that a backfill pass of this run may still finish
+    /// (`may_wait`); an error when one it needs is paused, failed, was already waited for and
+    /// is still not done, or is left to workers. `applied` is the history as the pass began:
+    /// a migration with a backfill that the pass applies ends the pass, so a backfill this
+    /// pass could wait for is in it.
     async fn backfill_to_wait_for(
         &self,
         session: &Session<'_>,
         migration: &Migration,
+        applied: &[AppliedMigration],
+        may_wait: bool,
         waited_for: &[Version],
     ) -> Result<Option<Version>, Error> {
         for &needed in &migration.needs_backfills {
             let state = session.backfills().state(needed).await?;
-            let applied = session.history().applied().await?.iter().any(|row| row.version == needed);
+            let is_applied = applied.iter().any(|row| row.version == needed);
             match state {
                 Some(BackfillState::Done) => continue,
-                Some(BackfillState::Running) | None if applied && !waited_for.contains(&needed) => {
+                Some(BackfillState::Running) | None if may_wait && is_applied && !waited_for.contains(&needed) => {
                     return Ok(Some(needed));
                 }
                 _ => {}
@@ -329,12 +335,6 @@ impl Migrator {
             started_by: step.started_by,
             invalid_indexes,
         })
-    }
-
-    /// Steps that ran outside a transaction and were left unfinished (none before the ledger
-    /// exists).
-    pub async fn interrupted(&self) -> Result<Vec<StartedStep>, Error> {
-        Ok(self.session().started().list().await?)
     }
 
     /// Records what a person decided about an interrupted step (one run outside a transaction
@@ -370,24 +370,13 @@ impl Migrator {
                         match (decision, step.direction) {
                             (Decision::Retry, _) => {}
                             (Decision::MarkDone, StartedDirection::Up) => {
-                                session
-                                    .history()
-                                    .record(&NewRecord {
-                                        version,
-                                        name: &migration.name,
-                                        kind: migration.kind(),
-                                        digest: &migration.digest,
-                                        applied_by: &repaired_by,
-                                        duration_ms: 0,
-                                        signers: &self.shared.signers,
-                                    })
-                                    .await?
+                                session.record_applied(migration, &repaired_by, Duration::ZERO).await?
                             }
                             (Decision::MarkDone, StartedDirection::Down) => session.history().forget(version).await?,
                         }
                         session.started().clear(version).await?;
                         session.history().log_repair(&repair).await?;
-                        session.audit(&self.audit_entry(migration, "repaired", &repair.reason)).await
+                        session.audit(&session.audit_entry(migration, "repaired", &repair.reason, Duration::ZERO)).await
                     })
                     .await?;
                 Ok(repair)
@@ -396,20 +385,6 @@ impl Migrator {
         })
         .await
         .map(|(repair, _)| repair)
-    }
-
-    /// A row of the audit trail about `migration`, for an act that takes no time of its own.
-    fn audit_entry<'e>(&'e self, migration: &'e Migration, action: &'e str, detail: &'e str) -> NewAuditEntry<'e> {
-        NewAuditEntry {
-            action,
-            version: migration.version,
-            migration: &migration.folder,
-            digest: migration.digest,
-            signers: &self.shared.signers,
-            ok: true,
-            detail,
-            duration_ms: 0,
-        }
     }
 
     /// Marks pending migrations up to and including `target` as applied without running them,
@@ -427,24 +402,13 @@ impl Migrator {
                 let started = std::time::Instant::now();
                 session
                     .in_transaction(migration, Access::ReadWrite, async || {
-                        session
-                            .history()
-                            .record(&NewRecord {
-                                version: migration.version,
-                                name: &migration.name,
-                                kind: migration.kind(),
-                                digest: &migration.digest,
-                                applied_by: &stamped_by,
-                                duration_ms: 0,
-                                signers: &self.shared.signers,
-                            })
-                            .await?;
+                        session.record_applied(migration, &stamped_by, Duration::ZERO).await?;
                         if migration.backfill().is_some() {
                             let backfills = session.backfills();
                             backfills.start(migration.version, None, &[]).await?;
                             backfills.finish(migration.version).await?;
                         }
-                        session.audit(&self.audit_entry(migration, "stamped", &detail)).await
+                        session.audit(&session.audit_entry(migration, "stamped", &detail, Duration::ZERO)).await
                     })
                     .await?;
                 let step = StepReport {
@@ -469,16 +433,11 @@ impl Migrator {
 
     /// Every backfill's progress (empty before any started); a failed one says why.
     pub async fn backfill_status(&self) -> Result<Vec<BackfillStatus>, Error> {
-        let mut statuses = self.session().backfills().statuses().await?;
-        if statuses.iter().any(|status| status.state == BackfillState::Failed) {
-            let audit = self.audit().await?;
-            for status in statuses.iter_mut().filter(|status| status.state == BackfillState::Failed) {
-                status.error = audit
-                    .iter()
-                    .rev()
-                    .find(|entry| entry.version == status.version && entry.action == "backfill_failed")
-                    .map(|entry| entry.detail.clone());
-            }
+        let session = self.session();
+        let mut statuses = session.backfills().statuses().await?;
+        let audit = Audit::new(session.db.as_ref(), &session.ledger);
+        for status in statuses.iter_mut().filter(|status| status.state == BackfillState::Failed) {
+            status.error = audit.latest_detail(status.version, "backfill_failed").await?;
         }
         Ok(statuses)
     }
@@ -639,7 +598,7 @@ impl Migrator {
                     session
                         .in_transaction(migration, Access::ReadWrite, async || {
                             session.history().repair(&repair).await?;
-                            session.audit(&self.audit_entry(migration, "repaired", &detail)).await
+                            session.audit(&session.audit_entry(migration, "repaired", &detail, Duration::ZERO)).await
                         })
                         .await?;
                 Ok(repair)

@@ -248,6 +248,28 @@ async fn no_backfill_leaves_the_backfill_to_workers(backend: Backend) {
 }
 on_both_backends!(up_no_backfill, no_backfill_leaves_the_backfill_to_workers);
 
+/// `up --no-backfill` before a migration that needs the backfill it leaves to workers stops
+/// there with exit 10, never "up to date" with 0; once a worker finishes it, `up` goes on.
+async fn no_backfill_stops_before_a_migration_that_needs_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = items_project(120, 0, "batch_size = 50\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
+    project.write("0003_contract/up.sql", "CREATE INDEX items_visits ON items (visits);");
+    project.write("0003_contract/migration.toml", "kind = \"sql\"\nneeds_backfills = [2]\n");
+    let up = json(&project, &db, &["up", "--no-backfill"]);
+    assert_eq!((up.result.exit_code, up.result.exit.as_str()), (10, "backfill_unfinished"), "{:?}", up.result.error);
+    assert_eq!(committed(&up), pairs(&[("applied", "0001_items"), ("applied", "0002_visit_items")]));
+    let message = &up.result.error.as_ref().expect("an error").message;
+    assert!(message.contains("0003_contract needs the backfill of 0002_visit_items"), "{message}");
+    // And so does the next deploy's, with the backfill applied by an earlier run.
+    let next = json(&project, &db, &["up", "--no-backfill"]);
+    assert_eq!((next.result.exit_code, committed(&next)), (10, Vec::new()), "{:?}", next.result.error);
+    ok(&json(&project, &db, &["backfill", "run", "2"]), "backfill run");
+    let again = json(&project, &db, &["up", "--no-backfill"]);
+    ok(&again, "up");
+    assert_eq!(committed(&again), pairs(&[("applied", "0003_contract")]));
+}
+on_both_backends!(up_no_backfill_before_a_contract, no_backfill_stops_before_a_migration_that_needs_it);
+
 /// The migration lock is held while schema steps apply, not while a backfill runs: another
 /// deploy's `up` takes it meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

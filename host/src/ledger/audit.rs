@@ -4,9 +4,9 @@
 //! key ids, and the outcome. Only ever appended: `down` removes history rows, never these.
 
 use crate::core::{Digest, Version, rfc3339};
-use crate::db::{Database, DbErrorKind, Value};
+use crate::db::{Database, Value};
 
-use super::table::{HistoryError, HistoryTable};
+use super::table::{HistoryError, HistoryTable, rows_if_created};
 
 /// Who is running: the same for every row a run writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,12 +100,23 @@ impl<'a> Audit<'a> {
              actor, host, ci FROM {} ORDER BY id",
             self.table
         );
-        let rows = match self.db.query(&select, &[]).await {
-            Ok(rows) => rows,
-            Err(e) if e.kind == DbErrorKind::UndefinedTable => return Ok(Vec::new()),
-            Err(e) => return Err(self.failed(e)),
-        };
-        rows.values.into_iter().map(|row| self.entry(row)).collect()
+        let rows = rows_if_created(self.db, &select, &[], &self.table).await?;
+        rows.into_iter().map(|row| self.entry(row)).collect()
+    }
+
+    /// The detail of the latest row of `action` about `version` (why its backfill last
+    /// failed, say), read alone rather than with the whole trail.
+    pub async fn latest_detail(&self, version: Version, action: &str) -> Result<Option<String>, HistoryError> {
+        let select = format!(
+            "SELECT detail FROM {} WHERE version = $1 AND action = $2 ORDER BY id DESC LIMIT 1",
+            self.table
+        );
+        let params = [Value::Int(version.as_i64()), Value::Text(action.to_owned())];
+        let rows = rows_if_created(self.db, &select, &params, &self.table).await?;
+        Ok(rows.into_iter().next().and_then(|row| match row.into_iter().next() {
+            Some(Value::Text(detail)) => Some(detail),
+            _ => None,
+        }))
     }
 
     fn entry(&self, row: Vec<Value>) -> Result<AuditEntry, HistoryError> {

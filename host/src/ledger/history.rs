@@ -6,7 +6,7 @@ use crate::core::{Digest, Version, rfc3339};
 use crate::db::{Database, DbError, DbErrorKind, Value};
 use crate::project::manifest::Kind;
 
-use super::table::{HistoryError, HistoryTable};
+use super::table::{HistoryError, HistoryTable, rows_if_created};
 
 /// One row of the history table. Its timestamp is RFC 3339.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -157,14 +157,9 @@ impl<'a> History<'a> {
              ORDER BY repaired_at, version",
             self.table.repairs()
         );
-        let rows = match self.db.query(&select, &[]).await {
-            Ok(rows) => rows,
-            Err(e) if e.kind == DbErrorKind::UndefinedTable => return Ok(Vec::new()),
-            Err(e) => return Err(self.failed(e)),
-        };
+        let rows = rows_if_created(self.db, &select, &[], &self.table.repairs()).await?;
         let corrupt = || HistoryError::Corrupt { table: self.table.repairs().to_string(), problem: "bad row".into() };
-        rows.values
-            .into_iter()
+        rows.into_iter()
             .map(|row| match <[Value; 6]>::try_from(row) {
                 Ok(
                     [

@@ -5,9 +5,9 @@
 //! `wasmig repair` records what they decided).
 
 use crate::core::{Version, rfc3339};
-use crate::db::{Database, DbErrorKind, Value};
+use crate::db::{Database, Value};
 
-use super::table::{HistoryError, HistoryTable};
+use super::table::{HistoryError, HistoryTable, rows_if_created};
 
 /// Which way a marked step was going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -89,14 +89,9 @@ impl<'a> Started<'a> {
             "SELECT version, name, digest, direction, started_by, CAST(started_at AS TEXT) FROM {} ORDER BY version",
             self.table
         );
-        let rows = match self.db.query(&select, &[]).await {
-            Ok(rows) => rows,
-            Err(e) if e.kind == DbErrorKind::UndefinedTable => return Ok(Vec::new()),
-            Err(e) => return Err(self.failed(e)),
-        };
+        let rows = rows_if_created(self.db, &select, &[], &self.table).await?;
         let corrupt = || HistoryError::Corrupt { table: self.table.to_string(), problem: "bad row".into() };
-        rows.values
-            .into_iter()
+        rows.into_iter()
             .map(|row| match <[Value; 6]>::try_from(row) {
                 Ok(
                     [

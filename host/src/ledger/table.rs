@@ -8,7 +8,7 @@
 use std::fmt;
 
 use crate::core::{Identifier, IdentifierError, quote_ident};
-use crate::db::DbError;
+use crate::db::{Database, DbError, DbErrorKind, Value};
 
 pub const DEFAULT_TABLE: &str = "wasmig_history";
 
@@ -108,6 +108,21 @@ impl fmt::Display for HistoryTable {
             write!(f, "{}.", quote_ident(schema.as_str()))?;
         }
         f.write_str(&quote_ident(self.table.as_str()))
+    }
+}
+
+/// The rows `select` reads from `table`, or none while the table does not exist yet (a
+/// read-only command before the first locked run created the ledger).
+pub(super) async fn rows_if_created(
+    db: &dyn Database,
+    select: &str,
+    params: &[Value],
+    table: &HistoryTable,
+) -> Result<Vec<Vec<Value>>, HistoryError> {
+    match db.query(select, params).await {
+        Ok(rows) => Ok(rows.values),
+        Err(e) if e.kind == DbErrorKind::UndefinedTable => Ok(Vec::new()),
+        Err(source) => Err(HistoryError::Database { table: table.to_string(), source }),
     }
 }
 

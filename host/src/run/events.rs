@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::core::Version;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::report::StepReport;
 
 /// One thing a backfill worker did or is waiting for. Serialised as one JSON object with an
@@ -50,7 +50,7 @@ pub enum BackfillEvent {
 /// An error as an event shows it: its class and its message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Failure {
-    /// [`ErrorKind::name`]: `migration_failed`, `sandbox`, …
+    /// [`crate::ErrorKind::name`]: `migration_failed`, `sandbox`, …
     pub kind: &'static str,
     pub message: String,
 }
@@ -58,10 +58,6 @@ pub struct Failure {
 impl Failure {
     pub fn of(error: &Error) -> Self {
         Failure { kind: error.kind().name(), message: error.to_string() }
-    }
-
-    pub fn kind_of(kind: ErrorKind, message: String) -> Self {
-        Failure { kind: kind.name(), message }
     }
 }
 

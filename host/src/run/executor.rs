@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::db::{Access, DbErrorKind, ScriptRow, is_truthy};
 use crate::error::Error;
-use crate::ledger::{NewAuditEntry, NewRecord, StartedDirection};
+use crate::ledger::{NewAuditEntry, StartedDirection};
 use crate::project::catalog::{Body, ComponentMigration, Migration, SqlScripts};
 use crate::project::manifest::TransactionMode;
 use crate::report::{Action, Report, StepReport};
@@ -80,7 +80,7 @@ pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut
     if let Err(error) = ran {
         if direction != Direction::Verify {
             let detail = error.to_string();
-            let entry = audit_entry(session, migration, "failed", &detail, started);
+            let entry = session.audit_entry(migration, "failed", &detail, started.elapsed());
             session.audit_apart(migration, &NewAuditEntry { ok: false, ..entry }).await;
         }
         session.shared.observer.on_step_failed(&StepFailure {
@@ -221,49 +221,16 @@ async fn run_body(
     }
 }
 
-/// A row of the audit trail about `migration`, taking `started`'s time until now.
-fn audit_entry<'e>(
-    session: &'e Session<'_>,
-    migration: &'e Migration,
-    action: &'e str,
-    detail: &'e str,
-    started: Instant,
-) -> NewAuditEntry<'e> {
-    NewAuditEntry {
-        action,
-        version: migration.version,
-        migration: &migration.folder,
-        digest: migration.digest,
-        signers: &session.shared.signers,
-        ok: true,
-        detail,
-        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
 /// The reverted migration's history row removed and the revert audited, in its transaction.
 async fn forget(session: &Session<'_>, migration: &Migration, started: Instant) -> Result<(), Error> {
     session.history().forget(migration.version).await?;
-    session.audit(&audit_entry(session, migration, "reverted", "", started)).await
+    session.audit(&session.audit_entry(migration, "reverted", "", started.elapsed())).await
 }
 
 /// The applied migration's history row and its audit row, in its transaction.
 async fn record(session: &Session<'_>, migration: &Migration, started: Instant, applied_by: &str) -> Result<(), Error> {
-    session.audit(&audit_entry(session, migration, "applied", "", started)).await?;
-    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    session
-        .history()
-        .record(&NewRecord {
-            version: migration.version,
-            name: &migration.name,
-            kind: migration.kind(),
-            digest: &migration.digest,
-            applied_by,
-            duration_ms,
-            signers: &session.shared.signers,
-        })
-        .await?;
-    Ok(())
+    session.audit(&session.audit_entry(migration, "applied", "", started.elapsed())).await?;
+    session.record_applied(migration, applied_by, started.elapsed()).await
 }
 
 async fn run_sql(session: &Session<'_>, migration: &Migration, file: &'static str, script: &str) -> Result<(), Error> {

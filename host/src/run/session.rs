@@ -7,13 +7,14 @@
 //! the rest.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::core::limits::Limits;
 use crate::db::{self, Access, Database, DbError, DbErrorKind, LockCheck, LockError, NotCommitted};
 use crate::error::Error;
 use crate::core::CiRun;
-use crate::ledger::{Audit, BackfillStore, History, HistoryTable, NewAuditEntry, Started, Who};
+use crate::ledger::{Audit, BackfillStore, History, HistoryTable, NewAuditEntry, NewRecord, Started, Who};
 use crate::project::catalog::{ComponentMigration, Migration};
 use crate::report::{Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome, Sandbox};
@@ -90,6 +91,42 @@ impl<'a> Session<'a> {
 
     pub fn history(&self) -> History<'_> {
         History::new(self.db.as_ref(), &self.ledger)
+    }
+
+    /// A row of the audit trail about `migration` (its digest, this run's signers), for an
+    /// act that took `duration`.
+    pub fn audit_entry<'e>(
+        &'e self,
+        migration: &'e Migration,
+        action: &'e str,
+        detail: &'e str,
+        duration: Duration,
+    ) -> NewAuditEntry<'e> {
+        NewAuditEntry {
+            action,
+            version: migration.version,
+            migration: &migration.folder,
+            digest: migration.digest,
+            signers: &self.shared.signers,
+            ok: true,
+            detail,
+            duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Records `migration` as applied by `applied_by` in the history, in the current
+    /// transaction (invariant 1: with the step that applied it).
+    pub async fn record_applied(&self, migration: &Migration, applied_by: &str, duration: Duration) -> Result<(), Error> {
+        let row = NewRecord {
+            version: migration.version,
+            name: &migration.name,
+            kind: migration.kind(),
+            digest: &migration.digest,
+            applied_by,
+            duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
+            signers: &self.shared.signers,
+        };
+        Ok(self.history().record(&row).await?)
     }
 
     /// Appends to the audit trail in the current transaction, with who this run is.

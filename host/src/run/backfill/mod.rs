@@ -142,17 +142,8 @@ pub(crate) async fn run(
     let worked =
         if ids.len() == 1 { work(session, run(&ids[0])).await } else { work_together(session, &ids, run).await };
     let audited = async |action, ok, detail: String| {
-        let entry = NewAuditEntry {
-            action,
-            version: migration.version,
-            migration: &migration.folder,
-            digest: migration.digest,
-            signers: &session.shared.signers,
-            ok,
-            detail: &detail,
-            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-        };
-        session.audit_apart(migration, &entry).await
+        let entry = session.audit_entry(migration, action, &detail, started.elapsed());
+        session.audit_apart(migration, &NewAuditEntry { ok, ..entry }).await
     };
     let (end, totals) = match worked {
         Ok(done) => done,
