@@ -7,7 +7,7 @@ use std::fmt;
 use crate::config::ConfigError;
 use crate::core::limits::Limit;
 use crate::core::{Digest, Version};
-use crate::db::{ConnectError, DbError, LockError};
+use crate::db::{ConnectError, DbError, LockError, ScratchError};
 use crate::ledger::{BackfillState, HistoryError};
 use crate::plan::PlanError;
 use crate::project::catalog::CatalogError;
@@ -35,6 +35,10 @@ pub enum Error {
     Trust(#[from] TrustError),
     #[error(transparent)]
     Repair(#[from] RepairError),
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
+    #[error("cannot read the schema of {database}: {source}")]
+    Schema { database: String, source: DbError },
     #[error("migration {migration}: {file} failed: {source}")]
     Sql { migration: String, file: &'static str, source: DbError },
     #[error(
@@ -205,6 +209,11 @@ impl Error {
             Error::Config(_) | Error::Catalog(_) | Error::Repair(_) => ErrorKind::Project,
             Error::Trust(_) => ErrorKind::Trust,
             Error::Connect(_) => ErrorKind::Connection,
+            Error::Scratch(ScratchError::Create { .. } | ScratchError::Connect(_) | ScratchError::Read { .. })
+            | Error::Schema { .. } => ErrorKind::Connection,
+            Error::Scratch(ScratchError::Folder { .. } | ScratchError::NotEmpty { .. } | ScratchError::IsTarget { .. }) => {
+                ErrorKind::Project
+            }
             Error::Lock(_) => ErrorKind::Lock,
             Error::Plan(PlanError::UnknownTarget(_) | PlanError::NoDown { .. }) => ErrorKind::Project,
             Error::Plan(_) => ErrorKind::Integrity,

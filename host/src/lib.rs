@@ -36,7 +36,7 @@
 //! | 9 | `plan`, `report` | the pure plan; plain report data |
 //! | 10 | `error` | `Error`, `ErrorKind`, `RunError` |
 //! | 11 | `run` | `Session`, the step executor, the backfill runner |
-//! | 12 | `migrator` | the facade a Rust user and the CLI call |
+//! | 12 | `migrator`, `rehearsal` | the facade a Rust user and the CLI call; the round trip and the drift check on a scratch database |
 //! | 13 | `cli` | the `wasmig` binary: arguments, human and JSON output, over this crate's public API |
 //!
 //! The public API is what this file exports. The `internals` feature makes the layers'
@@ -57,7 +57,7 @@ macro_rules! layers {
     )*};
 }
 
-layers!(core, guard, project, trust, db, ledger, sandbox, config, plan, report, error, run, migrator);
+layers!(core, guard, project, trust, db, ledger, sandbox, config, plan, report, error, run, migrator, rehearsal);
 
 pub use crate::config::{
     CacheSection, Config, ConfigError, DOTENV_FILE, DatabaseSection, Environment, GuardSection, HistorySection,
@@ -69,8 +69,9 @@ pub use crate::core::{
     BadDuration, Date, Digest, Human, Identifier, IdentifierError, TableName, Version, parse_duration, push_cause,
 };
 pub use crate::db::{
-    Backend, ConnInfoError, ConnectError, ConnectOptions, DatabaseUrl, DbError, DbErrorKind, LockError, PgEnv,
-    PgTarget, Pooler, RootCerts, SslMode, TlsCheck, TlsSetupError, Transport, UnsupportedUrl,
+    Backend, ConnInfoError, ConnectError, ConnectOptions, DatabaseUrl, DbError, DbErrorKind, LockError, ObjectKind,
+    PgEnv, PgTarget, Pooler, RootCerts, Schema, SchemaDifference, SchemaObject, ScratchError, SslMode, TlsCheck,
+    TlsSetupError, Transport, UnsupportedUrl,
 };
 pub use crate::error::{Error, ErrorKind, RepairError, RunError};
 pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
@@ -88,6 +89,7 @@ pub use crate::project::catalog::{Body, Catalog, CatalogError, ComponentMigratio
 pub use crate::project::manifest::{Kind, Manifest, ManifestError, TransactionMode};
 pub use crate::project::scaffold::{ScaffoldError, Template};
 pub use crate::project::sumfile::{SumFile, SumFileError};
+pub use crate::rehearsal::{Breakage, Broken, Drift, RoundTrip, Stage as RoundTripStage, drift, round_trip};
 pub use crate::report::preview::{ComponentPreview, GrantLine, LimitsPreview, PlannedStep, Preview, Script, Way};
 pub use crate::report::status::{Finding, FindingClass, State, StatusEntry};
 pub use crate::report::{Action, Report, StepReport, millis};

@@ -12,6 +12,7 @@ mod connection;
 mod guard;
 mod pipeline;
 mod pooler;
+mod rehearsal;
 mod scaffold;
 mod sql_migrations;
 mod transactions;

@@ -227,6 +227,25 @@ pub enum Command {
         #[command(flatten)]
         project: ProjectArgs,
     },
+    /// The round trip, on a scratch database: apply each migration, revert it and apply it
+    /// again, comparing the schema each time; then every verify, down to nothing and up
+    /// again. Names the first migration that breaks it and how (exit 12). Leaves the target
+    /// untouched.
+    Test {
+        #[command(flatten)]
+        scratch: ScratchArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Compare the database's schema (tables, columns and types, indexes, constraints) with
+    /// what its applied migrations build on a scratch database; print the differences and
+    /// exit 13 when there are any. Changes nothing.
+    Drift {
+        #[command(flatten)]
+        scratch: ScratchArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Record a reviewed decision about a migration: accept its changed files' new digest, or
     /// settle a step that was interrupted outside a transaction (retry it, or mark it done).
     #[command(group = clap::ArgGroup::new("decision").required(true).args(["accept_digest", "retry", "mark_done"]))]
@@ -275,6 +294,16 @@ pub enum BackfillAction {
     /// Give a backfill up: its workers stop after their current batch and nothing runs it
     /// again until `retry`; `wasmig check` keeps reporting it.
     Cancel { version: Version },
+}
+
+/// Where `test` and `drift` rehearse.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ScratchArgs {
+    /// An empty database to rehearse in, refused unless empty; it is filled, then emptied again
+    /// (every migration reverted, wasmig's tables dropped) and left in place. Default: a database made on the target's server (CREATE DATABASE; the role
+    /// needs CREATEDB) and dropped after, or a temporary file for SQLite.
+    #[arg(long, value_name = "URL")]
+    pub scratch_url: Option<String>,
 }
 
 /// What `repair` records.
@@ -349,6 +378,13 @@ pub enum Route {
     Artifacts(ArtifactCommand),
     /// A connection to the project's database.
     Database(DatabaseCommand, DatabaseArgs),
+    /// A rehearsal on a scratch database beside the project's.
+    Rehearsal(RehearsalCommand, DatabaseArgs),
+}
+
+pub enum RehearsalCommand {
+    Test { scratch_url: Option<String> },
+    Drift { scratch_url: Option<String> },
 }
 
 pub enum ArtifactCommand {
@@ -399,6 +435,8 @@ impl Command {
             Command::Sign { .. } => "sign",
             Command::VerifyArtifacts { .. } => "verify-artifacts",
             Command::Repair { .. } => "repair",
+            Command::Test { .. } => "test",
+            Command::Drift { .. } => "drift",
         }
     }
 
@@ -421,7 +459,9 @@ impl Command {
             | Command::Backfill { db, .. }
             | Command::Down { db, .. }
             | Command::Verify { db }
-            | Command::Repair { db, .. } => &db.project,
+            | Command::Repair { db, .. }
+            | Command::Test { db, .. }
+            | Command::Drift { db, .. } => &db.project,
         };
         project.project.clone()
     }
@@ -458,6 +498,12 @@ impl From<Command> for Route {
                 Route::Database(DatabaseCommand::Repair { version, decision, reason }, db)
             }
             Command::Backfill { action, db } => Route::Database(DatabaseCommand::Backfill(action), db),
+            Command::Test { scratch, db } => {
+                Route::Rehearsal(RehearsalCommand::Test { scratch_url: scratch.scratch_url }, db)
+            }
+            Command::Drift { scratch, db } => {
+                Route::Rehearsal(RehearsalCommand::Drift { scratch_url: scratch.scratch_url }, db)
+            }
         }
     }
 }

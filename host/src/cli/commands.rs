@@ -11,7 +11,7 @@ use serde_json::json;
 use wasmig::scaffold::{self, Template};
 use wasmig::{Backfills, Catalog, Config, Date, DownTarget, FindingClass, Migrator, signing};
 
-use crate::args::{ArtifactCommand, BackfillAction, DatabaseCommand, RepairDecision, Route};
+use crate::args::{ArtifactCommand, BackfillAction, DatabaseArgs, DatabaseCommand, RepairDecision, Route};
 use crate::gate::GateFailed;
 use crate::output::Output;
 use crate::print;
@@ -63,25 +63,36 @@ pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow:
             artifacts(&output, &config, &catalog.map_err(wasmig::Error::from)?, command)
         }
         Route::Database(command, db) => {
-            let mut config = Config::load(&project, db.database.as_deref()).map_err(wasmig::Error::from)?;
-            config = with_trust_file(config, &db.trust.trust_file)?;
-            if let Some(wait) = db.wait_for_db {
-                config.connect.wait = wait;
-            }
-            if let Some(timeout) = db.lock_timeout {
-                config.lock_timeout = timeout;
-            }
-            if let DatabaseCommand::Up { throttle, .. }
-            | DatabaseCommand::Backfill(BackfillAction::Run { throttle, .. }) = &command
-            {
-                config.backfill_overrides = (*throttle).into();
-            }
+            let config = database_config(&project, &db, &command)?;
             let url = config.database().map(ToString::to_string).unwrap_or_default();
             let migrator = Migrator::open(config).await?.with_observer(output.clone());
             tracing::debug!(database = url, backend = %migrator.backend(), "connected");
             against_database(&output, &migrator, &url, command).await
         }
+        Route::Rehearsal(command, db) => {
+            let config = database_config(&project, &db, &DatabaseCommand::Status)?;
+            crate::rehearse::run(&output, &config, command).await
+        }
     }
+}
+
+/// The run's settings: the project file, the database and trust flags, and the throttles a
+/// command that runs backfills was given.
+fn database_config(project: &Path, db: &DatabaseArgs, command: &DatabaseCommand) -> anyhow::Result<Config> {
+    let mut config = Config::load(project, db.database.as_deref()).map_err(wasmig::Error::from)?;
+    config = with_trust_file(config, &db.trust.trust_file)?;
+    if let Some(wait) = db.wait_for_db {
+        config.connect.wait = wait;
+    }
+    if let Some(timeout) = db.lock_timeout {
+        config.lock_timeout = timeout;
+    }
+    if let DatabaseCommand::Up { throttle, .. } | DatabaseCommand::Backfill(BackfillAction::Run { throttle, .. }) =
+        command
+    {
+        config.backfill_overrides = (*throttle).into();
+    }
+    Ok(config)
 }
 
 fn with_trust_file(config: Config, trust_file: &Option<PathBuf>) -> anyhow::Result<Config> {

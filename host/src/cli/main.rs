@@ -7,6 +7,7 @@ mod gate;
 mod output;
 mod print;
 mod progress;
+mod rehearse;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ mod exit {
     pub const TRUST: u8 = 9;
     pub const BACKFILL_UNFINISHED: u8 = 10;
     pub const PENDING: u8 = 11;
+    pub const ROUND_TRIP: u8 = 12;
+    pub const DRIFT: u8 = 13;
 
     /// The code's name, as the JSON `result` gives it.
     pub fn name(code: u8) -> &'static str {
@@ -39,6 +42,8 @@ mod exit {
             TRUST => "trust",
             BACKFILL_UNFINISHED => "backfill_unfinished",
             PENDING => "pending",
+            ROUND_TRIP => "round_trip",
+            DRIFT => "drift",
             _ => "unexpected",
         }
     }
@@ -51,6 +56,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             wasmig::FindingClass::Backfill => exit::BACKFILL_UNFINISHED,
             wasmig::FindingClass::Pending => exit::PENDING,
         };
+    }
+    if error.chain().any(|cause| cause.is::<rehearse::RoundTripBroken>()) {
+        return exit::ROUND_TRIP;
+    }
+    if error.chain().any(|cause| cause.is::<rehearse::DriftFound>()) {
+        return exit::DRIFT;
     }
     let kind = error.chain().find_map(|cause| {
         cause

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::guard::GuardSettings;
 
 use super::dialect::Dialect;
+use super::schema::Schema;
 use super::transport::Transport;
 use super::error::{DbError, DbErrorKind, LockError, NotCommitted};
 
@@ -127,6 +128,10 @@ pub trait Database: Send + Sync {
     /// still maintained (PostgreSQL's `indisvalid = false`); none where there are no such.
     async fn invalid_indexes(&self) -> Result<Vec<String>, DbError>;
 
+    /// A snapshot of every table, view, column, index and constraint outside the server's own
+    /// catalogs, for comparing two databases (`wasmig test`, `wasmig drift`).
+    async fn schema(&self) -> Result<Schema, DbError>;
+
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError>;
 
     /// Runs a component's query, reading its rows only up to `cap`: past it, reading stops,
@@ -193,6 +198,20 @@ pub trait HeldLock: Send {
 pub struct LockCheck {
     pub statement: String,
     pub params: Vec<Value>,
+}
+
+/// A catalog query's cell as text (`None` for NULL): the backends' snapshots read their
+/// catalogs through the same `Database::query` as every statement.
+pub(super) fn cell(row: &[Value], index: usize) -> Option<String> {
+    match row.get(index)? {
+        Value::Null => None,
+        Value::Bool(value) => Some(value.to_string()),
+        Value::Int(value) => Some(value.to_string()),
+        Value::Float(value) => Some(value.to_string()),
+        Value::Text(value) => Some(value.clone()),
+        Value::Bytes(value) => Some(String::from_utf8_lossy(value).into_owned()),
+        Value::IntArray(_) | Value::FloatArray(_) | Value::TextArray(_) => None,
+    }
 }
 
 /// Interprets a script row's first column as an assertion: true, `t`, or a non-zero number.

@@ -21,6 +21,25 @@ pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), Histo
     }
 }
 
+/// Drops every table of the ledger, in one transaction: for a scratch database a rehearsal
+/// was given, which it leaves as empty as it found it.
+pub async fn remove(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
+    let failed = |source| HistoryError::Database { table: table.to_string(), source };
+    let script: String = [table.chunks(), table.backfills(), table.started(), table.audit(), table.repairs(), table.locks()]
+        .iter()
+        .chain([table])
+        .map(|ledger| format!("DROP TABLE IF EXISTS {ledger};\n"))
+        .collect();
+    db.begin(Access::ReadWrite).await.map_err(failed)?;
+    match db.run_script(&script).await {
+        Ok(_) => db.commit().await.map_err(failed),
+        Err(error) => {
+            let _ = db.rollback().await;
+            Err(failed(error))
+        }
+    }
+}
+
 /// The ledger's tables pinned to the session's current schema, where an unqualified name could
 /// resolve through a temporary schema: the engine's statements then never resolve them there
 /// (a temporary table of the same name, made by a SQL migration, would otherwise take the

@@ -93,6 +93,17 @@ impl HistoryTable {
         self.beside("backfill_chunks")
     }
 
+    /// Whether `table` in `namespace` is one of the engine's own tables (this one and those
+    /// beside it), which a comparison of schemas leaves out.
+    pub fn owns(&self, namespace: &str, table: &str) -> bool {
+        let in_namespace = match self.schema.as_ref().or(self.resolved.as_ref()) {
+            Some(schema) => schema.as_str() == namespace,
+            None => true,
+        };
+        let ours = [self.clone(), self.repairs(), self.backfills(), self.locks(), self.started(), self.audit(), self.chunks()];
+        in_namespace && ours.iter().any(|ledger| ledger.table.as_str() == table)
+    }
+
     /// The name the migration lock is taken under: one lock per history table.
     pub fn lock_name(&self) -> String {
         match &self.schema {

@@ -227,6 +227,13 @@ impl PgTarget {
         Ok(PgTarget { config, tls: TlsSettings { mode, roots, roots_from_file, client } })
     }
 
+    /// The same server, user and TLS settings, naming database `name` on it.
+    pub fn on_database(&self, name: &str) -> PgTarget {
+        let mut target = self.clone();
+        target.config.dbname(name);
+        target
+    }
+
     pub fn ssl_mode(&self) -> SslMode {
         self.tls.mode
     }

@@ -10,6 +10,7 @@
 //! request, which saves three of a backfill batch's round trips. Order on the wire is kept, so
 //! the server still runs them first.
 
+mod catalog;
 mod connect;
 mod conninfo;
 mod pgpass;
@@ -34,6 +35,7 @@ pub use self::tls::TlsSetupError;
 use self::values::{as_params, row_values};
 use super::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
 use super::dialect::{self, Dialect};
+use super::schema::Schema;
 use super::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
 use super::transport::Transport;
 use crate::core::Human;
@@ -278,6 +280,10 @@ impl Database for PostgresDatabase {
                 _ => None,
             })
             .collect())
+    }
+
+    async fn schema(&self) -> Result<Schema, DbError> {
+        catalog::snapshot(self).await
     }
 
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {

@@ -4,6 +4,7 @@
 //! call's limits guard a component's statements. Values cross in [`values`]. The migration
 //! lock is an OS file lock beside the database file, released by the OS if the process dies.
 
+mod catalog;
 mod values;
 
 use std::collections::BTreeSet;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, Statement};
 
 use crate::db::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
 use crate::db::dialect::{self, Dialect};
+use crate::db::schema::Schema;
 use crate::db::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
 use crate::core::{Human, host_name, utc_timestamp};
 use crate::db::transport::Transport;
@@ -408,6 +410,10 @@ impl Database for SqliteDatabase {
     async fn invalid_indexes(&self) -> Result<Vec<String>, DbError> {
         // SQLite builds an index in one statement or not at all.
         Ok(Vec::new())
+    }
+
+    async fn schema(&self) -> Result<Schema, DbError> {
+        catalog::snapshot(self).await
     }
 
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {

@@ -4,26 +4,30 @@
 //!
 //! Invariant 6 (concurrent runs apply each migration once) holds because history is read and
 //! the plan made only after the lock is taken. A failed run's [`RunError`] is built here, once,
-//! from the error and the report of what had committed.
+//! from the error and the report of what had committed. Its backfill controls are in
+//! `backfills.rs`.
 
+mod backfills;
+
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::core::{Digest, Version};
-use crate::db::{self, Access, Backend, Database, HeldLock, Transport};
+use crate::db::{self, Access, Backend, Database, HeldLock, Schema, Transport};
 use crate::error::{Error, RepairError, RunError};
 use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{
-    AppliedMigration, Audit, AuditEntry, BackfillState, BackfillStatus, HistoryTable, Repair, StartedDirection, schema,
+    AppliedMigration, Audit, AuditEntry, BackfillState, HistoryTable, Repair, StartedDirection, schema,
 };
 use crate::plan::{self, DownTarget};
-use crate::project::catalog::{Body, Catalog, Migration};
+use crate::project::catalog::{Catalog, Migration};
 use crate::report::{Action, Report, StepReport};
 use crate::report::preview::{PlannedStep, Preview, Way};
 use crate::report::status::{self, Finding, StatusEntry};
 use crate::run::events::{Observer, LogObserver};
-use crate::run::backfill::{self, WorkerEnd};
+use crate::run::backfill;
 use crate::run::executor::{self, Direction, Step};
 use crate::run::session::{Session, Shared};
 use crate::core::Date;
@@ -431,108 +435,6 @@ impl Migrator {
         Ok(Audit::new(session.db.as_ref(), &session.ledger).entries().await?)
     }
 
-    /// Every backfill's progress (empty before any started); a failed one says why.
-    pub async fn backfill_status(&self) -> Result<Vec<BackfillStatus>, Error> {
-        let session = self.session();
-        let mut statuses = session.backfills().statuses().await?;
-        let audit = Audit::new(session.db.as_ref(), &session.ledger);
-        for status in statuses.iter_mut().filter(|status| status.state == BackfillState::Failed) {
-            status.error = audit.latest_detail(status.version, "backfill_failed").await?;
-        }
-        Ok(statuses)
-    }
-
-    /// The backfill of migration `version`; a project error says why there is none (no such
-    /// migration, no `[backfill]`, not applied yet).
-    pub async fn backfill_status_of(&self, version: Version) -> Result<BackfillStatus, Error> {
-        let migration = self.backfill_migration(version).await?;
-        let statuses = self.backfill_status().await?;
-        statuses
-            .into_iter()
-            .find(|status| status.version == version)
-            .ok_or_else(|| Error::BackfillNotApplied { migration: migration.folder.clone() })
-    }
-
-    /// Runs (or joins, as one more worker) the backfill of applied migration `version` until
-    /// it is done or paused. Takes no migration lock: any number of workers may share it.
-    pub async fn backfill_run(&self, version: Version) -> Result<Report, RunError> {
-        self.reporting(async |report| {
-            self.trust.ensure()?;
-            let migration = self.backfill_migration(version).await?;
-            let Body::Component(component) = &migration.body else {
-                return Err(Error::NoBackfill { migration: migration.folder.clone() });
-            };
-            let session = self.session();
-            let loaded = session.load_component(migration, component)?;
-            if backfill::run(&session, migration, component, &loaded, report).await? == WorkerEnd::Paused {
-                tracing::info!(migration = %migration, "backfill paused");
-            }
-            Ok(())
-        })
-        .await
-        .map(|((), report)| report)
-    }
-
-    /// Pauses a running backfill: its workers stop after their current batch, and `up` leaves
-    /// it alone until it is resumed.
-    pub async fn backfill_pause(&self, version: Version) -> Result<(), Error> {
-        self.backfill_transition(version, &[BackfillState::Running], BackfillState::Paused).await
-    }
-
-    /// Lets a paused backfill go on (`wasmig backfill run` or `up` then continue it).
-    pub async fn backfill_resume(&self, version: Version) -> Result<(), Error> {
-        self.backfill_transition(version, &[BackfillState::Paused], BackfillState::Running).await
-    }
-
-    /// Lets a failed (or cancelled) backfill go on from its last committed batch, once what
-    /// made it fail is fixed; `wasmig backfill run` or `up` then continue it.
-    pub async fn backfill_retry(&self, version: Version) -> Result<(), Error> {
-        let from = [BackfillState::Failed, BackfillState::Cancelled];
-        self.backfill_transition(version, &from, BackfillState::Running).await
-    }
-
-    /// Gives a backfill up: its workers stop after their current batch, and nothing runs it
-    /// again until `backfill_retry` (or the migration is reverted). The gate keeps reporting it.
-    pub async fn backfill_cancel(&self, version: Version) -> Result<(), Error> {
-        let from = [BackfillState::Running, BackfillState::Paused, BackfillState::Failed];
-        self.backfill_transition(version, &from, BackfillState::Cancelled).await
-    }
-
-    async fn backfill_transition(&self, version: Version, from: &[BackfillState], to: BackfillState) -> Result<(), Error> {
-        let migration = self.backfill_migration(version).await?;
-        let session = self.session();
-        let store = session.backfills();
-        for &state in from {
-            if store.transition(version, state, to).await? {
-                tracing::info!(migration = %migration, from = %state, %to, "backfill state changed");
-                return Ok(());
-            }
-        }
-        match store.state(version).await? {
-            Some(state) if state == to => Ok(()),
-            Some(state) => Err(Error::BackfillState {
-                migration: migration.folder.clone(),
-                state,
-                wanted: to,
-            }),
-            None => Err(Error::BackfillNotApplied { migration: migration.folder.clone() }),
-        }
-    }
-
-    /// The applied migration `version`, which must have a backfill and unchanged files.
-    async fn backfill_migration(&self, version: Version) -> Result<&Migration, Error> {
-        let migration = self.catalog.get(version).ok_or(plan::PlanError::UnknownTarget(version))?;
-        if migration.backfill().is_none() {
-            return Err(Error::NoBackfill { migration: migration.folder.clone() });
-        }
-        let applied = self.applied_if_any().await?;
-        plan::check_applied(&self.catalog, &applied)?;
-        if !applied.iter().any(|row| row.version == version) {
-            return Err(Error::BackfillNotApplied { migration: migration.folder.clone() });
-        }
-        Ok(migration)
-    }
-
     /// Reverts applied migrations, newest first.
     pub async fn down(&self, target: DownTarget) -> Result<Report, RunError> {
         self.run_locked(async |session, report| {
@@ -636,6 +538,33 @@ impl Migrator {
         let backfills = if exists { self.backfill_status().await? } else { Vec::new() };
         let interrupted = if exists { session.started().list().await? } else { Vec::new() };
         Ok(status::status_of(&self.catalog, &applied, &backfills, &interrupted))
+    }
+
+    /// The database's schema without the engine's own tables, and the namespaces those are in
+    /// (where the project keeps its history is a namespace it manages).
+    pub async fn schema(&self) -> Result<(Schema, BTreeSet<String>), Error> {
+        let session = self.session();
+        let full = session.db.schema().await.map_err(|source| Error::Schema {
+            database: self.shared.config.database().map(ToString::to_string).unwrap_or_default(),
+            source,
+        })?;
+        let ledger = full
+            .objects()
+            .filter(|(object, _)| session.ledger.owns(&object.schema, &object.table))
+            .map(|(object, _)| object.schema.clone())
+            .collect();
+        Ok((full.without_tables(|namespace, table| session.ledger.owns(namespace, table)), ledger))
+    }
+
+    /// Reverts every applied migration and drops the ledger's tables: a scratch database
+    /// the user gave a rehearsal is left as empty as it was.
+    pub(crate) async fn vacate(&self) -> Result<(), Error> {
+        let applied = self.applied_if_any().await?.len();
+        if applied > 0 {
+            self.down(DownTarget::Steps(applied)).await.map_err(|run| run.error)?;
+        }
+        let session = self.session();
+        Ok(schema::remove(session.db.as_ref(), &session.ledger).await?)
     }
 
     /// What a deploy gate refuses of the database's state: changed, missing or out-of-order
