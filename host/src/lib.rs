@@ -76,8 +76,8 @@ pub use crate::db::{
 pub use crate::error::{Error, ErrorKind, RepairError, RunError};
 pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
 pub use crate::ledger::{
-    AppliedMigration, AuditEntry, BackfillState, BackfillStatus, HistoryError, HistoryTable, LockMode, Repair,
-    StartedDirection, StartedStep,
+    AppliedMigration, AuditEntry, BackfillState, BackfillStatus, HistoryError, HistoryTable, LeaseHolder, LockMode,
+    Repair, StartedDirection, StartedStep,
 };
 pub use crate::migrator::{Backfills, Decision, Migrator};
 pub use crate::plan::{DownTarget, PlanError};

@@ -140,10 +140,21 @@ async fn restart_takes_over_a_killed_runs_chunk_at_once(backend: Backend) {
     while rows_done(&inspect).await == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let (chunks, gone) = lease_holders(&project, &db);
+    assert_eq!((chunks, gone), (vec![1], vec![false]), "a live worker holds its chunk");
     killed.kill().expect("kill -9 wasmig");
     let _ = killed.wait();
     let held = "SELECT count(*) FROM wasmig_history_backfill_chunks WHERE leased_by IS NOT NULL AND NOT done";
     assert_eq!(inspect.count(held).await, 1, "the killed run held the chunk it was in");
+    assert_eq!(lease_holders(&project, &db), (vec![1], vec![true]), "backfill status says the killed worker is gone");
+    let human = Command::new(wasmig_binary())
+        .env("WASMIG_PROJECT", project.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["backfill", "status", "2"])
+        .output()
+        .expect("run wasmig");
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("is gone (its process on this machine has ended)"), "{text}");
 
     let mut restart = spawn_wasmig(&project, &db, &["up"]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -159,6 +170,22 @@ async fn restart_takes_over_a_killed_runs_chunk_at_once(backend: Backend) {
     assert_eq!(inspect.count(ROWS_DONE).await, i64::from(ROWS));
 }
 on_both_backends!(backfill_restart_takes_over_dead_workers_chunk, restart_takes_over_a_killed_runs_chunk_at_once);
+
+/// The chunks each lease holder of backfill 2 holds and whether it is gone, from
+/// `backfill status --format json`.
+fn lease_holders(project: &Project, db: &TestDb) -> (Vec<i64>, Vec<bool>) {
+    let output = Command::new(wasmig_binary())
+        .env("WASMIG_PROJECT", project.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["backfill", "status", "2", "--format", "json"])
+        .output()
+        .expect("run wasmig");
+    let run = JsonRun::parse(&output.stdout);
+    let workers = run.result.data["backfills"][0]["workers"].as_array().cloned().unwrap_or_default();
+    let chunks = workers.iter().filter_map(|w| w["chunks"].as_i64()).collect();
+    let gone = workers.iter().filter_map(|w| w["gone"].as_bool()).collect();
+    (chunks, gone)
+}
 
 /// A worker that is slow, not dead: its chunk's lease passes to another worker while a batch
 /// is in flight, so that batch must roll back instead of committing rows the new holder will

@@ -1,8 +1,10 @@
 //! What the CLI prints: reports, status, history and the artifact verification.
 
+use std::time::Duration;
+
 use wasmig::{
-    AppliedMigration, AuditEntry, BackfillState, BackfillStatus, Catalog, ComponentPreview, Limits, PlannedStep,
-    Preview, Repair, State, StatusEntry, Transport, TrustReport, Way,
+    AppliedMigration, AuditEntry, BackfillState, BackfillStatus, Catalog, ComponentPreview, Human, LeaseHolder, Limits,
+    PlannedStep, Preview, Repair, State, StatusEntry, Transport, TrustReport, Way,
 };
 
 use crate::progress::{duration, thousands};
@@ -140,9 +142,32 @@ pub fn backfills(catalog: &Catalog, statuses: &[BackfillStatus]) {
             "  state {}, chunks {} done of {} ({} under an unexpired lease), {} batches",
             status.state, status.chunks_done, status.chunks, status.chunks_leased, status.batches
         );
+        for holder in &status.workers {
+            println!("  {}", worker_line(holder));
+        }
         if let Some(error) = &status.error {
             println!("  failed: {error}");
         }
+    }
+}
+
+/// What is known of a worker holding leases: gone (its process on this machine ended), or
+/// holding them until its lease runs out unless it renews it.
+fn worker_line(holder: &LeaseHolder) -> String {
+    let chunks = if holder.chunks == 1 { "1 chunk".to_owned() } else { format!("{} chunks", holder.chunks) };
+    let left = Human(Duration::from_millis(u64::try_from(holder.lease_left_ms).unwrap_or_default()));
+    if holder.gone {
+        format!(
+            "worker {} is gone (its process on this machine has ended); its {chunks} will be taken over at once by \
+             the next `wasmig backfill run` or `wasmig up` here, or by any worker in {left}",
+            holder.worker
+        )
+    } else {
+        format!(
+            "worker {} holds {chunks}; its lease runs out in {left} unless a batch renews it (a worker that stopped \
+             on another machine shows so only then)",
+            holder.worker
+        )
     }
 }
 

@@ -108,6 +108,20 @@ pub enum EndBatchError {
     Commit(DbError),
 }
 
+/// A worker holding chunk leases of a backfill.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseHolder {
+    /// Its id: `host:pid:space.tag`.
+    pub worker: String,
+    /// How many chunks it holds.
+    pub chunks: i64,
+    /// Milliseconds until its latest lease runs out, unless it renews it with a batch.
+    pub lease_left_ms: i64,
+    /// Known to have died: its process, on this machine, no longer exists. False while it
+    /// lives, and when that cannot be told (another machine: its lease running out says so).
+    pub gone: bool,
+}
+
 /// Where one backfill stands, for `status` and progress output.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BackfillStatus {
@@ -119,8 +133,10 @@ pub struct BackfillStatus {
     pub batches: i64,
     pub chunks: i64,
     pub chunks_done: i64,
-    /// Chunks a live worker holds now.
+    /// Chunks under an unexpired lease now.
     pub chunks_leased: i64,
+    /// Who holds those leases (read for a backfill with chunks leased).
+    pub workers: Vec<LeaseHolder>,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
     /// Rows per second since the backfill started or was last resumed, over the time to its
@@ -339,19 +355,23 @@ impl<'a> BackfillStore<'a> {
         (update, params)
     }
 
-    /// The workers holding an unexpired lease on a chunk not yet done.
-    pub async fn lease_holders(&self, version: Version) -> Result<Vec<String>, HistoryError> {
+    /// The workers holding an unexpired lease on a chunk not yet done, with how many chunks
+    /// each holds and how long until its latest lease runs out.
+    pub async fn lease_holders(&self, version: Version) -> Result<Vec<LeaseHolder>, HistoryError> {
         let select = format!(
-            "SELECT DISTINCT leased_by FROM {} WHERE version = $1 AND NOT done AND leased_by IS NOT NULL \
-             AND lease_expires_ms >= {now}",
+            "SELECT leased_by, count(*), max(lease_expires_ms) - {now} FROM {} \
+             WHERE version = $1 AND NOT done AND leased_by IS NOT NULL AND lease_expires_ms >= {now} \
+             GROUP BY leased_by ORDER BY leased_by",
             self.chunks,
             now = self.now()
         );
         let rows = self.db.query(&select, &[Value::Int(version.as_i64())]).await.map_err(self.failed(&self.chunks))?;
         rows.values
             .into_iter()
-            .map(|row| match <[Value; 1]>::try_from(row) {
-                Ok([Value::Text(worker)]) => Ok(worker),
+            .map(|row| match <[Value; 3]>::try_from(row) {
+                Ok([Value::Text(worker), Value::Int(chunks), Value::Int(lease_left_ms)]) => {
+                    Ok(LeaseHolder { worker, chunks, lease_left_ms, gone: false })
+                }
                 _ => Err(self.corrupt(&self.chunks, "bad lease holder")),
             })
             .collect()
@@ -504,6 +524,7 @@ impl<'a> BackfillStore<'a> {
             chunks: int(&chunks)?,
             chunks_done: int(&done)?,
             chunks_leased: int(&leased)?,
+            workers: Vec::new(),
             started_ms: int(&started)?,
             finished_ms: optional(&finished)?,
             rows_per_second,

@@ -13,7 +13,7 @@ pub mod started;
 pub mod table;
 
 pub use self::audit::{Audit, AuditEntry, NewAuditEntry, Who};
-pub use self::backfills::{BackfillState, BackfillStatus, BackfillStore};
+pub use self::backfills::{BackfillState, BackfillStatus, BackfillStore, LeaseHolder};
 pub use self::history::{AppliedMigration, History, NewRecord, Repair};
 pub use self::lock::LockMode;
 pub use self::started::{Started, StartedDirection, StartedStep};

@@ -20,6 +20,7 @@ impl Migrator {
         for status in statuses.iter_mut().filter(|status| status.state == BackfillState::Failed) {
             status.error = audit.latest_detail(status.version, "backfill_failed").await?;
         }
+        backfill::read_lease_holders(&session, &mut statuses).await?;
         Ok(statuses)
     }
 

@@ -266,6 +266,7 @@ mod tests {
                 chunks: 1,
                 chunks_done: 0,
                 chunks_leased: 0,
+                workers: Vec::new(),
                 started_ms: 0,
                 finished_ms: None,
                 rows_per_second: None,

@@ -28,7 +28,7 @@ use futures_util::future::{join_all, try_join_all};
 use crate::core::Version;
 use crate::db::Access;
 use crate::error::{Error, ErrorKind};
-use crate::ledger::{AppliedMigration, BackfillState};
+use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus};
 use crate::project::backfill::BackfillPlan;
 use crate::project::catalog::{Body, Catalog, ComponentMigration, Migration};
 use crate::ledger::NewAuditEntry;
@@ -317,6 +317,21 @@ async fn work(session: &Session<'_>, run: WorkerRun<'_>) -> Result<(WorkEnd, Wor
     Ok((end, totals))
 }
 
+/// Reads who holds the chunk leases of each backfill that has any, marking the workers of
+/// this machine whose process is gone: a worker killed with `kill -9` shows as gone, not as a
+/// live worker holding its lease.
+pub(crate) async fn read_lease_holders(session: &Session<'_>, statuses: &mut [BackfillStatus]) -> Result<(), Error> {
+    let here = ThisProcess::read();
+    for status in statuses.iter_mut().filter(|status| status.chunks_leased > 0) {
+        let mut holders = session.backfills().lease_holders(status.version).await?;
+        for holder in &mut holders {
+            holder.gone = here.outlived(&holder.worker);
+        }
+        status.workers = holders;
+    }
+    Ok(())
+}
+
 /// Frees the chunks still leased by workers of this machine whose process is gone (a run
 /// killed here), so a restart need not wait out their leases. Their batches in flight died
 /// with them: a lease only guards the cursor a batch commits with. Failing to is harmless
@@ -327,7 +342,7 @@ async fn reclaim_from_dead_workers(session: &Session<'_>, version: Version, here
         Ok(holders) => holders,
         Err(error) => return tracing::warn!(%error, "could not read the chunks' lease holders"),
     };
-    for holder in holders.iter().filter(|holder| here.outlived(holder)) {
+    for holder in holders.iter().filter(|holder| here.outlived(&holder.worker)).map(|holder| &holder.worker) {
         match store.release_all(version, holder).await {
             Ok(chunks) => {
                 tracing::info!(worker = %holder, chunks, "took over the chunks of a worker that died here")
