@@ -134,6 +134,8 @@ pub enum Error {
          `wasmig backfill status` shows it, `wasmig backfill run` finishes it"
     )]
     BackfillUnfinished { migration: String, needs: String, state: String },
+    #[error("stopped on request (Ctrl-C or SIGTERM) {after}; everything committed stays, and `{resume}` goes on from there")]
+    StopRequested { after: String, resume: String },
 }
 
 /// The part of a message naming the INVALID indexes a failed `CREATE INDEX CONCURRENTLY` left.
@@ -184,6 +186,8 @@ pub enum ErrorKind {
     Trust,
     /// A backfill is paused or unfinished where it must be done (expand/contract).
     BackfillUnfinished,
+    /// The run was asked to stop (Ctrl-C, SIGTERM) and stopped between steps or batches.
+    Stopped,
 }
 
 impl ErrorKind {
@@ -198,6 +202,7 @@ impl ErrorKind {
             ErrorKind::Sandbox => "sandbox",
             ErrorKind::Trust => "trust",
             ErrorKind::BackfillUnfinished => "backfill_unfinished",
+            ErrorKind::Stopped => "stopped",
         }
     }
 }
@@ -238,6 +243,7 @@ impl Error {
                 ErrorKind::Project
             }
             Error::BackfillPaused { .. } | Error::BackfillUnfinished { .. } => ErrorKind::BackfillUnfinished,
+            Error::StopRequested { .. } => ErrorKind::Stopped,
         }
     }
 }

@@ -171,6 +171,47 @@ async fn restart_takes_over_a_killed_runs_chunk_at_once(backend: Backend) {
 }
 on_both_backends!(backfill_restart_takes_over_dead_workers_chunk, restart_takes_over_a_killed_runs_chunk_at_once);
 
+/// Ctrl-C (SIGINT) or SIGTERM stops `up` after the current batch: exit 130 with how to go
+/// on, the backfill left running with exactly its committed batches done, the stop in the
+/// audit trail, and the next `up` finishing it with every row once.
+async fn a_signal_stops_the_backfill_after_its_current_batch(backend: Backend) {
+    const ROWS: u32 = 4000;
+    let db = TestDb::new(backend).await;
+    let project =
+        items_project(ROWS, 0, "batch_size = 50\npause_ms = 50\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
+    let inspect = db.inspect().await;
+    let running = spawn_wasmig(&project, &db, &["up"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows_done(&inspect).await == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let signal = match backend {
+        Backend::Postgres => "-INT",
+        Backend::Sqlite => "-TERM",
+    };
+    let sent = Command::new("kill").args([signal, &running.id().to_string()]).status().expect("run kill");
+    assert!(sent.success(), "kill {signal}");
+    let output = running.wait_with_output().expect("wait for wasmig");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped on request (Ctrl-C or SIGTERM) after the last committed batch"), "{stderr}");
+    assert!(stderr.contains("`wasmig backfill run 0002` or `wasmig up` goes on from there"), "{stderr}");
+    let done = inspect.count(ROWS_DONE).await;
+    assert!(done > 0 && done < i64::from(ROWS), "stopped part-way: {done} rows");
+    assert_eq!(
+        inspect.count("SELECT count(*) FROM items WHERE visits = 1").await,
+        done,
+        "each committed batch counted"
+    );
+    let running_state = "SELECT count(*) FROM wasmig_history_backfill WHERE state = 'running'";
+    assert_eq!(inspect.count(running_state).await, 1, "the backfill stays running for the next run");
+    let stopped = "SELECT count(*) FROM wasmig_history_audit WHERE action = 'backfill_stopped'";
+    assert_eq!(inspect.count(stopped).await, 1, "the stop is in the audit trail");
+    finish(spawn_wasmig(&project, &db, &["up"]), "the run after the stop");
+    assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0, "every row exactly once");
+}
+on_both_backends!(backfill_stopped_by_a_signal, a_signal_stops_the_backfill_after_its_current_batch);
+
 /// The chunks each lease holder of backfill 2 holds and whether it is gone, from
 /// `backfill status --format json`.
 fn lease_holders(project: &Project, db: &TestDb) -> (Vec<i64>, Vec<bool>) {

@@ -75,6 +75,9 @@ pub enum Event {
     BackfillPaused {
         migration: String,
     },
+    BackfillStopped {
+        migration: String,
+    },
     BackfillFinished {
         migration: String,
         rows: i64,

@@ -65,7 +65,13 @@ pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow:
         Route::Database(command, db) => {
             let config = database_config(&project, &db, &command)?;
             let url = config.database().map(ToString::to_string).unwrap_or_default();
-            let migrator = Migrator::open(config).await?.with_observer(output.clone());
+            let mut migrator = Migrator::open(config).await?.with_observer(output.clone());
+            if matches!(
+                command,
+                DatabaseCommand::Up { dry_run: false, .. } | DatabaseCommand::Backfill(BackfillAction::Run { .. })
+            ) {
+                migrator = migrator.with_stop(crate::stop::on_signal());
+            }
             tracing::debug!(database = url, backend = %migrator.backend(), "connected");
             against_database(&output, &migrator, &url, command).await
         }

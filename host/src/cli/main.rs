@@ -8,6 +8,7 @@ mod output;
 mod print;
 mod progress;
 mod rehearse;
+mod stop;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ mod exit {
     pub const PENDING: u8 = 11;
     pub const ROUND_TRIP: u8 = 12;
     pub const DRIFT: u8 = 13;
+    /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+    pub const STOPPED: u8 = 130;
 
     /// The code's name, as the JSON `result` gives it.
     pub fn name(code: u8) -> &'static str {
@@ -44,6 +47,7 @@ mod exit {
             PENDING => "pending",
             ROUND_TRIP => "round_trip",
             DRIFT => "drift",
+            STOPPED => "stopped",
             _ => "unexpected",
         }
     }
@@ -81,6 +85,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(ErrorKind::Sandbox) => exit::SANDBOX,
         Some(ErrorKind::Trust) => exit::TRUST,
         Some(ErrorKind::BackfillUnfinished) => exit::BACKFILL_UNFINISHED,
+        Some(ErrorKind::Stopped) => exit::STOPPED,
         None => exit::UNEXPECTED,
     }
 }

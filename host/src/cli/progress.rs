@@ -115,6 +115,9 @@ fn describe(event: &BackfillEvent) -> String {
         ),
         BackfillEvent::Waiting { migration, reason } => format!("{migration}: waiting: {reason}"),
         BackfillEvent::Paused { migration } => format!("{migration}: backfill paused"),
+        BackfillEvent::Stopped { migration } => {
+            format!("{migration}: backfill stopped on request after its last committed batch")
+        }
         BackfillEvent::Finished { migration, rows, batches, duration_ms } => format!(
             "{migration}: backfill finished: this run processed {} rows in {batches} batches in {:.1}s",
             thousands(*rows),

@@ -10,6 +10,7 @@
 mod backfills;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -83,6 +84,14 @@ impl Migrator {
             db,
             ledger: OnceLock::new(),
         })
+    }
+
+    /// Lets `stop` ask the run to stop: once it is set, the run applies no further step and
+    /// its backfill workers stop after their current batch, ending with
+    /// [`Error::StopRequested`]. The CLI sets it on Ctrl-C and SIGTERM.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Migrator {
+        self.shared.stop = stop;
+        self
     }
 
     /// Sends backfill progress to `observer` instead of the log.
@@ -275,6 +284,10 @@ impl Migrator {
         let steps = plan::plan_up(&self.catalog, &applied, target)?;
         self.refuse_interrupted(session).await?;
         for migration in steps {
+            if self.shared.stop_requested() {
+                let after = format!("before {}", migration.folder);
+                return Err(Error::StopRequested { after, resume: "wasmig up".into() });
+            }
             let may_wait = backfills == Backfills::Run;
             if let Some(version) = self.backfill_to_wait_for(session, migration, &applied, may_wait, waited_for).await? {
                 return Ok(SchemaPass::WaitsFor(version));
@@ -442,6 +455,10 @@ impl Migrator {
             let steps = plan::plan_down(&self.catalog, &applied, target)?;
             self.refuse_interrupted(session).await?;
             for migration in steps {
+                if self.shared.stop_requested() {
+                    let after = format!("before reverting {}", migration.folder);
+                    return Err(Error::StopRequested { after, resume: "wasmig down".into() });
+                }
                 let step = Step::prepare(session, migration, Direction::Revert)?;
                 executor::execute(session, &step, report).await?;
             }

@@ -38,6 +38,10 @@ pub enum BackfillEvent {
     /// The backfill is paused; this worker stopped after its last committed batch.
     #[serde(rename = "backfill_paused")]
     Paused { migration: String },
+    /// This process stopped working on the backfill after its last committed batch, because
+    /// it was asked to stop (Ctrl-C, SIGTERM); the backfill stays running for a later run.
+    #[serde(rename = "backfill_stopped")]
+    Stopped { migration: String },
     /// The backfill is complete and verified (or, for this worker, nothing is left to lease).
     #[serde(rename = "backfill_finished")]
     Finished { migration: String, rows: i64, batches: i64, duration_ms: u64 },

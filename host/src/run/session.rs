@@ -6,6 +6,7 @@
 //! another gets a session of its own on a connection of its own ([`Session::sibling`]), sharing
 //! the rest.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub(crate) struct Shared {
     /// This machine and the CI job, for the audit trail.
     host: String,
     ci: Option<CiRun>,
+    /// Set when the run is asked to stop (the CLI's Ctrl-C and SIGTERM): it stops before the
+    /// next step, and backfill workers after their current batch.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -47,7 +51,13 @@ impl Shared {
             signers,
             host: crate::core::host_name(),
             ci: CiRun::from_environment(),
+            stop: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
 

@@ -2,6 +2,7 @@
 //! component ([`WorkerRun`]), progress and a way to stop together ([`Crew`]), and each
 //! worker's totals.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Instant;
 
@@ -33,18 +34,21 @@ pub(crate) struct Crew {
     pub rows_this_run: AtomicI64,
     /// Set when a worker fails: the others stop after their current batch.
     pub stop: AtomicBool,
+    /// Set when the run is asked to stop: every worker stops after its current batch.
+    pub requested: Arc<AtomicBool>,
     /// Wakes workers waiting for a chunk when a chunk ends or a worker fails.
     pub chunk_ended: Notify,
 }
 
 impl Crew {
-    pub fn new() -> Self {
+    pub fn new(requested: Arc<AtomicBool>) -> Self {
         Crew {
             started: Instant::now(),
             rows_done: AtomicI64::new(0),
             rows_estimate: AtomicI64::new(-1),
             rows_this_run: AtomicI64::new(0),
             stop: AtomicBool::new(false),
+            requested,
             chunk_ended: Notify::new(),
         }
     }
@@ -54,7 +58,12 @@ impl Crew {
     }
 
     pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || self.stop_requested()
+    }
+
+    /// Whether the run was asked to stop (rather than a sibling failing).
+    pub fn stop_requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
     }
 
     /// Counts a committed batch; returns this process's rows per second in this run.

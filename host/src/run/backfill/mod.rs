@@ -126,7 +126,7 @@ pub(crate) async fn run(
     start(session, migration, &plan).await?;
     let here = ThisProcess::read();
     reclaim_from_dead_workers(session, migration.version, &here).await;
-    let crew = Crew::new();
+    let crew = Crew::new(session.shared.stop.clone());
     let status = refresh_progress(session, migration, &crew).await?;
     let chunks_left = status.as_ref().map_or(0, |s| s.chunks - s.chunks_done);
     let workers = worker_count(session, &plan, chunks_left);
@@ -162,6 +162,15 @@ pub(crate) async fn run(
             return Err(error);
         }
     };
+    if end == WorkEnd::Stopped && crew.stop_requested() {
+        observer.on_backfill(&BackfillEvent::Stopped { migration: migration.folder.clone() });
+        let detail = format!("{} rows in {} batches by this run; stopped on request", totals.rows, totals.batches);
+        audited("backfill_stopped", true, detail).await;
+        return Err(Error::StopRequested {
+            after: format!("after the last committed batch of {}'s backfill", migration.folder),
+            resume: format!("wasmig backfill run {}` or `wasmig up", migration.version),
+        });
+    }
     let end = match end {
         WorkEnd::Finished => WorkerEnd::Finished,
         WorkEnd::Paused | WorkEnd::Stopped => WorkerEnd::Paused,
