@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::json;
 use wasmig::scaffold::{self, Template};
-use wasmig::{Backfills, Catalog, Config, Date, DownTarget, FindingClass, Migrator, signing};
+use wasmig::{Backfills, Catalog, Config, Date, DownTarget, Migrator, signing};
 
 use crate::args::{ArtifactCommand, BackfillAction, DatabaseArgs, DatabaseCommand, RepairDecision, Route};
 use crate::gate::GateFailed;
@@ -266,8 +266,7 @@ async fn against_database(
         DatabaseCommand::Up { to, dry_run: false, no_backfill, .. } => {
             let backfills = if no_backfill { Backfills::Leave } else { Backfills::Run };
             let report = migrator.up_with(to, backfills).await.context("wasmig up failed")?;
-            let left: Vec<_> =
-                migrator.check(false).await?.into_iter().filter(|f| f.class() == FindingClass::Backfill).collect();
+            let left = migrator.backfills_left().await?;
             if report.steps.is_empty() && left.is_empty() {
                 output.say("nothing to apply: the database is up to date");
             }

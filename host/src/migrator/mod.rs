@@ -26,7 +26,7 @@ use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Catalog, Migration};
 use crate::report::{Action, Report, StepReport};
 use crate::report::preview::{PlannedStep, Preview, Way};
-use crate::report::status::{self, Finding, StatusEntry};
+use crate::report::status::{self, Finding, FindingClass, StatusEntry};
 use crate::run::events::{Observer, LogObserver};
 use crate::run::backfill;
 use crate::run::executor::{self, Direction, Step};
@@ -249,15 +249,13 @@ impl Migrator {
             self.trust.ensure()?;
             let mut waited_for = Vec::new();
             loop {
-                let pass = self
+                let (pass, applied) = self
                     .locked(async |session| self.apply_schema_steps(session, target, backfills, &waited_for, report).await)
                     .await?;
                 if backfills == Backfills::Leave {
                     return Ok(());
                 }
-                let session = self.session();
-                let applied = session.history().applied().await?;
-                backfill::resume_unfinished(&session, &self.catalog, &applied, report).await?;
+                backfill::resume_unfinished(&self.session(), &self.catalog, &applied, report).await?;
                 match pass {
                     SchemaPass::Done => return Ok(()),
                     SchemaPass::WaitsFor(version) => waited_for.push(version),
@@ -271,7 +269,9 @@ impl Migrator {
     /// Under the lock: applies pending schema steps in order, up to and including one with a
     /// backfill (when this run works on backfills), or up to one that needs a backfill not
     /// done yet; the caller then runs the backfills outside the lock and calls again (once per
-    /// backfill: one still not done after that, or a paused one, stops the run).
+    /// backfill: one still not done after that, or a paused one, stops the run). Returns, with
+    /// how the pass ended, the versions applied when it ended, so that nothing reads the
+    /// history again to learn them.
     async fn apply_schema_steps(
         &self,
         session: &Session<'_>,
@@ -279,9 +279,10 @@ impl Migrator {
         backfills: Backfills,
         waited_for: &[Version],
         report: &mut Report,
-    ) -> Result<SchemaPass, Error> {
+    ) -> Result<(SchemaPass, Vec<Version>), Error> {
         let applied = session.history().applied().await?;
         let steps = plan::plan_up(&self.catalog, &applied, target)?;
+        let mut versions: Vec<Version> = applied.iter().map(|row| row.version).collect();
         self.refuse_interrupted(session).await?;
         for migration in steps {
             if self.shared.stop_requested() {
@@ -290,17 +291,18 @@ impl Migrator {
             }
             let may_wait = backfills == Backfills::Run;
             if let Some(version) = self.backfill_to_wait_for(session, migration, &applied, may_wait, waited_for).await? {
-                return Ok(SchemaPass::WaitsFor(version));
+                return Ok((SchemaPass::WaitsFor(version), versions));
             }
             let step = Step::prepare(session, migration, Direction::Apply)?;
             executor::execute(session, &step, report).await?;
+            versions.push(migration.version);
             // Its backfill runs before the migrations after it, as a later one may rely on
             // the data, but outside the lock.
             if backfills == Backfills::Run && migration.backfill().is_some() {
-                return Ok(SchemaPass::WaitsFor(migration.version));
+                return Ok((SchemaPass::WaitsFor(migration.version), versions));
             }
         }
-        Ok(SchemaPass::Done)
+        Ok((SchemaPass::Done, versions))
     }
 
     /// The backfill `migration` needs done that a backfill pass of this run may still finish
@@ -582,6 +584,15 @@ impl Migrator {
         }
         let session = self.session();
         Ok(schema::remove(session.db.as_ref(), &session.ledger).await?)
+    }
+
+    /// The backfills of applied migrations that are not done, as the gate reports them: what
+    /// `up` leaves for workers (or paused), read without the rest of the gate's checks.
+    pub async fn backfills_left(&self) -> Result<Vec<Finding>, Error> {
+        let applied = self.applied_if_any().await?;
+        let backfills = if applied.is_empty() { Vec::new() } else { self.backfill_status().await? };
+        let entries = status::status_of(&self.catalog, &applied, &backfills, &[]);
+        Ok(status::findings(&entries, false).into_iter().filter(|f| f.class() == FindingClass::Backfill).collect())
     }
 
     /// What a deploy gate refuses of the database's state: changed, missing or out-of-order

@@ -28,7 +28,7 @@ use futures_util::future::{join_all, try_join_all};
 use crate::core::Version;
 use crate::db::Access;
 use crate::error::{Error, ErrorKind};
-use crate::ledger::{AppliedMigration, BackfillState, BackfillStatus};
+use crate::ledger::{BackfillState, BackfillStatus};
 use crate::project::backfill::BackfillPlan;
 use crate::project::catalog::{Body, Catalog, ComponentMigration, Migration};
 use crate::ledger::NewAuditEntry;
@@ -64,22 +64,23 @@ enum WorkEnd {
     Stopped,
 }
 
-/// Finishes (as this process's workers) every applied migration's backfill that is not done,
+/// Finishes (as this process's workers) the backfill of every migration in `applied` (in
+/// version order) that is not done,
 /// oldest first; a paused one is left paused.
 pub(crate) async fn resume_unfinished(
     session: &Session<'_>,
     catalog: &Catalog,
-    applied: &[AppliedMigration],
+    applied: &[Version],
     report: &mut Report,
 ) -> Result<(), Error> {
     let statuses = session.backfills().statuses().await?;
-    for row in applied {
-        let Some(migration) = catalog.get(row.version) else { continue };
+    for &version in applied {
+        let Some(migration) = catalog.get(version) else { continue };
         let Body::Component(component) = &migration.body else { continue };
         if component.manifest.backfill.is_none() {
             continue;
         }
-        match statuses.iter().find(|s| s.version == row.version).map(|s| s.state) {
+        match statuses.iter().find(|s| s.version == version).map(|s| s.state) {
             Some(BackfillState::Done) => {}
             Some(BackfillState::Paused) => {
                 tracing::warn!(migration = %migration, "backfill is paused; `wasmig backfill resume` lets it go on");
