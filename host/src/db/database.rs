@@ -156,7 +156,9 @@ pub trait Database: Send + Sync {
     async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted>;
     async fn rollback(&self) -> Result<(), DbError>;
 
-    /// Forgets prepared statements, which a schema change may have made stale.
+    /// Forgets the prepared statements a schema change may have made stale: at least every one
+    /// a component's call prepared (they name the project's tables). A backend may keep the
+    /// engine's own, which name only its ledger.
     fn forget_prepared_statements(&self);
 
     /// Raises the database's own walls for a component call, inside the current transaction:

@@ -48,7 +48,7 @@ pub struct PostgresDatabase {
     /// Opens the lock session and cancel requests the way the first session was opened.
     dialer: Dialer,
     transport: Transport,
-    statements: Mutex<HashMap<String, Statement>>,
+    statements: Mutex<HashMap<String, Cached>>,
     /// Simple-query text not sent yet: it goes first, pipelined, with the next request.
     pending: Pending,
     /// While a component call runs: its deadline, and the time limit (`limits.timeout_secs`)
@@ -60,6 +60,13 @@ pub struct PostgresDatabase {
     pooled: bool,
     /// Whether an explicit transaction is open (its BEGIN sent or queued).
     in_transaction: AtomicBool,
+}
+
+/// A prepared statement, and whether a component's call prepared it: those may name the
+/// project's tables, which a migration changes, where the engine's own name only its ledger.
+struct Cached {
+    statement: Statement,
+    by_component: bool,
 }
 
 /// How a transaction ends.
@@ -132,8 +139,10 @@ impl PostgresDatabase {
     /// After a transaction ended: behind a transaction pooler, what was prepared is gone.
     fn ended(&self) {
         self.in_transaction.store(false, Ordering::SeqCst);
-        if self.pooled {
-            self.forget_prepared_statements();
+        if self.pooled
+            && let Ok(mut cache) = self.statements.lock()
+        {
+            cache.clear();
         }
     }
 
@@ -164,8 +173,9 @@ impl PostgresDatabase {
             self.client.batch_execute(&pending).await.map_err(db_error)?;
         }
         let prepared = self.client.prepare(statement).await.map_err(db_error)?;
+        let by_component = self.deadline.lock().map_or(true, |deadline| deadline.is_some());
         if let Ok(mut cache) = self.statements.lock() {
-            cache.insert(statement.to_owned(), prepared.clone());
+            cache.insert(statement.to_owned(), Cached { statement: prepared.clone(), by_component });
         }
         Ok(prepared)
     }
@@ -222,7 +232,7 @@ impl PostgresDatabase {
     }
 
     fn cached(&self, statement: &str) -> Option<Statement> {
-        self.statements.lock().ok()?.get(statement).cloned()
+        self.statements.lock().ok()?.get(statement).map(|cached| cached.statement.clone())
     }
 }
 
@@ -380,8 +390,10 @@ impl Database for PostgresDatabase {
     }
 
     fn forget_prepared_statements(&self) {
+        // The engine's own statements read and write only the ledger's tables, which no
+        // migration changes; preparing them again after every step cost a round trip each.
         if let Ok(mut cache) = self.statements.lock() {
-            cache.clear();
+            cache.retain(|_, cached| !cached.by_component);
         }
     }
 
