@@ -14,6 +14,8 @@ scripts/tls-postgres.sh start
 scripts/pgbouncer.sh start
 trap stop_servers EXIT
 scripts/build-components.sh
+# Other migration tools, for the tests that take their histories over.
+scripts/peer-tools.sh >/dev/null
 cargo build --quiet -p wasmig --bin wasmig
 output=$(mktemp)
 trap 'rm -f "$output"; stop_servers' EXIT

@@ -8,8 +8,9 @@ use crate::config::ConfigError;
 use crate::core::limits::Limit;
 use crate::core::{Digest, Version};
 use crate::db::{ConnectError, DbError, LockError, ScratchError};
+use crate::ledger::foreign::ForeignHistoryError;
 use crate::ledger::{BackfillState, HistoryError};
-use crate::plan::PlanError;
+use crate::plan::{PlanError, TakeOverError};
 use crate::project::catalog::CatalogError;
 use crate::report::Report;
 use crate::sandbox::SandboxError;
@@ -37,6 +38,10 @@ pub enum Error {
     Repair(#[from] RepairError),
     #[error(transparent)]
     Scratch(#[from] ScratchError),
+    #[error(transparent)]
+    ForeignHistory(#[from] ForeignHistoryError),
+    #[error(transparent)]
+    TakeOver(#[from] TakeOverError),
     #[error("cannot read the schema of {database}: {source}")]
     Schema { database: String, source: DbError },
     #[error("migration {migration}: {file} failed: {source}")]
@@ -214,6 +219,8 @@ impl Error {
             Error::Config(_) | Error::Catalog(_) | Error::Repair(_) => ErrorKind::Project,
             Error::Trust(_) => ErrorKind::Trust,
             Error::Connect(_) => ErrorKind::Connection,
+            Error::ForeignHistory(ForeignHistoryError::Database { .. }) => ErrorKind::Connection,
+            Error::ForeignHistory(_) | Error::TakeOver(_) => ErrorKind::Project,
             Error::Scratch(ScratchError::Create { .. } | ScratchError::Connect(_) | ScratchError::Read { .. })
             | Error::Schema { .. } => ErrorKind::Connection,
             Error::Scratch(ScratchError::Folder { .. } | ScratchError::NotEmpty { .. } | ScratchError::IsTarget { .. }) => {

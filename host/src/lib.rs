@@ -75,12 +75,13 @@ pub use crate::db::{
 };
 pub use crate::error::{Error, ErrorKind, RepairError, RunError};
 pub use crate::guard::{Access as TableAccess, BadGrant, Grants, GrantsSection};
+pub use crate::ledger::foreign::{ForeignHistoryError, OtherTool};
 pub use crate::ledger::{
     AppliedMigration, AuditEntry, BackfillState, BackfillStatus, HistoryError, HistoryTable, LeaseHolder, LockMode,
     Repair, StartedDirection, StartedStep,
 };
 pub use crate::migrator::{Backfills, Decision, Migrator};
-pub use crate::plan::{DownTarget, PlanError};
+pub use crate::plan::{DownTarget, PlanError, TakeOverError};
 pub use crate::project::backfill::{
     BackfillSettings, BackfillSettingsError, Chunking, MAX_PAUSE_MS, MAX_WORKERS, ProjectBackfillSection,
     ThrottleOverrides,

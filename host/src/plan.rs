@@ -6,6 +6,7 @@
 
 use crate::core::{Digest, Version};
 use crate::ledger::AppliedMigration;
+use crate::ledger::foreign::OtherTool;
 use crate::project::catalog::{Catalog, Migration};
 
 /// Where `down` stops.
@@ -122,6 +123,63 @@ pub fn plan_down<'c>(
             Ok(migration)
         })
         .collect()
+}
+
+/// Why the history another tool kept cannot be taken over as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TakeOverError {
+    #[error("{tool} records no applied migration: there is nothing to stamp")]
+    Empty { tool: OtherTool },
+    #[error("{tool} recorded {id} as applied, which is not a version number a wasmig folder can start with")]
+    NotAVersion { tool: OtherTool, id: String },
+    #[error(
+        "{tool} recorded {id} as applied, but the project has no migration {id}: add its folder (named \
+         {id}_…) with the same SQL first"
+    )]
+    UnknownVersion { tool: OtherTool, id: String },
+    #[error(
+        "{tool}'s head revision is {id}, but no migration is named after it: name the folder that holds that \
+         revision NNNN_{id}_… (its version, then the revision id)"
+    )]
+    UnknownRevision { tool: OtherTool, id: String },
+    #[error(
+        "migration {folder} comes before what {tool} applied last, but {tool} never applied it: apply it with \
+         {tool} first, or stamp up to an earlier version with `wasmig stamp VERSION`"
+    )]
+    NotApplied { tool: OtherTool, folder: String },
+}
+
+/// The version `wasmig stamp --from TOOL` stamps up to, from the ids `tool` recorded as
+/// applied: every migration up to it must be one the tool applied (for alembic, whose table
+/// holds only its head revisions, the migrations named after them and all before).
+pub fn take_over(catalog: &Catalog, tool: OtherTool, ids: &[String]) -> Result<Version, TakeOverError> {
+    if ids.is_empty() {
+        return Err(TakeOverError::Empty { tool });
+    }
+    if tool.names_revisions() {
+        let head = |id: &String| {
+            catalog
+                .migrations
+                .iter()
+                .find(|m| m.name == *id || m.name.starts_with(&format!("{id}_")))
+                .map(|m| m.version)
+                .ok_or_else(|| TakeOverError::UnknownRevision { tool, id: id.clone() })
+        };
+        return ids.iter().map(head).collect::<Result<Vec<_>, _>>().map(|heads| heads.into_iter().max().unwrap_or(Version(0)));
+    }
+    let mut applied = Vec::with_capacity(ids.len());
+    for id in ids {
+        let version = id.parse::<u64>().map(Version).map_err(|_| TakeOverError::NotAVersion { tool, id: id.clone() })?;
+        if catalog.get(version).is_none() {
+            return Err(TakeOverError::UnknownVersion { tool, id: id.clone() });
+        }
+        applied.push(version);
+    }
+    let target = applied.iter().copied().max().unwrap_or(Version(0));
+    match catalog.migrations.iter().find(|m| m.version <= target && !applied.contains(&m.version)) {
+        Some(gap) => Err(TakeOverError::NotApplied { tool, folder: gap.folder.clone() }),
+        None => Ok(target),
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +304,31 @@ mod tests {
         let history = applied(&c, &[1, 2]);
         let error = plan_down(&c, &history, DownTarget::Steps(2)).unwrap_err();
         assert_eq!(error, PlanError::NoDown { folder: "0001_m1".into() });
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn another_tools_versions_are_taken_over_up_to_the_latest() {
+        let c = catalog(&[1, 2, 3]);
+        assert_eq!(take_over(&c, OtherTool::Dbmate, &ids(&["1", "2"])), Ok(Version(2)));
+        let gap = take_over(&c, OtherTool::Sqlx, &ids(&["1", "3"]));
+        assert_eq!(gap, Err(TakeOverError::NotApplied { tool: OtherTool::Sqlx, folder: "0002_m2".into() }));
+        let unknown = take_over(&c, OtherTool::Goose, &ids(&["1", "7"]));
+        assert_eq!(unknown, Err(TakeOverError::UnknownVersion { tool: OtherTool::Goose, id: "7".into() }));
+        let dotted = take_over(&c, OtherTool::Flyway, &ids(&["1.1"]));
+        assert_eq!(dotted, Err(TakeOverError::NotAVersion { tool: OtherTool::Flyway, id: "1.1".into() }));
+        assert_eq!(take_over(&c, OtherTool::Dbmate, &[]), Err(TakeOverError::Empty { tool: OtherTool::Dbmate }));
+    }
+
+    #[test]
+    fn an_alembic_head_revision_is_found_by_the_migration_named_after_it() {
+        let mut c = catalog(&[1, 2, 3]);
+        c.migrations[1].name = "ae1027a6acf_add_email".into();
+        assert_eq!(take_over(&c, OtherTool::Alembic, &ids(&["ae1027a6acf"])), Ok(Version(2)));
+        let unknown = take_over(&c, OtherTool::Alembic, &ids(&["ffff"]));
+        assert_eq!(unknown, Err(TakeOverError::UnknownRevision { tool: OtherTool::Alembic, id: "ffff".into() }));
     }
 }

@@ -15,6 +15,7 @@ mod pooler;
 mod rehearsal;
 mod scaffold;
 mod sql_migrations;
+mod take_over;
 mod transactions;
 mod walls;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wasmig::{Decision, Digest, MAX_PAUSE_MS, MAX_WORKERS, ThrottleOverrides, Version};
+use wasmig::{Decision, Digest, MAX_PAUSE_MS, MAX_WORKERS, OtherTool, ThrottleOverrides, Version};
 
 pub use crate::output::Format;
 
@@ -121,9 +121,16 @@ pub enum Command {
         db: DatabaseArgs,
     },
     /// Mark the pending migrations up to VERSION as applied without running them, for a
-    /// database that already has their schema (a baseline); recorded in the audit trail.
+    /// database that already has their schema (a baseline); or, with --from, those another
+    /// tool had applied, read from its own history table. Recorded in the audit trail.
     Stamp {
-        version: Version,
+        #[arg(required_unless_present = "from")]
+        version: Option<Version>,
+        /// Take over the history this tool kept in its own table: alembic (alembic_version;
+        /// name the folder of its head revision NNNN_<revision>_…), sqlx (_sqlx_migrations),
+        /// goose (goose_db_version), dbmate (schema_migrations), flyway (flyway_schema_history).
+        #[arg(long, conflicts_with = "version", value_parser = clap::builder::PossibleValuesParser::new(["alembic", "sqlx", "goose", "dbmate", "flyway"]))]
+        from: Option<String>,
         /// Why; kept in the audit trail.
         #[arg(long)]
         reason: String,
@@ -296,6 +303,12 @@ pub enum BackfillAction {
     Cancel { version: Version },
 }
 
+/// What `stamp` marks as applied.
+pub enum StampTarget {
+    UpTo(Version),
+    From(OtherTool),
+}
+
 /// Where `test` and `drift` rehearse.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ScratchArgs {
@@ -397,7 +410,7 @@ pub enum ArtifactCommand {
 pub enum DatabaseCommand {
     Status,
     History { audit: bool },
-    Stamp { version: Version, reason: String },
+    Stamp { target: StampTarget, reason: String },
     Plan { to: Option<Version> },
     Check { fail_on_pending: bool },
     Up { to: Option<Version>, dry_run: bool, no_backfill: bool, throttle: ThrottleArgs },
@@ -479,7 +492,15 @@ impl From<Command> for Route {
             Command::Grants { .. } => Route::Artifacts(ArtifactCommand::Grants),
             Command::Status { db } => Route::Database(DatabaseCommand::Status, db),
             Command::History { audit, db } => Route::Database(DatabaseCommand::History { audit }, db),
-            Command::Stamp { version, reason, db } => Route::Database(DatabaseCommand::Stamp { version, reason }, db),
+            Command::Stamp { version, from, reason, db } => {
+                let target = match (version, from.as_deref().and_then(OtherTool::parse)) {
+                    (_, Some(tool)) => StampTarget::From(tool),
+                    (Some(version), None) => StampTarget::UpTo(version),
+                    // clap requires one of the two.
+                    (None, None) => StampTarget::UpTo(Version(0)),
+                };
+                Route::Database(DatabaseCommand::Stamp { target, reason }, db)
+            }
             Command::Plan { to, db } => Route::Database(DatabaseCommand::Plan { to }, db),
             Command::Check { fail_on_pending, db } => Route::Database(DatabaseCommand::Check { fail_on_pending }, db),
             Command::Up { to, dry_run, no_backfill, throttle, db } => {

@@ -11,7 +11,7 @@ use serde_json::json;
 use wasmig::scaffold::{self, Template};
 use wasmig::{Backfills, Catalog, Config, Date, DownTarget, Migrator, signing};
 
-use crate::args::{ArtifactCommand, BackfillAction, DatabaseArgs, DatabaseCommand, RepairDecision, Route};
+use crate::args::{ArtifactCommand, BackfillAction, DatabaseArgs, DatabaseCommand, RepairDecision, Route, StampTarget};
 use crate::gate::GateFailed;
 use crate::output::Output;
 use crate::print;
@@ -232,8 +232,12 @@ async fn against_database(
                 print::audit(&entries);
             }
         }
-        DatabaseCommand::Stamp { version, reason } => {
-            let report = migrator.stamp(version, &reason).await.context("wasmig stamp failed")?;
+        DatabaseCommand::Stamp { target, reason } => {
+            let report = match target {
+                StampTarget::UpTo(version) => migrator.stamp(version, &reason).await,
+                StampTarget::From(tool) => migrator.stamp_from(tool, &reason).await,
+            }
+            .context("wasmig stamp failed")?;
             if report.steps.is_empty() {
                 output.say("nothing to stamp: no pending migration up to that version");
             }

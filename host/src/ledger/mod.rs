@@ -2,10 +2,12 @@
 //! history table. The history of applied migrations and their repairs ([`history`]), the
 //! audit trail of every run ([`audit`]), the progress of backfills and their chunks
 //! ([`backfills`]), the migration lock in `table` mode ([`lock`]), the steps running outside
-//! a transaction ([`started`]), and their DDL ([`schema`]).
+//! a transaction ([`started`]), and their DDL ([`schema`]); and other tools' history tables,
+//! read to take them over ([`foreign`]).
 
 pub mod audit;
 pub mod backfills;
+pub mod foreign;
 pub mod history;
 pub mod lock;
 pub mod schema;

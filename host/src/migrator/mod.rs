@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::core::{Digest, Version};
 use crate::db::{self, Access, Backend, Database, HeldLock, Schema, Transport};
 use crate::error::{Error, RepairError, RunError};
+use crate::ledger::foreign::{self, OtherTool};
 use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{
     AppliedMigration, Audit, AuditEntry, BackfillState, HistoryTable, Repair, StartedDirection, schema,
@@ -404,6 +405,19 @@ impl Migrator {
         })
         .await
         .map(|(repair, _)| repair)
+    }
+
+    /// Stamps what `tool` had applied to this database, read from its own history table: a
+    /// team moving to wasmig keeps its history. Every migration up to the latest it applied
+    /// must be one it applied (see [`plan::take_over`]); the reason names the tool's table.
+    pub async fn stamp_from(&self, tool: OtherTool, reason: &str) -> Result<Report, RunError> {
+        let target = async {
+            self.trust.ensure()?;
+            let ids = foreign::applied_by(self.db.as_ref(), tool).await?;
+            Ok::<_, Error>(plan::take_over(&self.catalog, tool, &ids)?)
+        };
+        let target = target.await.map_err(|error| RunError::new(error, Report::default()))?;
+        self.stamp(target, &format!("taken over from {tool}'s {}: {reason}", tool.table())).await
     }
 
     /// Marks pending migrations up to and including `target` as applied without running them,

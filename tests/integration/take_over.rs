@@ -1,0 +1,115 @@
+//! `wasmig stamp --from TOOL`: a database another tool migrated keeps its history. dbmate
+//! (installed from npm by scripts/peer-tools.sh) really migrates a PostgreSQL database and a
+//! SQLite file; wasmig stamps what dbmate applied, applies the rest itself, and refuses a
+//! history it cannot take over as it is, naming why.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wasmig_tests::json::JsonRun;
+use wasmig_tests::{Backend, Project, TestDb, wasmig_binary, workspace_root};
+
+use crate::on_both_backends;
+
+/// The same three migrations, as dbmate and as wasmig lay them out.
+const MIGRATIONS: [(&str, &str, &str); 3] = [
+    ("20260101000001_accounts", "CREATE TABLE accounts (id BIGINT PRIMARY KEY, email TEXT);", "DROP TABLE accounts;"),
+    ("20260101000002_orders", "CREATE TABLE orders (id BIGINT PRIMARY KEY, account BIGINT);", "DROP TABLE orders;"),
+    ("20260101000003_refunds", "CREATE TABLE refunds (id BIGINT PRIMARY KEY, amount BIGINT);", "DROP TABLE refunds;"),
+];
+
+fn dbmate_binary() -> PathBuf {
+    let path = workspace_root().join("target/peer-tools/node_modules/.bin/dbmate");
+    assert!(
+        path.exists(),
+        "dbmate is not installed at {}: run scripts/peer-tools.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn dbmate(db: &TestDb, dir: &Path, args: &[&str]) {
+    let url = match db.backend {
+        Backend::Postgres => format!("{}?sslmode=disable", db.url),
+        Backend::Sqlite => db.url.clone(),
+    };
+    let output = Command::new(dbmate_binary())
+        .args(["--url", &url, "--migrations-dir", &dir.to_string_lossy(), "--no-dump-schema"])
+        .args(args)
+        .output()
+        .expect("run dbmate");
+    assert!(output.status.success(), "dbmate {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn json(project: &Project, db: &TestDb, args: &[&str]) -> JsonRun {
+    let output = Command::new(wasmig_binary())
+        .env("WASMIG_PROJECT", project.path())
+        .env("DATABASE_URL", &db.url)
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run wasmig");
+    let run = JsonRun::parse(&output.stdout);
+    assert_eq!(Some(i32::from(run.result.exit_code)), output.status.code());
+    run
+}
+
+fn wasmig_project(extra_first: bool) -> Project {
+    let project = Project::new();
+    if extra_first {
+        project.sql("20251231000000_early", "CREATE TABLE early (id BIGINT);", Some("DROP TABLE early;"), None);
+    }
+    for (folder, up, down) in MIGRATIONS {
+        project.sql(folder, up, Some(down), None);
+    }
+    project
+}
+
+async fn a_history_dbmate_kept_is_taken_over(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("a folder for dbmate's migrations");
+    for (folder, up, down) in MIGRATIONS {
+        let text = format!("-- migrate:up\n{up}\n\n-- migrate:down\n{down}\n");
+        std::fs::write(dir.path().join(format!("{folder}.sql")), text).expect("write a dbmate migration");
+    }
+    dbmate(&db, dir.path(), &["up"]);
+    dbmate(&db, dir.path(), &["rollback"]);
+
+    let project = wasmig_project(false);
+    let wrong_tool = json(&project, &db, &["stamp", "--from", "sqlx", "--reason", "moving"]);
+    assert_eq!(wrong_tool.result.exit_code, 3);
+    let message = &wrong_tool.result.error.as_ref().expect("an error").message;
+    assert!(message.contains("there is no _sqlx_migrations table"), "{message}");
+
+    let early = wasmig_project(true);
+    let gap = json(&early, &db, &["stamp", "--from", "dbmate", "--reason", "moving"]);
+    assert_eq!((gap.result.exit_code, gap.result.exit.as_str()), (3, "project"));
+    let message = &gap.result.error.as_ref().expect("an error").message;
+    assert!(message.contains("20251231000000_early comes before what dbmate applied last"), "{message}");
+
+    let stamp = json(&project, &db, &["stamp", "--from", "dbmate", "--reason", "moving to wasmig"]);
+    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
+    let stamped: Vec<(&str, &str)> =
+        stamp.result.committed.iter().map(|s| (s.action.as_str(), s.migration.as_str())).collect();
+    assert_eq!(stamped, [("stamped", "20260101000001_accounts"), ("stamped", "20260101000002_orders")]);
+
+    let up = json(&project, &db, &["up"]);
+    assert_eq!(up.result.exit_code, 0, "{:?}", up.result.error);
+    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!(applied, ["20260101000003_refunds"], "wasmig applies only what dbmate had not");
+
+    let audit = json(&project, &db, &["history", "--audit"]);
+    let details: Vec<&str> = audit.result.data["audit"]
+        .as_array()
+        .expect("the audit trail")
+        .iter()
+        .filter(|entry| entry["action"] == "stamped")
+        .filter_map(|entry| entry["detail"].as_str())
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(
+        details.iter().all(|d| d.contains("taken over from dbmate's schema_migrations: moving to wasmig")),
+        "{details:?}"
+    );
+}
+on_both_backends!(stamp_from_dbmate, a_history_dbmate_kept_is_taken_over);
