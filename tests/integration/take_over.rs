@@ -1,7 +1,7 @@
-//! `wasmig stamp --from TOOL`: a database another tool migrated keeps its history. dbmate
-//! (installed from npm by scripts/peer-tools.sh) really migrates a PostgreSQL database and a
-//! SQLite file; wasmig stamps what dbmate applied, applies the rest itself, and refuses a
-//! history it cannot take over as it is, naming why.
+//! `wasmig stamp --from TOOL`: a database another tool migrated keeps its history. dbmate (from
+//! npm) and alembic (from PyPI), installed by scripts/peer-tools.sh, really migrate a
+//! PostgreSQL database and a SQLite file; wasmig stamps what they applied, applies the rest
+//! itself, and refuses a history it cannot take over as it is, naming why.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -113,3 +113,74 @@ async fn a_history_dbmate_kept_is_taken_over(backend: Backend) {
     );
 }
 on_both_backends!(stamp_from_dbmate, a_history_dbmate_kept_is_taken_over);
+
+/// Runs alembic (installed from PyPI by scripts/peer-tools.sh) on `db` with the two revisions.
+fn alembic_upgrade(db: &TestDb, dir: &Path) {
+    let alembic = workspace_root().join("target/peer-tools/venv/bin/alembic");
+    assert!(alembic.exists(), "alembic is not installed at {}: run scripts/peer-tools.sh", alembic.display());
+    let url = match db.backend {
+        Backend::Postgres => db.url.replacen("postgres://", "postgresql+psycopg2://", 1),
+        Backend::Sqlite => format!("sqlite:////{}", db.url.trim_start_matches("sqlite:").trim_start_matches('/')),
+    };
+    let write = |path: &str, text: &str| {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("make alembic's folders");
+        std::fs::write(path, text).expect("write an alembic file");
+    };
+    write("alembic.ini", &format!("[alembic]\nscript_location = %(here)s/alembic\nsqlalchemy.url = {url}\n"));
+    write(
+        "alembic/env.py",
+        "from alembic import context\nfrom sqlalchemy import engine_from_config, pool\n\
+         config = context.config\n\
+         engine = engine_from_config(config.get_section(config.config_ini_section), prefix='sqlalchemy.', poolclass=pool.NullPool)\n\
+         with engine.connect() as connection:\n    context.configure(connection=connection, target_metadata=None)\n\
+         \x20   with context.begin_transaction():\n        context.run_migrations()\n",
+    );
+    for (revision, down, up, undo) in [
+        ("a1b2c3d4e5f6", "None", MIGRATIONS[0].1, MIGRATIONS[0].2),
+        ("b2c3d4e5f6a1", "'a1b2c3d4e5f6'", MIGRATIONS[1].1, MIGRATIONS[1].2),
+    ] {
+        write(
+            &format!("alembic/versions/{revision}.py"),
+            &format!(
+                "from alembic import op\nrevision = '{revision}'\ndown_revision = {down}\nbranch_labels = None\n\
+                 depends_on = None\ndef upgrade():\n    op.execute(\"{up}\")\ndef downgrade():\n    op.execute(\"{undo}\")\n"
+            ),
+        );
+    }
+    let output = Command::new(alembic)
+        .args(["-c", &dir.join("alembic.ini").to_string_lossy(), "upgrade", "head"])
+        .output()
+        .expect("run alembic");
+    assert!(output.status.success(), "alembic upgrade: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+async fn a_history_alembic_kept_is_taken_over(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("a folder for alembic");
+    alembic_upgrade(&db, dir.path());
+
+    let unnamed = Project::new();
+    unnamed.sql("0001_accounts", MIGRATIONS[0].1, Some(MIGRATIONS[0].2), None);
+    let refused = json(&unnamed, &db, &["stamp", "--from", "alembic", "--reason", "moving"]);
+    assert_eq!(refused.result.exit_code, 3);
+    let message = &refused.result.error.as_ref().expect("an error").message;
+    assert!(
+        message.contains("alembic's head revision is b2c3d4e5f6a1, but no migration is named after it"),
+        "{message}"
+    );
+
+    let project = Project::new();
+    project
+        .sql("0001_a1b2c3d4e5f6_accounts", MIGRATIONS[0].1, Some(MIGRATIONS[0].2), None)
+        .sql("0002_b2c3d4e5f6a1_orders", MIGRATIONS[1].1, Some(MIGRATIONS[1].2), None)
+        .sql("0003_refunds", MIGRATIONS[2].1, Some(MIGRATIONS[2].2), None);
+    let stamp = json(&project, &db, &["stamp", "--from", "alembic", "--reason", "moving to wasmig"]);
+    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
+    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!(stamped, ["0001_a1b2c3d4e5f6_accounts", "0002_b2c3d4e5f6a1_orders"]);
+    let up = json(&project, &db, &["up"]);
+    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!((up.result.exit_code, applied), (0, vec!["0003_refunds"]), "{:?}", up.result.error);
+}
+on_both_backends!(stamp_from_alembic, a_history_alembic_kept_is_taken_over);
