@@ -9,29 +9,25 @@ use super::table::{HistoryError, HistoryTable};
 /// Creates every table of the ledger that is missing, in one transaction. Call it under the
 /// migration lock: concurrent `CREATE TABLE IF NOT EXISTS` can still collide on PostgreSQL.
 pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
-    let failed = |source| HistoryError::Database { table: table.to_string(), source };
-    let script = create_script(table, db.dialect());
-    db.begin(Access::ReadWrite).await.map_err(failed)?;
-    match db.run_script(&script).await {
-        Ok(_) => db.commit().await.map_err(failed),
-        Err(error) => {
-            let _ = db.rollback().await;
-            Err(failed(error))
-        }
-    }
+    in_one_transaction(db, table, &create_script(table, db.dialect())).await
 }
 
 /// Drops every table of the ledger, in one transaction: for a scratch database a rehearsal
 /// was given, which it leaves as empty as it found it.
 pub async fn remove(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
-    let failed = |source| HistoryError::Database { table: table.to_string(), source };
     let script: String = [table.chunks(), table.backfills(), table.started(), table.audit(), table.repairs(), table.locks()]
         .iter()
         .chain([table])
         .map(|ledger| format!("DROP TABLE IF EXISTS {ledger};\n"))
         .collect();
+    in_one_transaction(db, table, &script).await
+}
+
+/// Runs `script` (the ledger's DDL) in a transaction of its own, rolled back if it fails.
+async fn in_one_transaction(db: &dyn Database, table: &HistoryTable, script: &str) -> Result<(), HistoryError> {
+    let failed = |source| HistoryError::Database { table: table.to_string(), source };
     db.begin(Access::ReadWrite).await.map_err(failed)?;
-    match db.run_script(&script).await {
+    match db.run_script(script).await {
         Ok(_) => db.commit().await.map_err(failed),
         Err(error) => {
             let _ = db.rollback().await;
