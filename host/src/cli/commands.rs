@@ -11,7 +11,9 @@ use serde_json::json;
 use wasmig::scaffold::{self, Template};
 use wasmig::{Backfills, Catalog, Config, Date, DownTarget, Migrator, signing};
 
-use crate::args::{ArtifactCommand, BackfillAction, DatabaseArgs, DatabaseCommand, RepairDecision, Route, StampTarget};
+use crate::args::{
+    ArtifactCommand, BackfillAction, DatabaseArgs, DatabaseCommand, RepairDecision, Route, StampTarget, ThrottleArgs,
+};
 use crate::gate::GateFailed;
 use crate::output::Output;
 use crate::print;
@@ -63,7 +65,12 @@ pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow:
             artifacts(&output, &config, &catalog.map_err(wasmig::Error::from)?, command)
         }
         Route::Database(command, db) => {
-            let config = database_config(&project, &db, &command)?;
+            let throttle = match &command {
+                DatabaseCommand::Up { throttle, .. }
+                | DatabaseCommand::Backfill(BackfillAction::Run { throttle, .. }) => Some(*throttle),
+                _ => None,
+            };
+            let config = database_config(&project, &db, throttle)?;
             let url = config.database().map(ToString::to_string).unwrap_or_default();
             let mut migrator = Migrator::open(config).await?.with_observer(output.clone());
             if matches!(
@@ -76,7 +83,7 @@ pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow:
             against_database(&output, &migrator, &url, command).await
         }
         Route::Rehearsal(command, db) => {
-            let config = database_config(&project, &db, &DatabaseCommand::Status)?;
+            let config = database_config(&project, &db, None)?;
             crate::rehearse::run(&output, &config, command).await
         }
     }
@@ -84,7 +91,7 @@ pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow:
 
 /// The run's settings: the project file, the database and trust flags, and the throttles a
 /// command that runs backfills was given.
-fn database_config(project: &Path, db: &DatabaseArgs, command: &DatabaseCommand) -> anyhow::Result<Config> {
+fn database_config(project: &Path, db: &DatabaseArgs, throttle: Option<ThrottleArgs>) -> anyhow::Result<Config> {
     let mut config = Config::load(project, db.database.as_deref()).map_err(wasmig::Error::from)?;
     config = with_trust_file(config, &db.trust.trust_file)?;
     if let Some(wait) = db.wait_for_db {
@@ -93,10 +100,8 @@ fn database_config(project: &Path, db: &DatabaseArgs, command: &DatabaseCommand)
     if let Some(timeout) = db.lock_timeout {
         config.lock_timeout = timeout;
     }
-    if let DatabaseCommand::Up { throttle, .. } | DatabaseCommand::Backfill(BackfillAction::Run { throttle, .. }) =
-        command
-    {
-        config.backfill_overrides = (*throttle).into();
+    if let Some(throttle) = throttle {
+        config.backfill_overrides = throttle.into();
     }
     Ok(config)
 }

@@ -93,11 +93,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 /// The error and its causes, each said once: a cause whose words an outer message already
 /// holds (a run's failure shows its error, an error its source) is not repeated.
 fn describe(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        wasmig::push_cause(&mut text, &cause.to_string());
-    }
-    text
+    output::describe_chain(error.as_ref())
 }
 
 /// A closed stdout (`wasmig status | head`) ends the process quietly, as it does for other

@@ -147,3 +147,13 @@ impl Observer for Output {
         }
     }
 }
+
+/// An error and its sources as one line for a person, each said once: a cause whose words an
+/// outer message already holds is not repeated.
+pub fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    for cause in std::iter::successors(Some(error), |cause| cause.source()) {
+        wasmig::push_cause(&mut text, &cause.to_string());
+    }
+    text
+}

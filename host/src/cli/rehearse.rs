@@ -43,7 +43,7 @@ pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) ->
             let trip = wasmig::round_trip(config, scratch).await.context("wasmig test could not run")?;
             let broken = trip.broken.as_ref().map(|breakage| {
                 let (error, differences) = match &breakage.how {
-                    Broken::Failed(error) => (Some(chain(error.as_ref())), Vec::new()),
+                    Broken::Failed(error) => (Some(crate::output::describe_chain(error.as_ref())), Vec::new()),
                     Broken::NoDown => (None, Vec::new()),
                     Broken::DownLeft(differences) | Broken::ReapplyDiffers(differences) => {
                         (None, differences.iter().map(difference_json).collect())
@@ -104,17 +104,6 @@ pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) ->
 
 fn parse(config: &Config, text: &str) -> anyhow::Result<DatabaseUrl> {
     DatabaseUrl::parse(text, &config.project_dir, &PgEnv::from_process()).context("--scratch-url")
-}
-
-/// An error and its causes, each said once.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = String::new();
-    let mut cause = Some(error);
-    while let Some(current) = cause {
-        wasmig::push_cause(&mut text, &current.to_string());
-        cause = current.source();
-    }
-    text
 }
 
 fn how_name(how: &Broken) -> &'static str {

@@ -35,7 +35,7 @@ pub async fn drift(config: &Config, scratch: Option<DatabaseUrl>) -> Result<Drif
     drop(target);
     // Up to the latest applied migration the project still has: one missing from disk is
     // `wasmig check`'s to report, and cannot be rebuilt here.
-    let catalog_versions: Vec<Version> = applied.iter().map(|row| row.version).collect();
+    let applied_versions: Vec<Version> = applied.iter().map(|row| row.version).collect();
     let scratch = scratch_for(config, scratch).await?;
     let shown = scratch.url().to_string();
     let (up_to, pending, expected) = on_scratch(config, scratch, async |migrator, _| {
@@ -44,9 +44,9 @@ pub async fn drift(config: &Config, scratch: Option<DatabaseUrl>) -> Result<Drif
             .migrations
             .iter()
             .map(|migration| migration.version)
-            .filter(|version| catalog_versions.contains(version))
+            .filter(|version| applied_versions.contains(version))
             .max();
-        let pending = migrator.catalog().migrations.iter().filter(|m| !catalog_versions.contains(&m.version)).count();
+        let pending = migrator.catalog().migrations.iter().filter(|m| !applied_versions.contains(&m.version)).count();
         if let Some(version) = up_to {
             migrator.up(Some(version)).await.map_err(|run| run.error)?;
         }
@@ -54,7 +54,7 @@ pub async fn drift(config: &Config, scratch: Option<DatabaseUrl>) -> Result<Drif
     })
     .await?;
     namespaces.extend(expected.namespaces());
-    let differences = expected.clone().within(&namespaces).differences(&actual.within(&namespaces));
+    let differences = expected.within(&namespaces).differences(&actual.within(&namespaces));
     Ok(Drift {
         scratch: shown,
         applied_up_to: up_to,

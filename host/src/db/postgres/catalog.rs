@@ -5,7 +5,7 @@
 //! Every catalog name is qualified with `pg_catalog` (invariant 9: nothing resolves through
 //! `pg_temp`), and temporary and TOAST schemas are left out.
 
-use crate::db::database::{Database, cell};
+use crate::db::database::{Database, Value, cell};
 use crate::db::error::DbError;
 use crate::db::schema::{ObjectKind, Schema, SchemaObject};
 
@@ -47,9 +47,7 @@ pub(super) async fn snapshot(db: &dyn Database) -> Result<Schema, DbError> {
          WHERE a.attnum > 0 AND NOT a.attisdropped AND {RELATIONS} AND {USER_NAMESPACES}"
     );
     for row in db.query(&columns, &[]).await?.values {
-        let (Some(namespace), Some(table), Some(column)) = (cell(&row, 0), cell(&row, 1), cell(&row, 2)) else {
-            continue;
-        };
+        let Some((namespace, table, column)) = place(&row) else { continue };
         let mut definition = cell(&row, 3).unwrap_or_default();
         if cell(&row, 4).as_deref() == Some("true") {
             definition.push_str(" not null");
@@ -76,9 +74,7 @@ pub(super) async fn snapshot(db: &dyn Database) -> Result<Schema, DbError> {
          WHERE {RELATIONS} AND {USER_NAMESPACES}"
     );
     for row in db.query(&indexes, &[]).await?.values {
-        let (Some(namespace), Some(table), Some(index)) = (cell(&row, 0), cell(&row, 1), cell(&row, 2)) else {
-            continue;
-        };
+        let Some((namespace, table, index)) = place(&row) else { continue };
         let mut definition = cell(&row, 3).unwrap_or_default();
         if cell(&row, 4).as_deref() == Some("false") {
             definition.push_str(" (INVALID: a failed CREATE INDEX CONCURRENTLY left it)");
@@ -94,11 +90,15 @@ pub(super) async fn snapshot(db: &dyn Database) -> Result<Schema, DbError> {
          WHERE {RELATIONS} AND {USER_NAMESPACES}"
     );
     for row in db.query(&constraints, &[]).await?.values {
-        let (Some(namespace), Some(table), Some(name)) = (cell(&row, 0), cell(&row, 1), cell(&row, 2)) else {
-            continue;
-        };
+        let Some((namespace, table, name)) = place(&row) else { continue };
         let definition = cell(&row, 3).unwrap_or_default();
         schema.insert(SchemaObject { schema: namespace, table, kind: ObjectKind::Constraint, name }, &definition);
     }
     Ok(schema)
+}
+
+/// The namespace, table and object name a catalog row starts with; `None` for a row without
+/// them, which the snapshot skips.
+fn place(row: &[Value]) -> Option<(String, String, String)> {
+    Some((cell(row, 0)?, cell(row, 1)?, cell(row, 2)?))
 }
