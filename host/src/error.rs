@@ -9,7 +9,7 @@ use crate::core::limits::Limit;
 use crate::core::{Digest, Version};
 use crate::db::{ConnectError, DbError, LockError, ScratchError};
 use crate::ledger::foreign::ForeignHistoryError;
-use crate::ledger::{BackfillState, HistoryError};
+use crate::ledger::{BackfillState, HistoryError, StartedStep};
 use crate::plan::{PlanError, TakeOverError};
 use crate::project::catalog::CatalogError;
 use crate::report::Report;
@@ -67,18 +67,20 @@ pub enum Error {
         invalid_indexes: Vec<String>,
     },
     #[error(
-        "migration {migration}: its {direction} step, run outside a transaction, was started at {started_at} \
-         by {started_by} and did not finish; what it did before it stopped has committed{}; check the \
-         database, then `wasmig repair {version} --retry --reason …` lets it run again, or `wasmig repair \
-         {version} --mark-done --reason …` records it done",
-        invalid_note(.invalid_indexes)
+        "migration {migration}: its {} step, run outside a transaction, was started at {} by {} and did not \
+         finish; what it did before it stopped has committed{}; check the database, then `wasmig repair {} \
+         --retry --reason …` lets it run again, or `wasmig repair {} --mark-done --reason …` records it done",
+        .step.direction.as_str(),
+        .step.started_at,
+        .step.started_by,
+        invalid_note(.invalid_indexes),
+        .step.version,
+        .step.version
     )]
     Interrupted {
         migration: String,
-        version: Version,
-        direction: &'static str,
-        started_at: String,
-        started_by: String,
+        /// Boxed: the variant would otherwise make every `Error` larger.
+        step: Box<StartedStep>,
         invalid_indexes: Vec<String>,
     },
     #[error(

@@ -169,7 +169,7 @@ pub fn take_over(catalog: &Catalog, tool: OtherTool, ids: &[String]) -> Result<V
     }
     let mut applied = Vec::with_capacity(ids.len());
     for id in ids {
-        let version = id.parse::<u64>().map(Version).map_err(|_| TakeOverError::NotAVersion { tool, id: id.clone() })?;
+        let version = Version::from_digits(id).ok_or_else(|| TakeOverError::NotAVersion { tool, id: id.clone() })?;
         if catalog.get(version).is_none() {
             return Err(TakeOverError::UnknownVersion { tool, id: id.clone() });
         }
@@ -188,7 +188,7 @@ mod tests {
     use crate::project::catalog::{Body, SqlScripts};
     use crate::core::digest::{Content, DigestInput, migration_digest};
 
-    fn migration(version: u64, down: bool) -> Migration {
+    fn migration(version: u128, down: bool) -> Migration {
         let up = format!("SELECT {version};");
         Migration {
             version: Version(version),
@@ -201,11 +201,11 @@ mod tests {
         }
     }
 
-    fn catalog(versions: &[u64]) -> Catalog {
+    fn catalog(versions: &[u128]) -> Catalog {
         Catalog { migrations: versions.iter().map(|&v| migration(v, true)).collect(), ..Catalog::default() }
     }
 
-    fn applied(catalog: &Catalog, versions: &[u64]) -> Vec<AppliedMigration> {
+    fn applied(catalog: &Catalog, versions: &[u128]) -> Vec<AppliedMigration> {
         versions
             .iter()
             .map(|&v| {
@@ -224,7 +224,7 @@ mod tests {
             .collect()
     }
 
-    fn versions(steps: &[&Migration]) -> Vec<u64> {
+    fn versions(steps: &[&Migration]) -> Vec<u128> {
         steps.iter().map(|m| m.version.0).collect()
     }
 

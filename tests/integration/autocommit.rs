@@ -91,7 +91,7 @@ async fn create_index_concurrently_runs_outside_a_transaction_and_an_interrupted
     assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
     let valid = "SELECT count(*) FROM pg_index WHERE indexrelid = 'items_code'::regclass AND indisvalid";
     assert_eq!(inspect.count(valid).await, 1, "the index was built");
-    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 2").await, 1);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = '2'").await, 1);
     assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history_started").await, 0);
     let history = JsonRun::parse(&wasmig(&project, &db, &["history", "--format", "json"]).stdout);
     let reason = history.result.data["repairs"][0]["reason"].as_str().unwrap_or_default().to_owned();
@@ -101,7 +101,7 @@ async fn create_index_concurrently_runs_outside_a_transaction_and_an_interrupted
     let down = wasmig(&project, &db, &["down"]);
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
     assert_eq!(inspect.count("SELECT count(*) FROM pg_class WHERE relname = 'items_code'").await, 0);
-    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 2").await, 0);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = '2'").await, 0);
 }
 
 #[test]

@@ -357,7 +357,7 @@ async fn out_of_fuel_at_the_floor_names_limit_batch_and_cursor(backend: Backend)
     assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 0").await, 0, "nothing committed");
     assert_eq!(inspect.count(ROWS_DONE).await, 0);
     assert_eq!(
-        inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 2").await,
+        inspect.count("SELECT count(*) FROM wasmig_history WHERE version = '2'").await,
         1,
         "the schema step stays"
     );
@@ -501,7 +501,7 @@ async fn pause_resume_and_the_expand_contract_gate(backend: Backend) {
     let message = failure.error.to_string();
     assert!(message.contains("0003_contract needs the backfill of 0002_visit_items"), "{message}");
     assert!(message.contains("paused"), "{message}");
-    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 3").await, 0);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = '3'").await, 0);
     assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits = 0").await, 200, "a paused backfill waits");
 
     let paused_run = spawn_wasmig(&project, &db, &["backfill", "run", "2"]).wait_with_output().expect("run");
@@ -511,7 +511,7 @@ async fn pause_resume_and_the_expand_contract_gate(backend: Backend) {
     let report = project.migrator(&db).await.up(None).await.expect("the resumed backfill finishes, then 0003");
     assert_eq!(report.steps.iter().find_map(|s| s.backfill), Some((200, 3)));
     assert_eq!(inspect.count("SELECT count(*) FROM items WHERE visits <> 1").await, 0);
-    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 3").await, 1);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = '3'").await, 1);
 }
 on_both_backends!(backfill_pause_resume_and_gate, pause_resume_and_the_expand_contract_gate);
 

@@ -17,6 +17,7 @@ mod scaffold;
 mod sql_migrations;
 mod take_over;
 mod transactions;
+mod versions;
 mod walls;
 
 /// Runs the same test body against both backends: `backends!(name, |backend| async { … })`.

@@ -100,7 +100,7 @@ async fn a_killed_lock_holder_loses_the_lock_when_its_lease_ends() {
     let log = String::from_utf8_lossy(&successor.stderr);
     assert!(successor.status.success(), "{log}");
     assert!(log.contains(&format!("held by wasmig/{holder_pid}/")) && log.contains("lease ending in"), "{log}");
-    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = 1").await, 1);
+    assert_eq!(inspect.count("SELECT count(*) FROM wasmig_history WHERE version = '1'").await, 1);
     assert!(inspect.table_exists("slow").await);
 }
 

@@ -148,7 +148,7 @@ async fn postgres_migration_and_history_row_share_one_transaction() {
         let same = inspect
             .count(&format!(
                 "SELECT count(*) FROM wasmig_history h, pg_class c \
-                 WHERE h.version = {version} AND c.relname = '{table}' AND h.xmin = c.xmin"
+                 WHERE h.version = '{version}' AND c.relname = '{table}' AND h.xmin = c.xmin"
             ))
             .await;
         assert_eq!(same, 1, "migration {version}'s table and history row were written by one transaction");

@@ -64,6 +64,13 @@ pub struct Dialect {
     pub roles: bool,
     /// How a component's statements are screened.
     pub screen: StatementScreen,
+    /// The SQL naming which of the six tables `$2` to `$7` (in schema `$1`, or the current one
+    /// when it is NULL) keep `version` as a `BIGINT`: ledger tables an earlier wasmig made,
+    /// before versions outgrew 64-bit integers and became text.
+    pub integer_versions: &'static str,
+    /// Whether a column's type can be changed in place (`ALTER COLUMN … TYPE`); SQLite has no
+    /// such statement, so a table is rebuilt under a new name and its rows copied.
+    pub retypes_columns: bool,
 }
 
 pub const POSTGRES: Dialect = Dialect {
@@ -84,6 +91,12 @@ pub const POSTGRES: Dialect = Dialect {
     ),
     roles: true,
     screen: StatementScreen::Parsed,
+    integer_versions: "SELECT t.name FROM (VALUES (CAST($2 AS TEXT)), ($3), ($4), ($5), ($6), ($7)) AS t(name) \
+        JOIN pg_catalog.pg_class c ON c.relname = t.name \
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = COALESCE(CAST($1 AS TEXT), current_schema()) \
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'version' \
+            AND a.atttypid = CAST('pg_catalog.int8' AS pg_catalog.regtype)",
+    retypes_columns: true,
 };
 
 pub const SQLITE: Dialect = Dialect {
@@ -100,4 +113,7 @@ pub const SQLITE: Dialect = Dialect {
     replication_lag_ms: None,
     roles: false,
     screen: StatementScreen::Authorizer,
+    integer_versions: "SELECT t.column1 FROM (VALUES ($2), ($3), ($4), ($5), ($6), ($7)) AS t \
+        JOIN pragma_table_info(t.column1, $1) AS p ON p.name = 'version' AND upper(p.type) = 'BIGINT'",
+    retypes_columns: false,
 };

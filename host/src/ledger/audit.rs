@@ -6,7 +6,7 @@
 use crate::core::{Digest, Version, rfc3339};
 use crate::db::{Database, Value};
 
-use super::table::{HistoryError, HistoryTable, rows_if_created};
+use super::table::{HistoryError, HistoryTable, rows_if_created, stored_version, version_key};
 
 /// Who is running: the same for every row a run writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl<'a> Audit<'a> {
         let text = |s: &str| Value::Text(s.to_owned());
         let params = [
             text(entry.action),
-            Value::Int(entry.version.as_i64()),
+            version_key(entry.version),
             text(entry.migration),
             Value::Text(entry.digest.to_string()),
             text(entry.signers),
@@ -111,7 +111,7 @@ impl<'a> Audit<'a> {
             "SELECT detail FROM {} WHERE version = $1 AND action = $2 ORDER BY id DESC LIMIT 1",
             self.table
         );
-        let params = [Value::Int(version.as_i64()), Value::Text(action.to_owned())];
+        let params = [version_key(version), Value::Text(action.to_owned())];
         let rows = rows_if_created(self.db, &select, &params, &self.table).await?;
         Ok(rows.into_iter().next().and_then(|row| match row.into_iter().next() {
             Some(Value::Text(detail)) => Some(detail),
@@ -137,7 +137,7 @@ impl<'a> Audit<'a> {
         Ok(AuditEntry {
             at: rfc3339(&text(at)?),
             action: text(action)?,
-            version: Version(u64::try_from(int(version)?).map_err(|_| corrupt())?),
+            version: stored_version(&version).ok_or_else(corrupt)?,
             migration: text(migration)?,
             digest: text(digest)?,
             signers: text(signers)?,

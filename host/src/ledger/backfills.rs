@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::core::Version;
 use crate::db::{Database, DbError, DbErrorKind, NotCommitted, Value};
 
-use super::table::{HistoryError, HistoryTable};
+use super::table::{HistoryError, HistoryTable, stored_version, version_key};
 
 /// A backfill's state as `<history>_backfill` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -220,7 +220,7 @@ impl<'a> BackfillStore<'a> {
             self.backfills,
             now = self.now()
         );
-        let params = [Value::Int(version.as_i64()), rows_estimate.map_or(Value::Null, Value::Int)];
+        let params = [version_key(version), rows_estimate.map_or(Value::Null, Value::Int)];
         let inserted = self.db.execute(&insert, &params).await.map_err(self.failed(&self.backfills))?;
         if inserted == 0 {
             return Ok(false);
@@ -235,7 +235,7 @@ impl<'a> BackfillStore<'a> {
             .zip(0i64..)
             .map(|(bounds, chunk)| {
                 vec![
-                    Value::Int(version.as_i64()),
+                    version_key(version),
                     Value::Int(chunk),
                     text_or_null(bounds.after.as_deref()),
                     text_or_null(bounds.until.as_deref()),
@@ -251,7 +251,7 @@ impl<'a> BackfillStore<'a> {
     pub async fn state(&self, version: Version) -> Result<Option<BackfillState>, HistoryError> {
         let select = format!("SELECT state FROM {} WHERE version = $1", self.backfills);
         let rows =
-            self.db.query(&select, &[Value::Int(version.as_i64())]).await.map_err(self.failed(&self.backfills))?;
+            self.db.query(&select, &[version_key(version)]).await.map_err(self.failed(&self.backfills))?;
         match rows.values.first().and_then(|row| row.first()) {
             None => Ok(None),
             Some(Value::Text(state)) => {
@@ -281,7 +281,7 @@ impl<'a> BackfillStore<'a> {
             chunks = self.chunks,
             now = self.now()
         );
-        let params = [Value::Int(version.as_i64()), Value::Text(worker.to_owned()), millis(lease)];
+        let params = [version_key(version), Value::Text(worker.to_owned()), millis(lease)];
         let rows = self.db.query(&update, &params).await.map_err(self.failed(&self.chunks))?;
         let Some(row) = rows.values.into_iter().next() else { return Ok(None) };
         match <[Value; 3]>::try_from(row) {
@@ -342,7 +342,7 @@ impl<'a> BackfillStore<'a> {
             now = self.now()
         );
         let params = [
-            Value::Int(step.version.as_i64()),
+            version_key(step.version),
             Value::Int(step.chunk),
             Value::Text(step.worker.to_owned()),
             // A finished chunk keeps the cursor of its last batch with rows.
@@ -365,7 +365,7 @@ impl<'a> BackfillStore<'a> {
             self.chunks,
             now = self.now()
         );
-        let rows = self.db.query(&select, &[Value::Int(version.as_i64())]).await.map_err(self.failed(&self.chunks))?;
+        let rows = self.db.query(&select, &[version_key(version)]).await.map_err(self.failed(&self.chunks))?;
         rows.values
             .into_iter()
             .map(|row| match <[Value; 3]>::try_from(row) {
@@ -383,7 +383,7 @@ impl<'a> BackfillStore<'a> {
             "UPDATE {} SET leased_by = NULL, lease_expires_ms = NULL WHERE version = $1 AND leased_by = $2",
             self.chunks
         );
-        let params = [Value::Int(version.as_i64()), Value::Text(worker.to_owned())];
+        let params = [version_key(version), Value::Text(worker.to_owned())];
         self.db.execute(&update, &params).await.map_err(self.failed(&self.chunks))
     }
 
@@ -393,7 +393,7 @@ impl<'a> BackfillStore<'a> {
             "UPDATE {} SET leased_by = NULL, lease_expires_ms = NULL WHERE version = $1 AND chunk = $2 AND leased_by = $3",
             self.chunks
         );
-        let params = [Value::Int(version.as_i64()), Value::Int(chunk), Value::Text(worker.to_owned())];
+        let params = [version_key(version), Value::Int(chunk), Value::Text(worker.to_owned())];
         self.db.execute(&update, &params).await.map(|_| ()).map_err(self.failed(&self.chunks))
     }
 
@@ -402,10 +402,10 @@ impl<'a> BackfillStore<'a> {
     pub async fn chunks_left(&self, version: Version) -> Result<i64, HistoryError> {
         if self.db.dialect().row_locks {
             let lock = format!("SELECT version FROM {} WHERE version = $1 FOR UPDATE", self.backfills);
-            self.db.query(&lock, &[Value::Int(version.as_i64())]).await.map_err(self.failed(&self.backfills))?;
+            self.db.query(&lock, &[version_key(version)]).await.map_err(self.failed(&self.backfills))?;
         }
         let count = format!("SELECT count(*) FROM {} WHERE version = $1 AND NOT done", self.chunks);
-        let rows = self.db.query(&count, &[Value::Int(version.as_i64())]).await.map_err(self.failed(&self.chunks))?;
+        let rows = self.db.query(&count, &[version_key(version)]).await.map_err(self.failed(&self.chunks))?;
         match rows.values.first().and_then(|row| row.first()) {
             Some(Value::Int(left)) => Ok(*left),
             _ => Err(self.corrupt(&self.chunks, "count is not an integer")),
@@ -417,7 +417,7 @@ impl<'a> BackfillStore<'a> {
         let update =
             format!("UPDATE {} SET state = 'done', finished_ms = {} WHERE version = $1", self.backfills, self.now());
         self.db
-            .execute(&update, &[Value::Int(version.as_i64())])
+            .execute(&update, &[version_key(version)])
             .await
             .map(|_| ())
             .map_err(self.failed(&self.backfills))
@@ -439,7 +439,7 @@ impl<'a> BackfillStore<'a> {
             chunks = self.chunks,
             now = self.now()
         );
-        let params = [Value::Int(version.as_i64()), Value::Text(from.as_str().into()), Value::Text(to.as_str().into())];
+        let params = [version_key(version), Value::Text(from.as_str().into()), Value::Text(to.as_str().into())];
         let changed = self.db.execute(&update, &params).await.map_err(self.failed(&self.backfills))?;
         Ok(changed == 1)
     }
@@ -452,7 +452,7 @@ impl<'a> BackfillStore<'a> {
     /// One backfill's status; what a running worker polls, so it reads that backfill's chunks
     /// only, however many backfills the history holds.
     pub async fn status(&self, version: Version) -> Result<Option<BackfillStatus>, HistoryError> {
-        Ok(self.read_statuses("WHERE b.version = $1", &[Value::Int(version.as_i64())]).await?.into_iter().next())
+        Ok(self.read_statuses("WHERE b.version = $1", &[version_key(version)]).await?.into_iter().next())
     }
 
     async fn read_statuses(&self, filter: &str, params: &[Value]) -> Result<Vec<BackfillStatus>, HistoryError> {
@@ -465,7 +465,7 @@ impl<'a> BackfillStore<'a> {
              max(c.updated_ms) \
              FROM {backfills} b LEFT JOIN {chunks} c ON c.version = b.version {filter} \
              GROUP BY b.version, b.state, b.rows_estimate, b.started_ms, b.finished_ms, b.rate_since_ms, \
-             b.rate_since_rows ORDER BY b.version",
+             b.rate_since_rows",
             backfills = self.backfills,
             chunks = self.chunks,
             now = self.now()
@@ -475,7 +475,10 @@ impl<'a> BackfillStore<'a> {
             Err(e) if e.kind == DbErrorKind::UndefinedTable => return Ok(Vec::new()),
             Err(e) => return Err(self.failed(&self.backfills)(e)),
         };
-        rows.values.into_iter().map(|row| self.status_row(row)).collect()
+        // Sorted here: the stored digits sort as text, not as numbers.
+        let mut statuses = rows.values.into_iter().map(|row| self.status_row(row)).collect::<Result<Vec<_>, _>>()?;
+        statuses.sort_by_key(|status| status.version);
+        Ok(statuses)
     }
 
     fn status_row(&self, row: Vec<Value>) -> Result<BackfillStatus, HistoryError> {
@@ -516,7 +519,7 @@ impl<'a> BackfillStore<'a> {
             (seconds > 0.0 && rows > 0.0).then(|| rows / seconds)
         });
         Ok(BackfillStatus {
-            version: Version(u64::try_from(int(&version)?).map_err(|_| corrupt())?),
+            version: stored_version(&version).ok_or_else(corrupt)?,
             state,
             rows_estimate: optional(&estimate)?,
             rows_done,

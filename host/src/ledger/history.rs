@@ -6,7 +6,7 @@ use crate::core::{Digest, Version, rfc3339};
 use crate::db::{Database, DbError, DbErrorKind, Value};
 use crate::project::manifest::Kind;
 
-use super::table::{HistoryError, HistoryTable, rows_if_created};
+use super::table::{HistoryError, HistoryTable, rows_if_created, stored_version, version_key};
 
 /// One row of the history table. Its timestamp is RFC 3339.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -73,11 +73,14 @@ impl<'a> History<'a> {
     pub async fn applied(&self) -> Result<Vec<AppliedMigration>, HistoryError> {
         let select = format!(
             "SELECT version, name, kind, digest, CAST(applied_at AS TEXT), applied_by, duration_ms, signers \
-             FROM {} ORDER BY version",
+             FROM {}",
             self.table
         );
         let rows = self.db.query(&select, &[]).await.map_err(|e| self.failed(e))?;
-        rows.values.into_iter().map(|row| self.applied_row(row)).collect()
+        // Sorted here: the stored digits sort as text, not as numbers.
+        let mut applied = rows.values.into_iter().map(|row| self.applied_row(row)).collect::<Result<Vec<_>, _>>()?;
+        applied.sort_by_key(|row| row.version);
+        Ok(applied)
     }
 
     fn applied_row(&self, row: Vec<Value>) -> Result<AppliedMigration, HistoryError> {
@@ -92,9 +95,8 @@ impl<'a> History<'a> {
             Value::Text(s) => Ok(s),
             _ => Err(corrupt(what)),
         };
-        let version = int(version, "version is not an integer")?;
         Ok(AppliedMigration {
-            version: Version(u64::try_from(version).map_err(|_| corrupt("negative version"))?),
+            version: stored_version(&version).ok_or_else(|| corrupt("version is not a version's digits"))?,
             name: text(name, "name is not text")?,
             kind: Kind::parse(&text(kind, "kind is not text")?).ok_or_else(|| corrupt("kind is not sql or component"))?,
             digest: text(digest, "digest is not text")?.parse().map_err(|_| corrupt("digest is not a digest"))?,
@@ -114,7 +116,7 @@ impl<'a> History<'a> {
             self.table
         );
         let params = [
-            Value::Int(row.version.as_i64()),
+            version_key(row.version),
             Value::Text(row.name.to_owned()),
             Value::Text(row.kind.as_str().to_owned()),
             Value::Text(row.digest.to_string()),
@@ -130,7 +132,7 @@ impl<'a> History<'a> {
     pub async fn repair(&self, repair: &Repair) -> Result<(), HistoryError> {
         self.log_repair(repair).await?;
         let update = format!("UPDATE {} SET digest = $1 WHERE version = $2", self.table);
-        let params = [Value::Text(repair.new_digest.to_string()), Value::Int(repair.version.as_i64())];
+        let params = [Value::Text(repair.new_digest.to_string()), version_key(repair.version)];
         self.db.execute(&update, &params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 
@@ -141,7 +143,7 @@ impl<'a> History<'a> {
             self.table.repairs()
         );
         let params = [
-            Value::Int(repair.version.as_i64()),
+            version_key(repair.version),
             Value::Text(repair.old_digest.to_string()),
             Value::Text(repair.new_digest.to_string()),
             Value::Text(repair.reason.clone()),
@@ -154,7 +156,7 @@ impl<'a> History<'a> {
     pub async fn repairs(&self) -> Result<Vec<Repair>, HistoryError> {
         let select = format!(
             "SELECT version, old_digest, new_digest, reason, repaired_by, CAST(repaired_at AS TEXT) FROM {} \
-             ORDER BY repaired_at, version",
+             ORDER BY repaired_at",
             self.table.repairs()
         );
         let rows = rows_if_created(self.db, &select, &[], &self.table.repairs()).await?;
@@ -163,7 +165,7 @@ impl<'a> History<'a> {
             .map(|row| match <[Value; 6]>::try_from(row) {
                 Ok(
                     [
-                        Value::Int(version),
+                        version,
                         Value::Text(old),
                         Value::Text(new),
                         Value::Text(reason),
@@ -171,7 +173,7 @@ impl<'a> History<'a> {
                         Value::Text(at),
                     ],
                 ) => Ok(Repair {
-                    version: Version(u64::try_from(version).map_err(|_| corrupt())?),
+                    version: stored_version(&version).ok_or_else(corrupt)?,
                     old_digest: old.parse().map_err(|_| corrupt())?,
                     new_digest: new.parse().map_err(|_| corrupt())?,
                     reason,
@@ -188,7 +190,7 @@ impl<'a> History<'a> {
     pub async fn forget(&self, version: Version) -> Result<(), HistoryError> {
         for table in [self.table.clone(), self.table.backfills(), self.table.chunks()] {
             let delete = format!("DELETE FROM {table} WHERE version = $1");
-            self.db.execute(&delete, &[Value::Int(version.as_i64())]).await.map_err(|e| self.failed(e))?;
+            self.db.execute(&delete, &[version_key(version)]).await.map_err(|e| self.failed(e))?;
         }
         Ok(())
     }

@@ -6,10 +6,68 @@ use crate::db::{Access, Database, DbError, Dialect, Value};
 
 use super::table::{HistoryError, HistoryTable};
 
-/// Creates every table of the ledger that is missing, in one transaction. Call it under the
+/// Creates every table of the ledger that is missing, and converts the integer version
+/// columns of a ledger an earlier wasmig made to text, in one transaction. Call it under the
 /// migration lock: concurrent `CREATE TABLE IF NOT EXISTS` can still collide on PostgreSQL.
 pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
-    in_one_transaction(db, table, &create_script(table, db.dialect())).await
+    let failed = |source| HistoryError::Database { table: table.to_string(), source };
+    let dialect = db.dialect();
+    db.begin(Access::ReadWrite).await.map_err(failed)?;
+    let created = async {
+        db.run_script(&create_script(table, dialect)).await?;
+        let narrow = integer_keyed(db, table).await?;
+        if !narrow.is_empty() {
+            tracing::info!(tables = narrow.len(), "converting the ledger's version columns to text");
+            db.run_script(&widen_script(table, &narrow, dialect)).await?;
+        }
+        Ok(())
+    };
+    match created.await {
+        Ok(()) => db.commit().await.map_err(failed),
+        Err(error) => {
+            let _ = db.rollback().await;
+            Err(failed(error))
+        }
+    }
+}
+
+/// The ledger's tables whose rows are keyed by a migration's version.
+fn keyed_by_version(table: &HistoryTable) -> [HistoryTable; 6] {
+    [table.clone(), table.repairs(), table.backfills(), table.chunks(), table.started(), table.audit()]
+}
+
+/// Which of the version-keyed tables still hold `version` as a `BIGINT`.
+async fn integer_keyed(db: &dyn Database, table: &HistoryTable) -> Result<Vec<HistoryTable>, DbError> {
+    let tables = keyed_by_version(table);
+    let schema = table.namespace().map_or(Value::Null, |schema| Value::Text(schema.to_owned()));
+    let params: Vec<Value> =
+        std::iter::once(schema).chain(tables.iter().map(|t| Value::Text(t.bare_name().to_owned()))).collect();
+    let rows = db.query(db.dialect().integer_versions, &params).await?;
+    let narrow = |t: &&HistoryTable| rows.values.iter().any(|row| matches!(row.first(), Some(Value::Text(n)) if n == t.bare_name()));
+    Ok(tables.iter().filter(narrow).cloned().collect())
+}
+
+/// Turns each of `narrow`'s `version` columns into text: in place where the backend can change
+/// a column's type, else by renaming the table aside, creating it anew and copying its rows
+/// (a column of TEXT affinity stores each integer as its digits).
+fn widen_script(table: &HistoryTable, narrow: &[HistoryTable], dialect: &Dialect) -> String {
+    if dialect.retypes_columns {
+        return narrow
+            .iter()
+            .map(|t| format!("ALTER TABLE {t} ALTER COLUMN version TYPE TEXT USING CAST(version AS TEXT);\n"))
+            .collect();
+    }
+    let aside = |t: &HistoryTable| t.beside("before_text_versions");
+    let mut script: String = narrow
+        .iter()
+        .map(|t| format!("ALTER TABLE {t} RENAME TO {};\n", crate::core::quote_ident(aside(t).bare_name())))
+        .collect();
+    script.push_str(&create_script(table, dialect));
+    script.push('\n');
+    for t in narrow {
+        script.push_str(&format!("INSERT INTO {t} SELECT * FROM {aside};\nDROP TABLE {aside};\n", aside = aside(t)));
+    }
+    script
 }
 
 /// Drops every table of the ledger, in one transaction: for a scratch database a rehearsal
@@ -84,7 +142,7 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
     let mut script = create_schema(table, dialect);
     script.push_str(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (
-            version BIGINT PRIMARY KEY,
+            version TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             kind TEXT NOT NULL,
             digest TEXT NOT NULL,
@@ -94,7 +152,7 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             signers TEXT NOT NULL DEFAULT ''
         );
         CREATE TABLE IF NOT EXISTS {repairs} (
-            version BIGINT NOT NULL,
+            version TEXT NOT NULL,
             old_digest TEXT NOT NULL,
             new_digest TEXT NOT NULL,
             reason TEXT NOT NULL,
@@ -102,7 +160,7 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             repaired_at {timestamp} NOT NULL DEFAULT {default_now}
         );
         CREATE TABLE IF NOT EXISTS {backfills} (
-            version BIGINT PRIMARY KEY,
+            version TEXT PRIMARY KEY,
             state TEXT NOT NULL,
             rows_estimate BIGINT,
             started_ms BIGINT NOT NULL,
@@ -111,7 +169,7 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             rate_since_rows BIGINT NOT NULL
         );
         CREATE TABLE IF NOT EXISTS {chunks} (
-            version BIGINT NOT NULL,
+            version TEXT NOT NULL,
             chunk BIGINT NOT NULL,
             after_key TEXT,
             until_key TEXT,
@@ -125,7 +183,7 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             PRIMARY KEY (version, chunk)
         );
         CREATE TABLE IF NOT EXISTS {started} (
-            version BIGINT PRIMARY KEY,
+            version TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             digest TEXT NOT NULL,
             direction TEXT NOT NULL,
@@ -136,7 +194,7 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             id {serial_key},
             at {timestamp} NOT NULL DEFAULT {default_now},
             action TEXT NOT NULL,
-            version BIGINT NOT NULL,
+            version TEXT NOT NULL,
             migration TEXT NOT NULL,
             digest TEXT NOT NULL,
             signers TEXT NOT NULL,

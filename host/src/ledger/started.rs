@@ -7,7 +7,7 @@
 use crate::core::{Version, rfc3339};
 use crate::db::{Database, Value};
 
-use super::table::{HistoryError, HistoryTable, rows_if_created};
+use super::table::{HistoryError, HistoryTable, rows_if_created, stored_version, version_key};
 
 /// Which way a marked step was going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -67,7 +67,7 @@ impl<'a> Started<'a> {
             self.table
         );
         let params = [
-            Value::Int(version.as_i64()),
+            version_key(version),
             Value::Text(name.to_owned()),
             Value::Text(digest.to_owned()),
             Value::Text(direction.as_str().to_owned()),
@@ -80,13 +80,13 @@ impl<'a> Started<'a> {
     /// repair's).
     pub async fn clear(&self, version: Version) -> Result<(), HistoryError> {
         let delete = format!("DELETE FROM {} WHERE version = $1", self.table);
-        self.db.execute(&delete, &[Value::Int(version.as_i64())]).await.map(|_| ()).map_err(|e| self.failed(e))
+        self.db.execute(&delete, &[version_key(version)]).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 
     /// Every step left marked, oldest version first (none before the table exists).
     pub async fn list(&self) -> Result<Vec<StartedStep>, HistoryError> {
         let select = format!(
-            "SELECT version, name, digest, direction, started_by, CAST(started_at AS TEXT) FROM {} ORDER BY version",
+            "SELECT version, name, digest, direction, started_by, CAST(started_at AS TEXT) FROM {}",
             self.table
         );
         let rows = rows_if_created(self.db, &select, &[], &self.table).await?;
@@ -95,7 +95,7 @@ impl<'a> Started<'a> {
             .map(|row| match <[Value; 6]>::try_from(row) {
                 Ok(
                     [
-                        Value::Int(version),
+                        version,
                         Value::Text(name),
                         Value::Text(digest),
                         Value::Text(direction),
@@ -103,7 +103,7 @@ impl<'a> Started<'a> {
                         Value::Text(started_at),
                     ],
                 ) => Ok(StartedStep {
-                    version: Version(u64::try_from(version).map_err(|_| corrupt())?),
+                    version: stored_version(&version).ok_or_else(corrupt)?,
                     name,
                     digest,
                     direction: match direction.as_str() {
@@ -116,6 +116,11 @@ impl<'a> Started<'a> {
                 }),
                 _ => Err(corrupt()),
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            // Sorted here: the stored digits sort as text, not as numbers.
+            .map(|mut steps| {
+                steps.sort_by_key(|step| step.version);
+                steps
+            })
     }
 }

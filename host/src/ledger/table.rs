@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::core::{Identifier, IdentifierError, quote_ident};
+use crate::core::{Identifier, IdentifierError, Version, quote_ident};
 use crate::db::{Database, DbError, DbErrorKind, Value};
 
 pub const DEFAULT_TABLE: &str = "wasmig_history";
@@ -53,8 +53,19 @@ impl HistoryTable {
         self.schema.as_ref()
     }
 
+    /// The schema the table's statements name (the project file's, or the one it was pinned
+    /// to), if any.
+    pub(super) fn namespace(&self) -> Option<&str> {
+        self.schema.as_ref().or(self.resolved.as_ref()).map(Identifier::as_str)
+    }
+
+    /// The table's own name, unquoted and without its schema.
+    pub(super) fn bare_name(&self) -> &str {
+        self.table.as_str()
+    }
+
     /// A table beside the history table: `<history>_<suffix>`.
-    fn beside(&self, suffix: &str) -> HistoryTable {
+    pub(super) fn beside(&self, suffix: &str) -> HistoryTable {
         HistoryTable {
             schema: self.schema.clone(),
             table: self.table.with_suffix(suffix),
@@ -96,10 +107,7 @@ impl HistoryTable {
     /// Whether `table` in `namespace` is one of the engine's own tables (this one and those
     /// beside it), which a comparison of schemas leaves out.
     pub fn owns(&self, namespace: &str, table: &str) -> bool {
-        let in_namespace = match self.schema.as_ref().or(self.resolved.as_ref()) {
-            Some(schema) => schema.as_str() == namespace,
-            None => true,
-        };
+        let in_namespace = self.namespace().is_none_or(|schema| schema == namespace);
         let ours = [self.clone(), self.repairs(), self.backfills(), self.locks(), self.started(), self.audit(), self.chunks()];
         in_namespace && ours.iter().any(|ledger| ledger.table.as_str() == table)
     }
@@ -115,8 +123,8 @@ impl HistoryTable {
 
 impl fmt::Display for HistoryTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(schema) = self.schema.as_ref().or(self.resolved.as_ref()) {
-            write!(f, "{}.", quote_ident(schema.as_str()))?;
+        if let Some(schema) = self.namespace() {
+            write!(f, "{}.", quote_ident(schema))?;
         }
         f.write_str(&quote_ident(self.table.as_str()))
     }
@@ -134,6 +142,21 @@ pub(super) async fn rows_if_created(
         Ok(rows) => Ok(rows.values),
         Err(e) if e.kind == DbErrorKind::UndefinedTable => Ok(Vec::new()),
         Err(source) => Err(HistoryError::Database { table: table.to_string(), source }),
+    }
+}
+
+/// A version as the ledger's statements bind it: its digits as text (see [`Version::key`]).
+pub(super) fn version_key(version: Version) -> Value {
+    Value::Text(version.key())
+}
+
+/// A version as the ledger holds it: digits as text, or an integer in a ledger an earlier
+/// wasmig made that no locked run has converted yet (read-only commands still read it).
+pub(super) fn stored_version(value: &Value) -> Option<Version> {
+    match value {
+        Value::Text(digits) => Version::from_digits(digits),
+        Value::Int(n) => u128::try_from(*n).ok().map(Version),
+        _ => None,
     }
 }
 

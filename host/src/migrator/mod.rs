@@ -346,13 +346,7 @@ impl Migrator {
         let invalid_indexes = session.db.invalid_indexes().await.unwrap_or_default();
         Err(Error::Interrupted {
             migration: self.catalog.get(step.version).map_or_else(|| format!("{}_{}", step.version, step.name), |m| m.folder.clone()),
-            version: step.version,
-            direction: match step.direction {
-                StartedDirection::Up => "up",
-                StartedDirection::Down => "down",
-            },
-            started_at: step.started_at,
-            started_by: step.started_by,
+            step: Box::new(step),
             invalid_indexes,
         })
     }

@@ -125,7 +125,7 @@ pub enum CatalogError {
          and dotfiles only"
     )]
     UnexpectedProjectEntry { path: PathBuf },
-    #[error("{path}: a migration folder is named NNNN_name (digits, '_', then letters, digits, '_' or '-')")]
+    #[error("{path}: a migration folder is named NNNN_name (1 to 38 digits, '_', then letters, digits, '_' or '-')")]
     BadFolderName { path: PathBuf },
     #[error("{path}: wasmig does not know this file in a {kind} migration (expected {expected})")]
     UnexpectedFile { path: PathBuf, kind: &'static str, expected: &'static str },
@@ -302,12 +302,8 @@ impl Catalog {
 /// `0002_add_email_domain` → (2, "add_email_domain").
 fn parse_folder_name(name: &str) -> Option<(Version, String)> {
     let (digits, rest) = name.split_once('_')?;
-    let valid_digits = !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit());
     let valid_rest = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !valid_digits || !valid_rest {
-        return None;
-    }
-    Some((Version(digits.parse().ok()?), rest.to_owned()))
+    Some((Version::from_digits(digits)?, rest.to_owned())).filter(|_| valid_rest)
 }
 
 /// The files of one migration folder, read whole.
@@ -449,7 +445,7 @@ mod tests {
     fn reads_sql_migrations_in_version_order() {
         let dir = project(&[("0002_b/up.sql", "SELECT 2;"), ("0001_a/up.sql", "SELECT 1;"), ("0001_a/down.sql", "")]);
         let catalog = Catalog::load(dir.path()).unwrap();
-        let versions: Vec<u64> = catalog.migrations.iter().map(|m| m.version.0).collect();
+        let versions: Vec<u128> = catalog.migrations.iter().map(|m| m.version.0).collect();
         assert_eq!(versions, [1, 2]);
         assert!(catalog.migrations[0].has_down());
         assert!(!catalog.migrations[1].has_down());

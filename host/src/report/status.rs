@@ -250,7 +250,7 @@ pub fn findings(entries: &[StatusEntry], pending: bool) -> Vec<Finding> {
 mod tests {
     use super::*;
 
-    fn entry(version: u64, state: State, has_backfill: bool, backfill: Option<BackfillState>) -> StatusEntry {
+    fn entry(version: u128, state: State, has_backfill: bool, backfill: Option<BackfillState>) -> StatusEntry {
         StatusEntry {
             version: Version(version),
             folder: format!("{version:04}_m"),
@@ -297,7 +297,7 @@ mod tests {
             entry(5, applied(), true, None),
             entry(6, applied(), true, Some(BackfillState::Done)),
         ];
-        let classes: Vec<(u64, FindingClass)> =
+        let classes: Vec<(u128, FindingClass)> =
             findings(&entries, false).iter().map(|f| (f.version().0, f.class())).collect();
         assert_eq!(
             classes,
