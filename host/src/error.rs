@@ -143,6 +143,11 @@ pub enum Error {
     BackfillUnfinished { migration: String, needs: String, state: String },
     #[error("stopped on request (Ctrl-C or SIGTERM) {after}; everything committed stays, and `{resume}` goes on from there")]
     StopRequested { after: String, resume: String },
+    #[error(
+        "migration {migration}: the backup [backup] asks for before its {step} step failed, so the step did not \
+         run: {reason}; fix the backup (or [backup] in wasmig.toml) and run again"
+    )]
+    BackupFailed { migration: String, step: &'static str, reason: String },
 }
 
 /// The part of a message naming the INVALID indexes a failed `CREATE INDEX CONCURRENTLY` left.
@@ -195,6 +200,8 @@ pub enum ErrorKind {
     BackfillUnfinished,
     /// The run was asked to stop (Ctrl-C, SIGTERM) and stopped between steps or batches.
     Stopped,
+    /// The backup `[backup]` asks for before a step could not be taken; the step did not run.
+    Backup,
 }
 
 impl ErrorKind {
@@ -210,6 +217,7 @@ impl ErrorKind {
             ErrorKind::Trust => "trust",
             ErrorKind::BackfillUnfinished => "backfill_unfinished",
             ErrorKind::Stopped => "stopped",
+            ErrorKind::Backup => "backup",
         }
     }
 }
@@ -253,6 +261,7 @@ impl Error {
             }
             Error::BackfillPaused { .. } | Error::BackfillUnfinished { .. } => ErrorKind::BackfillUnfinished,
             Error::StopRequested { .. } => ErrorKind::Stopped,
+            Error::BackupFailed { .. } => ErrorKind::Backup,
         }
     }
 }

@@ -60,8 +60,9 @@ macro_rules! layers {
 layers!(core, guard, project, trust, db, ledger, sandbox, config, plan, report, error, run, migrator, rehearsal);
 
 pub use crate::config::{
-    CacheSection, Config, ConfigError, DOTENV_FILE, DatabaseSection, Environment, GuardSection, HistorySection,
-    LockModeSetting, LockSection, PoolerSetting, ProjectFile, UrlOrigin, default_project_dir,
+    BackupPolicy, BackupSection, BackupWhen, BadBackup, CacheSection, Config, ConfigError, DOTENV_FILE,
+    DatabaseSection, Environment, GuardSection, HistorySection, LockModeSetting, LockSection, PoolerSetting,
+    ProjectFile, UrlOrigin, default_project_dir,
 };
 pub use crate::core::digest::BadDigest;
 pub use crate::core::limits::{Limit, LimitOverrides, Limits, MAX_HOSTCALL_MIB, MAX_SECONDS, OutOfRange};
@@ -94,7 +95,7 @@ pub use crate::rehearsal::{Breakage, Broken, Drift, RoundTrip, Stage as RoundTri
 pub use crate::report::preview::{ComponentPreview, GrantLine, LimitsPreview, PlannedStep, Preview, Script, Way};
 pub use crate::report::status::{Finding, FindingClass, State, StatusEntry};
 pub use crate::report::{Action, Report, StepReport, millis};
-pub use crate::run::events::{BackfillEvent, Failure, Observer, StepFailure};
+pub use crate::run::events::{BackfillEvent, Backup, Failure, Observer, StepFailure};
 pub use crate::sandbox::SandboxError;
 pub use crate::trust::signing::SigningError;
 pub use crate::trust::verify::{KeySection, MigrationCheck, SignatureCheck, TrustProblem, TrustedKey};

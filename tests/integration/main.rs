@@ -5,6 +5,7 @@ mod artifacts;
 mod audit;
 mod autocommit;
 mod backfills;
+mod backup;
 mod cli;
 mod components;
 mod concurrency;

@@ -88,6 +88,15 @@ pub enum Event {
         migration: String,
         error: Failure,
     },
+    Backup {
+        version: String,
+        migration: String,
+        /// The step it came before: `up` or `down`.
+        step: String,
+        file: String,
+        reason: String,
+        duration_ms: u64,
+    },
     Result(Outcome),
 }
 

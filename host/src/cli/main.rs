@@ -29,6 +29,7 @@ mod exit {
     pub const PENDING: u8 = 11;
     pub const ROUND_TRIP: u8 = 12;
     pub const DRIFT: u8 = 13;
+    pub const BACKUP: u8 = 14;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const STOPPED: u8 = 130;
 
@@ -47,6 +48,7 @@ mod exit {
             PENDING => "pending",
             ROUND_TRIP => "round_trip",
             DRIFT => "drift",
+            BACKUP => "backup",
             STOPPED => "stopped",
             _ => "unexpected",
         }
@@ -86,6 +88,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(ErrorKind::Trust) => exit::TRUST,
         Some(ErrorKind::BackfillUnfinished) => exit::BACKFILL_UNFINISHED,
         Some(ErrorKind::Stopped) => exit::STOPPED,
+        Some(ErrorKind::Backup) => exit::BACKUP,
         None => exit::UNEXPECTED,
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use wasmig::{BackfillEvent, Observer, StepFailure, StepReport};
+use wasmig::{BackfillEvent, Backup, Observer, StepFailure, StepReport};
 
 use crate::progress::{Progress, Style};
 
@@ -144,6 +144,18 @@ impl Observer for Output {
                 self.event(&name, value);
             }
             Format::Human => self.progress.show(event),
+        }
+    }
+
+    fn on_backup(&self, backup: &Backup) {
+        match self.format {
+            Format::Json => self.event("backup", serde_json::to_value(backup).unwrap_or(Value::Null)),
+            Format::Human => {
+                println!(
+                    "backed up {} before its {} step ({}): {}",
+                    backup.migration, backup.step, backup.reason, backup.file
+                )
+            }
         }
     }
 }

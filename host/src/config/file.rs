@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::backup::BackupSection;
 use crate::core::limits::{LimitOverrides, MAX_SECONDS, OutOfRange, in_range};
 use crate::project::backfill::ProjectBackfillSection;
 use crate::trust::TrustSection;
@@ -26,6 +27,8 @@ pub struct ProjectFile {
     pub guard: GuardSection,
     #[serde(default)]
     pub backfill: ProjectBackfillSection,
+    #[serde(default)]
+    pub backup: BackupSection,
 }
 
 impl ProjectFile {

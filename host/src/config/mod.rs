@@ -5,6 +5,7 @@
 //! variables. Library users build a [`Config`] the same way, so the CLI holds no logic of its
 //! own.
 
+mod backup;
 mod environment;
 mod file;
 
@@ -21,6 +22,7 @@ use crate::project::backfill::{ProjectBackfillSection, ThrottleOverrides};
 use crate::project::layout::PROJECT_FILE;
 use crate::trust::{TrustConfigError, TrustPolicy, TrustSection};
 
+pub use self::backup::{BackupPolicy, BackupSection, BackupWhen, BadBackup};
 pub use self::environment::{DOTENV_FILE, Environment, UrlOrigin};
 pub use self::file::{
     CacheSection, DatabaseSection, GuardSection, HistorySection, LockModeSetting, LockSection, PoolerSetting,
@@ -51,6 +53,8 @@ pub struct Config {
     pub backfill: ProjectBackfillSection,
     /// Throttling given for this run (the command line); beats every file.
     pub backfill_overrides: ThrottleOverrides,
+    /// Backups before steps (`[backup]`); `None` takes none.
+    pub backup: Option<BackupPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,8 @@ pub enum ConfigError {
     Wait { path: PathBuf, wait: Duration },
     #[error("{path}: [lock] lease must be between 2s and 1h; it is {}", crate::core::Human(*lease))]
     Lease { path: PathBuf, lease: Duration },
+    #[error("{path}: {source}")]
+    Backup { path: PathBuf, source: BadBackup },
 }
 
 /// The folder `wasmig` uses when none is given: the current folder if it holds a
@@ -193,6 +199,8 @@ impl Config {
             .map_err(|source| ConfigError::GuardRole { path: path.to_owned(), source })?;
         let history = HistoryTable::new(file.history.schema.as_deref(), file.history.table.as_deref())
             .map_err(|source| ConfigError::History { path: path.to_owned(), source })?;
+        let backup =
+            file.backup.policy(project_dir).map_err(|source| ConfigError::Backup { path: path.to_owned(), source })?;
         Ok(Config {
             project_dir: project_dir.to_owned(),
             database,
@@ -213,6 +221,7 @@ impl Config {
             postgres_role,
             backfill: file.backfill,
             backfill_overrides: ThrottleOverrides::default(),
+            backup,
         })
     }
 

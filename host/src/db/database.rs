@@ -6,6 +6,7 @@
 //! (advisory locks, read-only transactions, arrays), the trait names it and each backend says
 //! how it provides it; nothing degrades silently.
 
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -118,7 +119,6 @@ pub trait Database: Send + Sync {
     /// and returns the first column of every row its queries produced.
     async fn run_script(&self, script: &str) -> Result<Vec<ScriptRow>, DbError>;
 
-    /// Runs one statement and returns its rows.
     /// Runs each statement of `script` on its own, outside any transaction, so that each commits
     /// as it ends: for statements that refuse a transaction block (`CREATE INDEX CONCURRENTLY`).
     /// A failure leaves the statements before it committed.
@@ -132,6 +132,12 @@ pub trait Database: Send + Sync {
     /// catalogs, for comparing two databases (`wasmig test`, `wasmig drift`).
     async fn schema(&self) -> Result<Schema, DbError>;
 
+    /// Copies the whole database, while it stays open, into the new file `to` with the
+    /// backend's own online backup where a client can call one ([`Dialect::online_backup`]:
+    /// SQLite's backup API). PostgreSQL has none; a run backs it up with a command instead.
+    async fn back_up_to(&self, to: &Path) -> Result<(), DbError>;
+
+    /// Runs one statement and returns its rows.
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError>;
 
     /// Runs a component's query, reading its rows only up to `cap`: past it, reading stops,

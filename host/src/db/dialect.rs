@@ -71,6 +71,9 @@ pub struct Dialect {
     /// Whether a column's type can be changed in place (`ALTER COLUMN … TYPE`); SQLite has no
     /// such statement, so a table is rebuilt under a new name and its rows copied.
     pub retypes_columns: bool,
+    /// Whether the connection can copy the whole database to a file while it stays open
+    /// (SQLite's online backup API); PostgreSQL's backups are a separate program's.
+    pub online_backup: bool,
 }
 
 pub const POSTGRES: Dialect = Dialect {
@@ -97,6 +100,7 @@ pub const POSTGRES: Dialect = Dialect {
         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'version' \
             AND a.atttypid = CAST('pg_catalog.int8' AS pg_catalog.regtype)",
     retypes_columns: true,
+    online_backup: false,
 };
 
 pub const SQLITE: Dialect = Dialect {
@@ -116,4 +120,5 @@ pub const SQLITE: Dialect = Dialect {
     integer_versions: "SELECT t.column1 FROM (VALUES ($2), ($3), ($4), ($5), ($6), ($7)) AS t \
         JOIN pragma_table_info(t.column1, $1) AS p ON p.name = 'version' AND upper(p.type) = 'BIGINT'",
     retypes_columns: false,
+    online_backup: true,
 };

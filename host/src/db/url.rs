@@ -52,6 +52,15 @@ impl DatabaseUrl {
         Err(UnsupportedUrl::Scheme { redacted: redact(text) })
     }
 
+    /// The password the server is reached with, for a program run against it (a backup
+    /// command gets it in `PGPASSWORD`; the URL it is given never holds one).
+    pub fn password(&self) -> Option<String> {
+        match self {
+            DatabaseUrl::Postgres(target) => target.password(),
+            DatabaseUrl::Sqlite(_) | DatabaseUrl::SqliteMemory => None,
+        }
+    }
+
     /// The PostgreSQL server the `PG*` variables name, for a project that gives no URL.
     pub fn from_environment(env: &PgEnv) -> Option<Result<Self, UnsupportedUrl>> {
         env.names_a_server().then(|| {

@@ -6,7 +6,11 @@
 //! its own prepare-time authorizer, driven by the same [`Policy`] (`db::sqlite`). Functions
 //! come from an allowlist rather than a denylist: PostgreSQL ships thousands of functions and
 //! every release adds more, so only a list of known-harmless ones can stay safe over time.
+//!
+//! [`destructive`] reads a migration's own scripts with the same grammar, for what drops or
+//! rewrites data: the steps a backup comes before.
 
+pub mod destructive;
 pub mod postgres;
 mod qualify;
 pub mod sqlite;
@@ -165,6 +169,12 @@ impl Grants {
     /// names resolve to (PostgreSQL's fixed search_path, SQLite's `main`). Update, delete and
     /// ddl grants imply reading the same table: WHERE and RETURNING read it, building an index
     /// reads it, and whoever may drop a table could read it anyway.
+    /// Whether the grants let the component change or remove data or the schema: update,
+    /// delete or ddl on any table.
+    pub fn changes_data(&self) -> bool {
+        !(self.update.is_empty() && self.delete.is_empty() && self.ddl.is_empty())
+    }
+
     pub fn allows(&self, access: Access, table: &TableName, default_schema: &str) -> bool {
         let resolve = |t: &TableName| (t.schema.clone().unwrap_or_else(|| default_schema.to_owned()), t.name.clone());
         let wanted = resolve(table);

@@ -75,6 +75,21 @@ pub struct StepFailure {
     pub error: Failure,
 }
 
+/// A backup taken before a step (`[backup]`), and where it went.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backup {
+    pub version: Version,
+    pub migration: String,
+    /// The step it came before: `up` or `down`.
+    pub step: &'static str,
+    /// The backup file.
+    pub file: String,
+    /// Why this step was backed up: the statement that drops or rewrites data and its line,
+    /// the component's grants, or `before = "always"`.
+    pub reason: String,
+    pub duration_ms: u64,
+}
+
 /// Receives a run's events. Every method has a default that ignores the event.
 pub trait Observer: Send + Sync {
     /// A step committed (or, for `verify`, passed).
@@ -82,6 +97,8 @@ pub trait Observer: Send + Sync {
     /// A step failed and was rolled back.
     fn on_step_failed(&self, _failure: &StepFailure) {}
     fn on_backfill(&self, _event: &BackfillEvent) {}
+    /// A backup was taken before a step.
+    fn on_backup(&self, _backup: &Backup) {}
 }
 
 /// The default observer: tracing at info level (batches at debug).
@@ -94,6 +111,10 @@ impl Observer for LogObserver {
 
     fn on_step_failed(&self, failure: &StepFailure) {
         tracing::debug!(migration = failure.migration, step = failure.step, "step failed and was rolled back");
+    }
+
+    fn on_backup(&self, backup: &Backup) {
+        tracing::info!(migration = backup.migration, file = backup.file, "backed up before {} ({})", backup.step, backup.reason);
     }
 
     fn on_backfill(&self, event: &BackfillEvent) {

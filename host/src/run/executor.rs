@@ -70,6 +70,9 @@ impl<'m> Step<'m> {
 /// error returns.
 pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut Report) -> Result<(), Error> {
     let Step { migration, direction, ref body } = *step;
+    if direction != Direction::Verify {
+        super::backup::before_step(session, migration, direction.name()).await?;
+    }
     let started = Instant::now();
     let ran = match (migration.mode, direction, body) {
         (TransactionMode::Autocommit, Direction::Apply | Direction::Revert, Prepared::Sql(scripts)) => {

@@ -163,6 +163,12 @@ const OWN_KEYS: [&str; 5] = ["sslmode", "sslrootcert", "sslcert", "sslkey", "pas
 pub const APPLICATION_NAME: &str = "wasmig";
 
 impl PgTarget {
+    /// The password the server is reached with, if any: for a program wasmig runs against the
+    /// same server (a backup command), which gets it in `PGPASSWORD`, never on its command line.
+    pub fn password(&self) -> Option<String> {
+        self.config.get_password().map(|password| String::from_utf8_lossy(password).into_owned())
+    }
+
     /// Whether `text` is meant as a PostgreSQL connection string: a `postgres://` or
     /// `postgresql://` URL, or `key=value` pairs.
     pub fn looks_like(text: &str) -> bool {

@@ -18,6 +18,7 @@ mod tls;
 mod values;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -272,6 +273,13 @@ impl Database for PostgresDatabase {
             self.after_pending(self.client.simple_query(statement)).await?;
         }
         Ok(())
+    }
+
+    async fn back_up_to(&self, to: &Path) -> Result<(), DbError> {
+        Err(DbError::client(
+            "backup",
+            format!("PostgreSQL has no backup a client can take to {}; [backup] command takes it", to.display()),
+        ))
     }
 
     async fn invalid_indexes(&self) -> Result<Vec<String>, DbError> {

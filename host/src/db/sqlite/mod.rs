@@ -416,6 +416,17 @@ impl Database for SqliteDatabase {
         catalog::snapshot(self).await
     }
 
+    async fn back_up_to(&self, to: &Path) -> Result<(), DbError> {
+        let to = to.to_owned();
+        self.blocking(move |connected| {
+            let connection = connected.connection()?;
+            connection
+                .backup(rusqlite::MAIN_DB, &to, None::<fn(rusqlite::backup::Progress)>)
+                .map_err(|error| DbError::client("backup", format!("SQLite's backup to {}: {error}", to.display())))
+        })
+        .await?
+    }
+
     async fn query(&self, statement: &str, params: &[Value]) -> Result<Rows, DbError> {
         self.query_capped(statement, params, ResultCap::NONE).await
     }
