@@ -88,11 +88,13 @@ pub use crate::project::backfill::{
     ThrottleOverrides,
 };
 pub use crate::project::catalog::{Body, Catalog, CatalogError, ComponentMigration, Migration, SqlScripts, Unrecorded};
+pub use crate::project::kept_files::{FileChange, KeptFiles};
 pub use crate::project::manifest::{Kind, Manifest, ManifestError, TransactionMode};
 pub use crate::project::scaffold::{ScaffoldError, Template};
 pub use crate::project::sumfile::{SumFile, SumFileError};
 pub use crate::rehearsal::{Breakage, Broken, Drift, RoundTrip, Stage as RoundTripStage, drift, round_trip};
 pub use crate::report::preview::{ComponentPreview, GrantLine, LimitsPreview, PlannedStep, Preview, Script, Way};
+pub use crate::report::repair::RepairDiff;
 pub use crate::report::status::{Finding, FindingClass, State, StatusEntry};
 pub use crate::report::{Action, Report, StepReport, millis};
 pub use crate::run::events::{BackfillEvent, Backup, Failure, Observer, StepFailure};

@@ -198,6 +198,7 @@ mod tests {
             body: Body::Sql(SqlScripts { up, down: down.then(String::new), verify: None }),
             needs_backfills: Vec::new(),
             mode: Default::default(),
+            files: Default::default(),
         }
     }
 

@@ -391,7 +391,7 @@ async fn write_concurrently(db: &TestDb, stop: Arc<std::sync::atomic::AtomicBool
 async fn concurrent_writer_keeps_writing(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project =
-        items_project(3000, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"\npause_ms = 5", 2_000_000_000);
+        items_project(3000, 0, "batch_size = 100\ntable = \"items\"\nkey = \"id\"\npause_ms = 20", 2_000_000_000);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let url = db.url.clone();
     let migrator = project.migrator(&db).await;

@@ -14,6 +14,7 @@ mod guard;
 mod pipeline;
 mod pooler;
 mod rehearsal;
+mod repair;
 mod scaffold;
 mod sql_migrations;
 mod take_over;

@@ -255,10 +255,14 @@ pub enum Command {
     },
     /// Record a reviewed decision about a migration: accept its changed files' new digest, or
     /// settle a step that was interrupted outside a transaction (retry it, or mark it done).
-    #[command(group = clap::ArgGroup::new("decision").required(true).args(["accept_digest", "retry", "mark_done"]))]
+    #[command(group = clap::ArgGroup::new("decision").required(true).args(["diff", "accept_digest", "retry", "mark_done"]))]
     Repair {
         version: Version,
-        /// The digest the files must hash to now (shown by `wasmig status`).
+        /// Show what changed in the migration's files since it was applied, file by file, and
+        /// the digest to accept; records nothing.
+        #[arg(long)]
+        diff: bool,
+        /// The digest the files must hash to now (shown by `--diff` and `wasmig status`).
         #[arg(long)]
         accept_digest: Option<Digest>,
         /// An interrupted step (transactional = false): clear it so that `wasmig up` (or
@@ -270,8 +274,8 @@ pub enum Command {
         #[arg(long)]
         mark_done: bool,
         /// Why; kept in the repairs that `wasmig history` shows.
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "diff")]
+        reason: Option<String>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -417,6 +421,7 @@ pub enum DatabaseCommand {
     Down { to: Option<Version>, steps: Option<usize>, dry_run: bool },
     Verify,
     Repair { version: Version, decision: RepairDecision, reason: String },
+    RepairDiff { version: Version },
     Backfill(BackfillAction),
 }
 
@@ -510,7 +515,12 @@ impl From<Command> for Route {
                 Route::Database(DatabaseCommand::Down { to, steps, dry_run }, db)
             }
             Command::Verify { db } => Route::Database(DatabaseCommand::Verify, db),
-            Command::Repair { version, accept_digest, retry, mark_done, reason, db } => {
+            Command::Repair { version, diff: true, db, .. } => {
+                Route::Database(DatabaseCommand::RepairDiff { version }, db)
+            }
+            Command::Repair { version, accept_digest, retry, mark_done, reason, db, .. } => {
+                // clap requires a reason for every decision.
+                let reason = reason.unwrap_or_default();
                 let decision = match (accept_digest, retry, mark_done) {
                     (Some(digest), _, _) => RepairDecision::AcceptDigest(digest),
                     (None, true, _) => RepairDecision::Interrupted(Decision::Retry),

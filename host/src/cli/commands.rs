@@ -312,12 +312,30 @@ async fn against_database(
                 output.say("nothing to verify: no migration is applied");
             }
         }
-        DatabaseCommand::Repair { version, decision, reason } => {
-            let repair = match decision {
-                RepairDecision::AcceptDigest(digest) => migrator.repair(version, digest, &reason).await,
-                RepairDecision::Interrupted(decision) => migrator.repair_interrupted(version, decision, &reason).await,
+        DatabaseCommand::RepairDiff { version } => {
+            let diff = migrator.repair_diff(version).await.context("wasmig repair --diff failed")?;
+            output.data(&json!({ "diff": diff }));
+            if !output.json() {
+                print::repair_diff(&diff);
             }
-            .context("wasmig repair failed")?;
+        }
+        DatabaseCommand::Repair { version, decision, reason } => {
+            let (repair, diff) = match decision {
+                RepairDecision::AcceptDigest(digest) => {
+                    // What is accepted is shown with it, not only its digest.
+                    let diff = migrator.repair_diff(version).await.context("wasmig repair failed")?;
+                    (migrator.repair(version, digest, &reason).await, Some(diff))
+                }
+                RepairDecision::Interrupted(decision) => {
+                    (migrator.repair_interrupted(version, decision, &reason).await, None)
+                }
+            };
+            let repair = repair.context("wasmig repair failed")?;
+            if let Some(diff) = &diff
+                && !output.json()
+            {
+                print!("{}", diff.text());
+            }
             if repair.new_digest == repair.old_digest {
                 output.say(format_args!(
                     "recorded: migration {}, by {}: {}",
@@ -329,7 +347,7 @@ async fn against_database(
                     repair.version, repair.new_digest, repair.old_digest, repair.repaired_by, repair.reason
                 ));
             }
-            output.data(&json!({ "repair": repair }));
+            output.data(&json!({ "repair": repair, "diff": diff }));
         }
         DatabaseCommand::Backfill(action) => backfill(output, migrator, action).await?,
     }

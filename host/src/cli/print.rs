@@ -269,3 +269,16 @@ pub fn trust_report(report: &TrustReport) {
         println!("artifacts verified");
     }
 }
+
+/// What changed in an applied migration's files, and how to accept it.
+pub fn repair_diff(diff: &wasmig::RepairDiff) {
+    if diff.recorded_digest == diff.digest {
+        println!("{}: its files are as applied; nothing to repair", diff.migration);
+        return;
+    }
+    print!("{}", diff.text());
+    println!(
+        "\n{} changed since it was applied ({} -> {}); once reviewed, accept it with:\n  wasmig repair {} --accept-digest {} --reason \"…\"",
+        diff.migration, diff.recorded_digest, diff.digest, diff.version, diff.digest
+    );
+}

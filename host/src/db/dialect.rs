@@ -64,10 +64,11 @@ pub struct Dialect {
     pub roles: bool,
     /// How a component's statements are screened.
     pub screen: StatementScreen,
-    /// The SQL naming which of the six tables `$2` to `$7` (in schema `$1`, or the current one
-    /// when it is NULL) keep `version` as a `BIGINT`: ledger tables an earlier wasmig made,
-    /// before versions outgrew 64-bit integers and became text.
-    pub integer_versions: &'static str,
+    /// The SQL listing the `version` and `files` columns of the six tables `$2` to `$7` (in
+    /// schema `$1`, or the current one when it is NULL): each as its table, the column and its
+    /// type. Ledger tables an earlier wasmig made keep `version` as a `BIGINT` and the history
+    /// lacks `files`; the engine brings them up to date.
+    pub ledger_columns: &'static str,
     /// Whether a column's type can be changed in place (`ALTER COLUMN … TYPE`); SQLite has no
     /// such statement, so a table is rebuilt under a new name and its rows copied.
     pub retypes_columns: bool,
@@ -94,11 +95,12 @@ pub const POSTGRES: Dialect = Dialect {
     ),
     roles: true,
     screen: StatementScreen::Parsed,
-    integer_versions: "SELECT t.name FROM (VALUES (CAST($2 AS TEXT)), ($3), ($4), ($5), ($6), ($7)) AS t(name) \
+    ledger_columns: "SELECT t.name, CAST(a.attname AS TEXT), format_type(a.atttypid, NULL) \
+        FROM (VALUES (CAST($2 AS TEXT)), ($3), ($4), ($5), ($6), ($7)) AS t(name) \
         JOIN pg_catalog.pg_class c ON c.relname = t.name \
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = COALESCE(CAST($1 AS TEXT), current_schema()) \
-        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'version' \
-            AND a.atttypid = CAST('pg_catalog.int8' AS pg_catalog.regtype)",
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+            AND a.attname IN ('version', 'files')",
     retypes_columns: true,
     online_backup: false,
 };
@@ -117,8 +119,8 @@ pub const SQLITE: Dialect = Dialect {
     replication_lag_ms: None,
     roles: false,
     screen: StatementScreen::Authorizer,
-    integer_versions: "SELECT t.column1 FROM (VALUES ($2), ($3), ($4), ($5), ($6), ($7)) AS t \
-        JOIN pragma_table_info(t.column1, $1) AS p ON p.name = 'version' AND upper(p.type) = 'BIGINT'",
+    ledger_columns: "SELECT t.column1, p.name, p.type FROM (VALUES ($2), ($3), ($4), ($5), ($6), ($7)) AS t \
+        JOIN pragma_table_info(t.column1, $1) AS p ON p.name IN ('version', 'files')",
     retypes_columns: false,
     online_backup: true,
 };

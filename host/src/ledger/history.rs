@@ -32,6 +32,8 @@ pub struct NewRecord<'a> {
     pub applied_by: &'a str,
     pub duration_ms: i64,
     pub signers: &'a str,
+    /// The migration's files as applied ([`crate::project::kept_files::KeptFiles`], as JSON).
+    pub files: &'a str,
 }
 
 /// An explicit, recorded acceptance of an applied migration's changed files.
@@ -111,8 +113,8 @@ impl<'a> History<'a> {
     /// (invariant 1: the step and its row commit together).
     pub async fn record(&self, row: &NewRecord<'_>) -> Result<(), HistoryError> {
         let insert = format!(
-            "INSERT INTO {} (version, name, kind, digest, applied_by, duration_ms, signers) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO {} (version, name, kind, digest, applied_by, duration_ms, signers, files) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             self.table
         );
         let params = [
@@ -123,16 +125,18 @@ impl<'a> History<'a> {
             Value::Text(row.applied_by.to_owned()),
             Value::Int(row.duration_ms),
             Value::Text(row.signers.to_owned()),
+            Value::Text(row.files.to_owned()),
         ];
         self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 
     /// Records that an applied migration's files changed and were accepted, and makes the new
-    /// digest the recorded one, in the caller's transaction (invariant 5: never a silent reset).
-    pub async fn repair(&self, repair: &Repair) -> Result<(), HistoryError> {
+    /// digest (and `files`, the files now, as JSON) the recorded ones, in the caller's
+    /// transaction (invariant 5: never a silent reset).
+    pub async fn repair(&self, repair: &Repair, files: &str) -> Result<(), HistoryError> {
         self.log_repair(repair).await?;
-        let update = format!("UPDATE {} SET digest = $1 WHERE version = $2", self.table);
-        let params = [Value::Text(repair.new_digest.to_string()), version_key(repair.version)];
+        let update = format!("UPDATE {} SET digest = $1, files = $3 WHERE version = $2", self.table);
+        let params = [Value::Text(repair.new_digest.to_string()), version_key(repair.version), Value::Text(files.into())];
         self.db.execute(&update, &params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 
@@ -150,6 +154,17 @@ impl<'a> History<'a> {
             Value::Text(repair.repaired_by.clone()),
         ];
         self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// The files an applied migration had when it was applied (or last repaired), as JSON;
+    /// `None` when it is not applied or an earlier wasmig applied it without keeping them.
+    pub async fn kept_files(&self, version: Version) -> Result<Option<String>, HistoryError> {
+        let select = format!("SELECT files FROM {} WHERE version = $1", self.table);
+        let rows = self.db.query(&select, &[version_key(version)]).await.map_err(|e| self.failed(e))?;
+        Ok(match rows.values.first().and_then(|row| row.first()) {
+            Some(Value::Text(files)) => Some(files.clone()),
+            _ => None,
+        })
     }
 
     /// Every recorded repair, oldest first (empty before the table exists).

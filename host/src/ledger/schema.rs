@@ -6,19 +6,30 @@ use crate::db::{Access, Database, DbError, Dialect, Value};
 
 use super::table::{HistoryError, HistoryTable};
 
-/// Creates every table of the ledger that is missing, and converts the integer version
-/// columns of a ledger an earlier wasmig made to text, in one transaction. Call it under the
-/// migration lock: concurrent `CREATE TABLE IF NOT EXISTS` can still collide on PostgreSQL.
+/// Creates every table of the ledger that is missing, and brings the tables an earlier wasmig
+/// made up to date (integer version columns become text; the history gains `files`), in one
+/// transaction. Call it under the migration lock: concurrent `CREATE TABLE IF NOT EXISTS` can
+/// still collide on PostgreSQL.
 pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
     let failed = |source| HistoryError::Database { table: table.to_string(), source };
     let dialect = db.dialect();
     db.begin(Access::ReadWrite).await.map_err(failed)?;
     let created = async {
         db.run_script(&create_script(table, dialect)).await?;
-        let narrow = integer_keyed(db, table).await?;
+        let columns = LedgerColumns::read(db, table).await?;
+        let mut script = String::new();
+        if !columns.has(table, "files") {
+            // Added first: on SQLite it then sits last, where a rebuilt table has it.
+            script.push_str(&format!("ALTER TABLE {table} ADD COLUMN files TEXT;\n"));
+        }
+        let narrow: Vec<HistoryTable> =
+            keyed_by_version(table).into_iter().filter(|t| columns.is_integer_version(t)).collect();
         if !narrow.is_empty() {
             tracing::info!(tables = narrow.len(), "converting the ledger's version columns to text");
-            db.run_script(&widen_script(table, &narrow, dialect)).await?;
+            script.push_str(&widen_script(table, &narrow, dialect));
+        }
+        if !script.is_empty() {
+            db.run_script(&script).await?;
         }
         Ok(())
     };
@@ -36,15 +47,30 @@ fn keyed_by_version(table: &HistoryTable) -> [HistoryTable; 6] {
     [table.clone(), table.repairs(), table.backfills(), table.chunks(), table.started(), table.audit()]
 }
 
-/// Which of the version-keyed tables still hold `version` as a `BIGINT`.
-async fn integer_keyed(db: &dyn Database, table: &HistoryTable) -> Result<Vec<HistoryTable>, DbError> {
-    let tables = keyed_by_version(table);
-    let schema = table.namespace().map_or(Value::Null, |schema| Value::Text(schema.to_owned()));
-    let params: Vec<Value> =
-        std::iter::once(schema).chain(tables.iter().map(|t| Value::Text(t.bare_name().to_owned()))).collect();
-    let rows = db.query(db.dialect().integer_versions, &params).await?;
-    let narrow = |t: &&HistoryTable| rows.values.iter().any(|row| matches!(row.first(), Some(Value::Text(n)) if n == t.bare_name()));
-    Ok(tables.iter().filter(narrow).cloned().collect())
+/// The `version` and `files` columns the version-keyed tables have: (table, column, type).
+struct LedgerColumns(Vec<(String, String, String)>);
+
+impl LedgerColumns {
+    async fn read(db: &dyn Database, table: &HistoryTable) -> Result<LedgerColumns, DbError> {
+        let tables = keyed_by_version(table);
+        let schema = table.namespace().map_or(Value::Null, |schema| Value::Text(schema.to_owned()));
+        let params: Vec<Value> =
+            std::iter::once(schema).chain(tables.iter().map(|t| Value::Text(t.bare_name().to_owned()))).collect();
+        let rows = db.query(db.dialect().ledger_columns, &params).await?;
+        let text = |row: &[Value], index: usize| match row.get(index) {
+            Some(Value::Text(text)) => text.clone(),
+            _ => String::new(),
+        };
+        Ok(LedgerColumns(rows.values.iter().map(|row| (text(row, 0), text(row, 1), text(row, 2))).collect()))
+    }
+
+    fn has(&self, table: &HistoryTable, column: &str) -> bool {
+        self.0.iter().any(|(t, c, _)| t == table.bare_name() && c == column)
+    }
+
+    fn is_integer_version(&self, table: &HistoryTable) -> bool {
+        self.0.iter().any(|(t, c, kind)| t == table.bare_name() && c == "version" && kind.eq_ignore_ascii_case("bigint"))
+    }
 }
 
 /// Turns each of `narrow`'s `version` columns into text: in place where the backend can change
@@ -149,7 +175,8 @@ fn create_script(table: &HistoryTable, dialect: &Dialect) -> String {
             applied_at {timestamp} NOT NULL DEFAULT {default_now},
             applied_by TEXT NOT NULL,
             duration_ms BIGINT NOT NULL,
-            signers TEXT NOT NULL DEFAULT ''
+            signers TEXT NOT NULL DEFAULT '',
+            files TEXT
         );
         CREATE TABLE IF NOT EXISTS {repairs} (
             version TEXT NOT NULL,

@@ -8,6 +8,7 @@
 //! `backfills.rs`.
 
 mod backfills;
+mod repair;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
@@ -15,13 +16,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::core::{Digest, Version};
+use crate::core::Version;
 use crate::db::{self, Access, Backend, Database, HeldLock, Schema, Transport};
-use crate::error::{Error, RepairError, RunError};
+use crate::error::{Error, RunError};
 use crate::ledger::foreign::{self, OtherTool};
 use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{
-    AppliedMigration, Audit, AuditEntry, BackfillState, HistoryTable, Repair, StartedDirection, schema,
+    AppliedMigration, Audit, AuditEntry, BackfillState, HistoryTable, Repair, schema,
 };
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Catalog, Migration};
@@ -351,56 +352,6 @@ impl Migrator {
         })
     }
 
-    /// Records what a person decided about an interrupted step (one run outside a transaction
-    /// that did not finish): [`Decision::Retry`] lets the next run run it again;
-    /// [`Decision::MarkDone`] records it as applied (or, for a revert, reverted). Either is
-    /// kept in the repairs with who, when and why.
-    pub async fn repair_interrupted(&self, version: Version, decision: Decision, reason: &str) -> Result<Repair, RunError> {
-        self.reporting(async |_| {
-            self.trust.ensure()?;
-            let migration = self.catalog.get(version).ok_or(RepairError::NoFolder { version })?;
-            let repaired_by = self.session().applied_by().await;
-            self.locked(async |session| {
-                let started = session.started().list().await?;
-                let step = started
-                    .iter()
-                    .find(|step| step.version == version)
-                    .ok_or_else(|| RepairError::NotInterrupted { folder: migration.folder.clone() })?;
-                let what = match (decision, step.direction) {
-                    (Decision::Retry, _) => "cleared to run again",
-                    (Decision::MarkDone, StartedDirection::Up) => "recorded as applied",
-                    (Decision::MarkDone, StartedDirection::Down) => "recorded as reverted",
-                };
-                let repair = Repair {
-                    version,
-                    old_digest: migration.digest,
-                    new_digest: migration.digest,
-                    reason: format!("interrupted {} step {what}: {reason}", step.direction.as_str()),
-                    repaired_by: repaired_by.clone(),
-                    repaired_at: String::new(),
-                };
-                session
-                    .in_transaction(migration, Access::ReadWrite, async || {
-                        match (decision, step.direction) {
-                            (Decision::Retry, _) => {}
-                            (Decision::MarkDone, StartedDirection::Up) => {
-                                session.record_applied(migration, &repaired_by, Duration::ZERO).await?
-                            }
-                            (Decision::MarkDone, StartedDirection::Down) => session.history().forget(version).await?,
-                        }
-                        session.started().clear(version).await?;
-                        session.history().log_repair(&repair).await?;
-                        session.audit(&session.audit_entry(migration, "repaired", &repair.reason, Duration::ZERO)).await
-                    })
-                    .await?;
-                Ok(repair)
-            })
-            .await
-        })
-        .await
-        .map(|(repair, _)| repair)
-    }
-
     /// Stamps what `tool` had applied to this database, read from its own history table: a
     /// team moving to wasmig keeps its history. Every migration up to the latest it applied
     /// must be one it applied (see [`plan::take_over`]); the reason names the tool's table.
@@ -494,48 +445,6 @@ impl Migrator {
         })
         .await
         .map(|((), report)| report)
-    }
-
-    /// Records, with who, when and why, that applied migration `version`'s files changed and
-    /// now hash to `accepted`, which becomes its recorded digest. The files must hash to exactly
-    /// `accepted`, so what is accepted is what was reviewed; nothing is ever reset silently.
-    pub async fn repair(&self, version: Version, accepted: Digest, reason: &str) -> Result<Repair, RunError> {
-        self.reporting(async |_| {
-            self.trust.ensure()?;
-            let migration = self.catalog.get(version).ok_or(RepairError::NoFolder { version })?;
-            let found = migration.digest;
-            if found != accepted {
-                return Err(RepairError::NotWhatWasAccepted { folder: migration.folder.clone(), accepted, found }.into());
-            }
-            let repaired_by = self.session().applied_by().await;
-            self.locked(async |session| {
-                    let applied = session.history().applied().await?;
-                    let row =
-                        applied.iter().find(|row| row.version == version).ok_or(RepairError::NotApplied { version })?;
-                    if row.digest == found {
-                        return Err(RepairError::NothingToRepair { folder: migration.folder.clone() }.into());
-                    }
-                    let repair = Repair {
-                        version,
-                        old_digest: row.digest,
-                        new_digest: found,
-                        reason: reason.to_owned(),
-                        repaired_by: repaired_by.clone(),
-                        repaired_at: String::new(),
-                    };
-                    let detail = format!("digest {} accepted: {reason}", repair.new_digest);
-                    session
-                        .in_transaction(migration, Access::ReadWrite, async || {
-                            session.history().repair(&repair).await?;
-                            session.audit(&session.audit_entry(migration, "repaired", &detail, Duration::ZERO)).await
-                        })
-                        .await?;
-                Ok(repair)
-            })
-            .await
-        })
-        .await
-        .map(|(repair, _)| repair)
     }
 
     /// Every recorded repair.

@@ -18,6 +18,7 @@ use crate::core::Version;
 use crate::core::digest::{Content, Digest, DigestInput, migration_digest};
 
 use super::backfill::BackfillSettings;
+use super::kept_files::KeptFiles;
 use super::layout::{MANIFEST_FILE, PROJECT_FILE, SIGNATURE_SUFFIX, SUM_FILE, kept_beside_migrations};
 use super::manifest::{Kind, Manifest, TransactionMode};
 use super::sumfile::SumFile;
@@ -36,6 +37,8 @@ pub struct Migration {
     pub needs_backfills: Vec<Version>,
     /// Whether its steps run in one transaction with their history row.
     pub mode: TransactionMode,
+    /// Its files as the history keeps them, for the diff a repair shows.
+    pub files: KeptFiles,
 }
 
 #[derive(Debug, Clone)]
@@ -371,6 +374,7 @@ fn load_migration(
     name: String,
     folder_name: &str,
 ) -> Result<Migration, CatalogError> {
+    let kept = KeptFiles::of(&files.files);
     let manifest = match files.take(MANIFEST_FILE) {
         Some(bytes) => {
             let manifest_path = path.join(MANIFEST_FILE);
@@ -388,7 +392,7 @@ fn load_migration(
         Some(manifest) if manifest.kind == Kind::Component => component_body(files, path, manifest)?,
         _ => sql_body(files, path)?,
     };
-    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills, mode })
+    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills, mode, files: kept })
 }
 
 fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {

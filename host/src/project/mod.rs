@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod catalog;
 pub mod guest_sdk;
+pub mod kept_files;
 pub mod layout;
 pub mod manifest;
 pub mod scaffold;

@@ -4,6 +4,7 @@
 //! strings.
 
 pub mod preview;
+pub mod repair;
 pub mod status;
 
 use std::fmt;

@@ -135,6 +135,7 @@ impl<'a> Session<'a> {
             applied_by,
             duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
             signers: &self.shared.signers,
+            files: &migration.files.to_json(),
         };
         Ok(self.history().record(&row).await?)
     }
