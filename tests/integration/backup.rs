@@ -7,22 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wasmig_tests::json::{Event, JsonRun};
-use wasmig_tests::{Backend, Project, TestDb, wasmig_binary};
+use wasmig_tests::{Backend, Project, TestDb, wasmig_json};
 
 use crate::on_both_backends;
-
-fn wasmig(project: &Project, db: &TestDb, args: &[&str]) -> JsonRun {
-    let output = Command::new(wasmig_binary())
-        .env("WASMIG_PROJECT", project.path())
-        .env("DATABASE_URL", &db.url)
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("run wasmig");
-    let run = JsonRun::parse(&output.stdout);
-    assert_eq!(Some(i32::from(run.result.exit_code)), output.status.code());
-    run
-}
 
 /// A project that keeps three accounts, then drops them; backups go to `dir`.
 fn project(backup: &str) -> Project {
@@ -83,7 +70,7 @@ async fn a_destructive_step_is_backed_up_first(backend: Backend) {
     let dir = tempfile::tempdir().expect("a folder for backups");
     let project = project(&format!("before = \"destructive\"\ndir = \"{}\"", dir.path().display()));
 
-    let up = wasmig(&project, &db, &["up"]);
+    let up = wasmig_json(&project, &db, &["up"]);
     assert_eq!(up.result.exit, "ok", "{:?}", up.result.error);
     let taken = backups(&up);
     assert_eq!(taken.len(), 1, "only the step that drops a table: {taken:?}");
@@ -100,7 +87,7 @@ async fn a_destructive_step_is_backed_up_first(backend: Backend) {
     assert!(!db.inspect().await.table_exists("accounts").await, "the step ran after its backup");
     assert_eq!(accounts_in_backup(backend, file).await, 3, "the backup holds the data the step dropped");
 
-    let audit = wasmig(&project, &db, &["history", "--audit"]);
+    let audit = wasmig_json(&project, &db, &["history", "--audit"]);
     let entries = audit.result.data["audit"].as_array().expect("the audit rows").clone();
     let recorded = entries.iter().find(|entry| entry["action"] == "backup").expect("the backup in the audit trail");
     assert_eq!(recorded["migration"], "0002_drop_accounts");
@@ -108,7 +95,7 @@ async fn a_destructive_step_is_backed_up_first(backend: Backend) {
     assert!(detail.contains(&file.display().to_string()), "the audit names the file: {detail}");
 
     // Down: 0002's down.sql drops only the empty ledger table, which is still a DROP TABLE.
-    let down = wasmig(&project, &db, &["down", "--to", "1"]);
+    let down = wasmig_json(&project, &db, &["down", "--to", "1"]);
     assert_eq!(down.result.exit, "ok", "{:?}", down.result.error);
     let taken = backups(&down);
     assert_eq!(taken.len(), 1);
@@ -120,7 +107,7 @@ async fn always_backs_up_every_step(backend: Backend) {
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().expect("a folder for backups");
     let project = project(&format!("before = \"always\"\ndir = \"{}\"", dir.path().display()));
-    let up = wasmig(&project, &db, &["up"]);
+    let up = wasmig_json(&project, &db, &["up"]);
     assert_eq!(up.result.exit, "ok", "{:?}", up.result.error);
     let taken = backups(&up);
     let reasons: Vec<&str> = taken.iter().map(|(_, _, _, reason)| reason.as_str()).collect();
@@ -137,7 +124,7 @@ async fn a_backup_that_fails_stops_before_its_step(backend: Backend) {
     std::fs::write(scratch.path().join("a-file"), "").expect("write a file");
     let unwritable = scratch.path().join("a-file/backups");
     let project = project(&format!("before = \"destructive\"\ndir = \"{}\"", unwritable.display()));
-    let up = wasmig(&project, &db, &["up"]);
+    let up = wasmig_json(&project, &db, &["up"]);
     assert_eq!((up.result.exit_code, up.result.exit.as_str()), (14, "backup"));
     let error = up.result.error.expect("the backup's error");
     assert!(
@@ -160,7 +147,7 @@ async fn a_failing_backup_command_stops_before_its_step() {
         "before = \"destructive\"\ndir = \"{}\"\ncommand = [\"sh\", \"-c\", \"echo 'pg_dump: error: disk full' >&2; exit 1\", \"sh\", \"{{file}}\"]",
         dir.path().display()
     ));
-    let up = wasmig(&project, &db, &["up"]);
+    let up = wasmig_json(&project, &db, &["up"]);
     assert_eq!(up.result.exit, "backup");
     let message = up.result.error.expect("the backup's error").message;
     assert!(message.contains("disk full") && message.contains("0002_drop_accounts"), "{message}");

@@ -4,29 +4,12 @@
 //! was and the scratch database is removed, and that a scratch database that is not empty
 //! is refused.
 
-use std::process::Command;
-
 use serde_json::Value;
 use wasmig_tests::json::JsonRun;
-use wasmig_tests::{Backend, Project, TestDb, wasmig_binary};
+use wasmig_tests::{Backend, Project, TestDb, wasmig_json};
 
 use crate::backfills::items_project;
 use crate::on_both_backends;
-
-/// Runs `args` with `--format json` against `db`, parsing stdout against the schema.
-fn json(project: &Project, db: &TestDb, args: &[&str]) -> JsonRun {
-    let output = Command::new(wasmig_binary())
-        .env("WASMIG_PROJECT", project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("XDG_CACHE_HOME", project.path().join("..").join("wasmig-rehearsal-test-cache"))
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("run wasmig");
-    let run = JsonRun::parse(&output.stdout);
-    assert_eq!(Some(i32::from(run.result.exit_code)), output.status.code(), "the result names the exit code");
-    run
-}
 
 /// The scratch database a run names no longer exists.
 async fn scratch_is_gone(db: &TestDb, run: &JsonRun) {
@@ -74,7 +57,7 @@ async fn a_sound_project_passes_and_the_target_is_untouched(backend: Backend) {
         Some("DROP INDEX tags_item;\nDROP TABLE tags;"),
         Some("SELECT count(*) = 0 FROM tags;"),
     );
-    let run = json(&project, &db, &["test"]);
+    let run = wasmig_json(&project, &db, &["test"]);
     assert_eq!((run.result.exit_code, run.result.exit.as_str()), (0, "ok"), "{:?}", run.result.error);
     assert_eq!(versions(&run.result.data["passed"]), ["1", "2", "3"]);
     assert_eq!(run.result.data["broken"], Value::Null);
@@ -101,7 +84,7 @@ async fn a_down_that_leaves_a_table_behind_is_named(backend: Backend) {
             None,
         )
         .sql("0003_later", "CREATE TABLE later (id BIGINT);", Some("DROP TABLE later;"), None);
-    let run = json(&project, &db, &["test"]);
+    let run = wasmig_json(&project, &db, &["test"]);
     assert_eq!((run.result.exit_code, run.result.exit.as_str()), (12, "round_trip"));
     assert_eq!(versions(&run.result.data["passed"]), ["1"]);
     let broken = &run.result.data["broken"];
@@ -128,7 +111,7 @@ async fn a_verify_broken_by_a_later_migration_is_named(backend: Backend) {
             Some("SELECT count(*) = 0 FROM queue;"),
         )
         .sql("0002_seed", "INSERT INTO queue (id) VALUES (1);", Some("DELETE FROM queue;"), None);
-    let run = json(&project, &db, &["test"]);
+    let run = wasmig_json(&project, &db, &["test"]);
     assert_eq!(run.result.exit_code, 12);
     let broken = &run.result.data["broken"];
     assert_eq!(versions(&run.result.data["passed"]), ["1", "2"], "each passes its own stair");
@@ -142,7 +125,7 @@ async fn a_migration_without_down_breaks_the_round_trip(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = Project::new();
     project.sql("0001_kept", "CREATE TABLE kept (id BIGINT);", None, None);
-    let run = json(&project, &db, &["test"]);
+    let run = wasmig_json(&project, &db, &["test"]);
     assert_eq!(run.result.exit_code, 12);
     let broken = &run.result.data["broken"];
     assert_eq!((broken["migration"].as_str(), broken["how"].as_str()), (Some("0001_kept"), Some("no_down")));
@@ -159,11 +142,11 @@ async fn a_scratch_database_that_is_not_empty_is_refused(backend: Backend) {
     let project = Project::new();
     project.sql("0001_precious", "CREATE TABLE other (id BIGINT);", Some("DROP TABLE other;"), None);
     for command in ["test", "drift"] {
-        let run = json(&project, &db, &[command, "--scratch-url", &scratch.url]);
+        let run = wasmig_json(&project, &db, &[command, "--scratch-url", &scratch.url]);
         assert_eq!((run.result.exit_code, run.result.exit.as_str()), (3, "project"), "{command}");
         let message = &run.result.error.as_ref().expect("an error").message;
         assert!(message.contains("is not empty") && message.contains("precious"), "{message}");
-        let same = json(&project, &db, &[command, "--scratch-url", &db.url]);
+        let same = wasmig_json(&project, &db, &[command, "--scratch-url", &db.url]);
         assert_eq!(same.result.exit_code, 3, "{command} refuses the target as its scratch database");
     }
     let inspect = scratch.inspect().await;
@@ -171,7 +154,7 @@ async fn a_scratch_database_that_is_not_empty_is_refused(backend: Backend) {
     assert!(!inspect.table_exists("other").await && !inspect.table_exists("wasmig_history").await);
 
     let empty = TestDb::new(backend).await;
-    let run = json(&project, &db, &["test", "--scratch-url", &empty.url]);
+    let run = wasmig_json(&project, &db, &["test", "--scratch-url", &empty.url]);
     assert_eq!(run.result.exit_code, 0, "{:?}", run.result.error);
     assert!(!empty.inspect().await.table_exists("other").await, "a given scratch database is left empty");
 }
@@ -181,15 +164,15 @@ async fn drift_reports_what_differs_from_the_migrations(backend: Backend) {
     let db = TestDb::new(backend).await;
     let project = items_project(40, 0, "batch_size = 16\ntable = \"items\"\nkey = \"id\"", 2_000_000_000);
     project.sql("0003_item_index", "CREATE INDEX items_n ON items (visits);", Some("DROP INDEX items_n;"), None);
-    assert_eq!(json(&project, &db, &["up"]).result.exit_code, 0);
-    let clean = json(&project, &db, &["drift"]);
+    assert_eq!(wasmig_json(&project, &db, &["up"]).result.exit_code, 0);
+    let clean = wasmig_json(&project, &db, &["drift"]);
     assert_eq!((clean.result.exit_code, clean.result.exit.as_str()), (0, "ok"), "{:?}", clean.result.error);
     assert_eq!(clean.result.data["applied_up_to"], "3");
     assert_eq!(differences(&clean.result.data["differences"]), []);
 
     // A pending migration is not drift.
     project.sql("0004_pending", "CREATE TABLE pending (id BIGINT);", Some("DROP TABLE pending;"), None);
-    let pending = json(&project, &db, &["drift"]);
+    let pending = wasmig_json(&project, &db, &["drift"]);
     assert_eq!((pending.result.exit_code, pending.result.data["pending"].as_u64()), (0, Some(1)));
 
     // Changed by hand: a column added, an index dropped, a table nobody migrated.
@@ -197,7 +180,7 @@ async fn drift_reports_what_differs_from_the_migrations(backend: Backend) {
     inspect
         .execute("ALTER TABLE items ADD COLUMN note TEXT; DROP INDEX items_n; CREATE TABLE stray (id BIGINT);")
         .await;
-    let drifted = json(&project, &db, &["drift"]);
+    let drifted = wasmig_json(&project, &db, &["drift"]);
     assert_eq!((drifted.result.exit_code, drifted.result.exit.as_str()), (13, "drift"));
     assert_eq!(
         differences(&drifted.result.data["differences"]),

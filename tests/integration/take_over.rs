@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmig_tests::json::JsonRun;
-use wasmig_tests::{Backend, Project, TestDb, wasmig_binary, workspace_root};
+use wasmig_tests::{Backend, Project, TestDb, wasmig_json, workspace_root};
 
 use crate::on_both_backends;
 
@@ -41,19 +40,6 @@ fn dbmate(db: &TestDb, dir: &Path, args: &[&str]) {
     assert!(output.status.success(), "dbmate {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
-fn json(project: &Project, db: &TestDb, args: &[&str]) -> JsonRun {
-    let output = Command::new(wasmig_binary())
-        .env("WASMIG_PROJECT", project.path())
-        .env("DATABASE_URL", &db.url)
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("run wasmig");
-    let run = JsonRun::parse(&output.stdout);
-    assert_eq!(Some(i32::from(run.result.exit_code)), output.status.code());
-    run
-}
-
 fn wasmig_project(extra_first: bool) -> Project {
     let project = Project::new();
     if extra_first {
@@ -76,29 +62,29 @@ async fn a_history_dbmate_kept_is_taken_over(backend: Backend) {
     dbmate(&db, dir.path(), &["rollback"]);
 
     let project = wasmig_project(false);
-    let wrong_tool = json(&project, &db, &["stamp", "--from", "sqlx", "--reason", "moving"]);
+    let wrong_tool = wasmig_json(&project, &db, &["stamp", "--from", "sqlx", "--reason", "moving"]);
     assert_eq!(wrong_tool.result.exit_code, 3);
     let message = &wrong_tool.result.error.as_ref().expect("an error").message;
     assert!(message.contains("there is no _sqlx_migrations table"), "{message}");
 
     let early = wasmig_project(true);
-    let gap = json(&early, &db, &["stamp", "--from", "dbmate", "--reason", "moving"]);
+    let gap = wasmig_json(&early, &db, &["stamp", "--from", "dbmate", "--reason", "moving"]);
     assert_eq!((gap.result.exit_code, gap.result.exit.as_str()), (3, "project"));
     let message = &gap.result.error.as_ref().expect("an error").message;
     assert!(message.contains("20251231000000_early comes before what dbmate applied last"), "{message}");
 
-    let stamp = json(&project, &db, &["stamp", "--from", "dbmate", "--reason", "moving to wasmig"]);
+    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "dbmate", "--reason", "moving to wasmig"]);
     assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
     let stamped: Vec<(&str, &str)> =
         stamp.result.committed.iter().map(|s| (s.action.as_str(), s.migration.as_str())).collect();
     assert_eq!(stamped, [("stamped", "20260101000001_accounts"), ("stamped", "20260101000002_orders")]);
 
-    let up = json(&project, &db, &["up"]);
+    let up = wasmig_json(&project, &db, &["up"]);
     assert_eq!(up.result.exit_code, 0, "{:?}", up.result.error);
     let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
     assert_eq!(applied, ["20260101000003_refunds"], "wasmig applies only what dbmate had not");
 
-    let audit = json(&project, &db, &["history", "--audit"]);
+    let audit = wasmig_json(&project, &db, &["history", "--audit"]);
     let details: Vec<&str> = audit.result.data["audit"]
         .as_array()
         .expect("the audit trail")
@@ -162,7 +148,7 @@ async fn a_history_alembic_kept_is_taken_over(backend: Backend) {
 
     let unnamed = Project::new();
     unnamed.sql("0001_accounts", MIGRATIONS[0].1, Some(MIGRATIONS[0].2), None);
-    let refused = json(&unnamed, &db, &["stamp", "--from", "alembic", "--reason", "moving"]);
+    let refused = wasmig_json(&unnamed, &db, &["stamp", "--from", "alembic", "--reason", "moving"]);
     assert_eq!(refused.result.exit_code, 3);
     let message = &refused.result.error.as_ref().expect("an error").message;
     assert!(
@@ -175,11 +161,11 @@ async fn a_history_alembic_kept_is_taken_over(backend: Backend) {
         .sql("0001_a1b2c3d4e5f6_accounts", MIGRATIONS[0].1, Some(MIGRATIONS[0].2), None)
         .sql("0002_b2c3d4e5f6a1_orders", MIGRATIONS[1].1, Some(MIGRATIONS[1].2), None)
         .sql("0003_refunds", MIGRATIONS[2].1, Some(MIGRATIONS[2].2), None);
-    let stamp = json(&project, &db, &["stamp", "--from", "alembic", "--reason", "moving to wasmig"]);
+    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "alembic", "--reason", "moving to wasmig"]);
     assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
     let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
     assert_eq!(stamped, ["0001_a1b2c3d4e5f6_accounts", "0002_b2c3d4e5f6a1_orders"]);
-    let up = json(&project, &db, &["up"]);
+    let up = wasmig_json(&project, &db, &["up"]);
     let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
     assert_eq!((up.result.exit_code, applied), (0, vec!["0003_refunds"]), "{:?}", up.result.error);
 }

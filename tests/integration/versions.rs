@@ -3,11 +3,9 @@
 //! them in), and a ledger an earlier wasmig made, with integer version columns, is read as it
 //! is by read-only commands and converted, rows kept, by the next locked run.
 
-use std::process::Command;
-
 use wasmig::{DownTarget, Version};
 use wasmig_tests::json::JsonRun;
-use wasmig_tests::{Backend, Project, TestDb, wasmig_binary};
+use wasmig_tests::{Backend, Project, TestDb, wasmig_json};
 
 use crate::on_both_backends;
 
@@ -24,14 +22,9 @@ fn project() -> Project {
     project
 }
 
+/// `wasmig COMMAND --format json`, which must succeed.
 fn json(project: &Project, db: &TestDb, command: &str) -> JsonRun {
-    let output = Command::new(wasmig_binary())
-        .env("WASMIG_PROJECT", project.path())
-        .env("DATABASE_URL", &db.url)
-        .args([command, "--format", "json"])
-        .output()
-        .expect("run wasmig");
-    let run = JsonRun::parse(&output.stdout);
+    let run = wasmig_json(project, db, &[command]);
     assert_eq!(run.result.exit_code, 0, "{command}: {:?}", run.result.error);
     run
 }
@@ -88,13 +81,7 @@ async fn a_folder_number_past_38_digits_is_refused(backend: Backend) {
     let project = Project::new();
     let folder = format!("{}_too_long", "1".repeat(39));
     project.sql(&folder, "CREATE TABLE never (id BIGINT);", None, None);
-    let output = Command::new(wasmig_binary())
-        .env("WASMIG_PROJECT", project.path())
-        .env("DATABASE_URL", &db.url)
-        .args(["up", "--format", "json"])
-        .output()
-        .expect("run wasmig up");
-    let run = JsonRun::parse(&output.stdout);
+    let run = wasmig_json(&project, &db, &["up"]);
     let error = run.result.error.expect("refused");
     assert_eq!(run.result.exit, "project");
     assert!(error.message.contains(&folder) && error.message.contains("38 digits"), "{}", error.message);

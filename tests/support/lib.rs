@@ -66,6 +66,23 @@ pub fn wasmig_binary() -> PathBuf {
     target_dir().join("debug/wasmig")
 }
 
+/// Runs `wasmig ARGS --format json` on `project` against `db` and parses its output against
+/// the schema ([`json::JsonRun`]); the process's exit code must be the one its result names.
+pub fn wasmig_json(project: &Project, db: &TestDb, args: &[&str]) -> json::JsonRun {
+    let output = std::process::Command::new(wasmig_binary())
+        .env("WASMIG_PROJECT", project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("XDG_CACHE_HOME", target_dir().join("test-component-cache"))
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run wasmig");
+    let run = json::JsonRun::parse(&output.stdout);
+    assert_eq!(Some(i32::from(run.result.exit_code)), output.status.code(), "the result names the exit code");
+    assert_eq!(run.result.ok, run.result.exit_code == 0);
+    run
+}
+
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
