@@ -320,17 +320,16 @@ async fn against_database(
             }
         }
         DatabaseCommand::Repair { version, decision, reason } => {
+            // What is accepted is shown with it, not only its digest.
             let (repair, diff) = match decision {
                 RepairDecision::AcceptDigest(digest) => {
-                    // What is accepted is shown with it, not only its digest.
-                    let diff = migrator.repair_diff(version).await.context("wasmig repair failed")?;
-                    (migrator.repair(version, digest, &reason).await, Some(diff))
+                    migrator.accept_changes(version, digest, &reason).await.map(|(repair, diff)| (repair, Some(diff)))
                 }
                 RepairDecision::Interrupted(decision) => {
-                    (migrator.repair_interrupted(version, decision, &reason).await, None)
+                    migrator.repair_interrupted(version, decision, &reason).await.map(|repair| (repair, None))
                 }
-            };
-            let repair = repair.context("wasmig repair failed")?;
+            }
+            .context("wasmig repair failed")?;
             if let Some(diff) = &diff
                 && !output.json()
             {

@@ -156,15 +156,23 @@ impl<'a> History<'a> {
         self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 
-    /// The files an applied migration had when it was applied (or last repaired), as JSON;
-    /// `None` when it is not applied or an earlier wasmig applied it without keeping them.
-    pub async fn kept_files(&self, version: Version) -> Result<Option<String>, HistoryError> {
-        let select = format!("SELECT files FROM {} WHERE version = $1", self.table);
+    /// An applied migration's recorded digest, and the files it had when it was applied (or
+    /// last repaired), as JSON (`None` when an earlier wasmig applied it without keeping them);
+    /// `None` when it is not applied.
+    pub async fn recorded_files(&self, version: Version) -> Result<Option<(Digest, Option<String>)>, HistoryError> {
+        let select = format!("SELECT digest, files FROM {} WHERE version = $1", self.table);
         let rows = self.db.query(&select, &[version_key(version)]).await.map_err(|e| self.failed(e))?;
-        Ok(match rows.values.first().and_then(|row| row.first()) {
+        let corrupt = || HistoryError::Corrupt { table: self.table.to_string(), problem: "digest is not a digest".into() };
+        let Some(row) = rows.values.first() else { return Ok(None) };
+        let digest = match row.first() {
+            Some(Value::Text(digest)) => digest.parse().map_err(|_| corrupt())?,
+            _ => return Err(corrupt()),
+        };
+        let files = match row.get(1) {
             Some(Value::Text(files)) => Some(files.clone()),
             _ => None,
-        })
+        };
+        Ok(Some((digest, files)))
     }
 
     /// Every recorded repair, oldest first (empty before the table exists).

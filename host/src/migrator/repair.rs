@@ -70,6 +70,16 @@ impl Migrator {
     /// now hash to `accepted`, which becomes its recorded digest. The files must hash to exactly
     /// `accepted`, so what is accepted is what was reviewed; nothing is ever reset silently.
     pub async fn repair(&self, version: Version, accepted: Digest, reason: &str) -> Result<Repair, RunError> {
+        self.accept_changes(version, accepted, reason).await.map(|(repair, _)| repair)
+    }
+
+    /// [`Migrator::repair`], with the diff it accepted (what `--diff` shows).
+    pub async fn accept_changes(
+        &self,
+        version: Version,
+        accepted: Digest,
+        reason: &str,
+    ) -> Result<(Repair, RepairDiff), RunError> {
         self.reporting(async |_| {
             self.trust.ensure()?;
             let migration = self.catalog.get(version).ok_or(RepairError::NoFolder { version })?;
@@ -99,12 +109,12 @@ impl Migrator {
                         session.audit(&session.audit_entry(migration, "repaired", &detail, Duration::ZERO)).await
                     })
                     .await?;
-                Ok(repair)
+                Ok((repair, diff))
             })
             .await
         })
         .await
-        .map(|(repair, _)| repair)
+        .map(|(accepted, _)| accepted)
     }
 
     /// What changed in an applied migration's files since it was applied: the diff a repair
@@ -120,14 +130,13 @@ impl Migrator {
 
     async fn diff_of(&self, session: &Session<'_>, migration: &Migration) -> Result<RepairDiff, Error> {
         let version = migration.version;
-        let applied = session.history().applied().await?;
-        let row = applied.iter().find(|row| row.version == version).ok_or(RepairError::NotApplied { version })?;
-        let kept = session.history().kept_files(version).await?;
+        let (recorded_digest, kept) =
+            session.history().recorded_files(version).await?.ok_or(RepairError::NotApplied { version })?;
         let changes = kept.as_deref().and_then(KeptFiles::from_json).map(|kept| kept.changes_to(&migration.files));
         Ok(RepairDiff {
             version,
             migration: migration.folder.clone(),
-            recorded_digest: row.digest,
+            recorded_digest,
             digest: migration.digest,
             changes,
         })

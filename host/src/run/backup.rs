@@ -43,12 +43,13 @@ fn reason(policy: &BackupPolicy, migration: &Migration, up: bool) -> Option<Stri
     }
 }
 
-/// Takes the backup `[backup]` asks for before `migration`'s step, if it asks for one, and
-/// records it. `step` is `up` or `down`.
-pub(crate) async fn before_step(session: &Session<'_>, migration: &Migration, step: &'static str) -> Result<(), Error> {
+/// Takes the backup `[backup]` asks for before `migration`'s step — an apply when `up`, else
+/// a revert — if it asks for one, and records it.
+pub(crate) async fn before_step(session: &Session<'_>, migration: &Migration, up: bool) -> Result<(), Error> {
     let config = session.config();
     let Some(policy) = &config.backup else { return Ok(()) };
-    let Some(reason) = reason(policy, migration, step == "up") else { return Ok(()) };
+    let Some(reason) = reason(policy, migration, up) else { return Ok(()) };
+    let step = if up { "up" } else { "down" };
     let failed = |reason: String| Error::BackupFailed { migration: migration.folder.clone(), step, reason };
     let started = Instant::now();
     let online = session.db.dialect().online_backup;

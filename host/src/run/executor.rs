@@ -71,7 +71,7 @@ impl<'m> Step<'m> {
 pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut Report) -> Result<(), Error> {
     let Step { migration, direction, ref body } = *step;
     if direction != Direction::Verify {
-        super::backup::before_step(session, migration, direction.name()).await?;
+        super::backup::before_step(session, migration, direction == Direction::Apply).await?;
     }
     let started = Instant::now();
     let ran = match (migration.mode, direction, body) {
