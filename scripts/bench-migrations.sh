@@ -3,7 +3,8 @@
 # in one session with a transaction each (the floor), dbmate (from npm, into target/bench-npm)
 # and wasmig (a release build). For each: apply all, a no-op apply, status, and (psql and
 # wasmig) revert all; wall time as the median of ROUNDS rounds with its min and max, and the
-# commits each run cost the server (pg_stat_database.xact_commit). Prints one table of ratios
+# transactions each run cost the server (pg_stat_database's commits and rollbacks, as a read
+# that ends in ROLLBACK is a round trip too). Prints one table of ratios
 # to psql. Environment: MIGRATIONS (300), ROUNDS (5), WASMIG_BENCH_POSTGRES (an admin URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,23 +45,23 @@ done
 "$wasmig" hash --project "$work/wasmig" --quiet >/dev/null
 
 sql() { psql "$admin" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
-commits() {
+transactions() {
     # Backends flush their statistics when they end or within a second; wait for the last.
     sleep 1.2
-    sql "SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'"
+    sql "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$1'"
 }
 results=$work/results.tsv
 : > "$results"
-# measure TOOL STEP DB COMMAND…: one timed run, with the commits it cost.
+# measure TOOL STEP DB COMMAND…: one timed run, with the transactions it cost.
 measure() {
     local tool=$1 step=$2 db=$3
     shift 3
     local before after start end
-    before=$(commits "$db")
+    before=$(transactions "$db")
     start=$(date +%s%N)
     "$@" >/dev/null 2>&1 || { echo "$tool $step failed: $*" >&2; exit 1; }
     end=$(date +%s%N)
-    after=$(commits "$db")
+    after=$(transactions "$db")
     # The two readings' own transactions are the admin database's, not this one's.
     printf '%s\t%s\t%s\t%s\n' "$tool" "$step" "$(( (end - start) / 1000 ))" "$(( after - before ))" >> "$results"
 }
@@ -108,8 +109,8 @@ for line in open(path):
     runs.setdefault((tool, step), []).append((int(micros) / 1000, int(commits)))
 def median(values):
     return statistics.median(values)  # the mean of the two middle values for an even count
-print(f"{count} migrations, {rounds} rounds; wall ms as median (min-max); ratio to psql's median; commits per run")
-print(f"{'step':8} {'tool':8} {'ms':>22} {'x psql':>8} {'commits':>8}")
+print(f"{count} migrations, {rounds} rounds; wall ms as median (min-max); ratio to psql's median; transactions per run")
+print(f"{'step':8} {'tool':8} {'ms':>22} {'x psql':>8} {'xacts':>8}")
 for step in ["apply", "noop", "status", "revert"]:
     floor = median([ms for ms, _ in runs[("psql", step)]])
     for tool in ["psql", "dbmate", "wasmig"]:

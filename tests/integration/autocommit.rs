@@ -136,6 +136,34 @@ fn sqlite_vacuum_needs_transactional_false_and_a_half_done_step_can_be_marked_do
     assert_eq!((again.result.exit_code, again.result.committed.len()), (0, 0), "nothing left to apply");
 }
 
+/// A down step that stops halfway leaves its migration applied in the history, so `up` has
+/// nothing to apply: it must still refuse, as the schema is neither the one applied nor the
+/// one before it.
+#[test]
+fn an_interrupted_down_blocks_up_with_nothing_to_apply() {
+    let db = TestDb::sqlite();
+    let project = Project::new();
+    project.sql(
+        "0001_notes",
+        "CREATE TABLE notes (id INTEGER);",
+        Some("DROP TABLE notes;\nINSERT INTO no_such_table VALUES (1);"),
+        None,
+    );
+    project.write("0001_notes/migration.toml", NOT_IN_A_TRANSACTION);
+    let up = wasmig(&project, &db, &["up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let down = wasmig(&project, &db, &["down"]);
+    assert_eq!(down.status.code(), Some(7), "{}", stderr(&down));
+
+    let blocked = wasmig(&project, &db, &["up"]);
+    let text = stderr(&blocked);
+    assert_eq!(blocked.status.code(), Some(6), "{text}");
+    assert!(
+        text.contains("0001_notes: its down step, run outside a transaction") && text.contains("did not finish"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_component_cannot_run_outside_a_transaction() {
     let db = TestDb::sqlite();

@@ -1,10 +1,11 @@
 //! The backend boundary's transaction contract, on both backends: `execute_and_commit`, which
-//! a backfill batch ends with, commits only together with its statement.
+//! a step's transaction and a backfill batch end with, commits only together with all of its
+//! statements.
 
 use std::path::Path;
 use std::time::Duration;
 
-use wasmig::db::{Access, ConnectOptions, Database, DatabaseUrl, NotCommitted, PgEnv, Value, connect};
+use wasmig::db::{Access, BoundStatement, ConnectOptions, Database, DatabaseUrl, NotCommitted, PgEnv, Value, connect};
 use wasmig_tests::{Backend, TestDb};
 
 use crate::on_both_backends;
@@ -14,7 +15,11 @@ async fn open(db: &TestDb) -> std::sync::Arc<dyn Database> {
     connect(&url, ConnectOptions::default()).await.expect("the test database answers")
 }
 
-async fn execute_and_commit_commits_only_with_its_statement(backend: Backend) {
+fn insert(value: Value) -> BoundStatement {
+    BoundStatement { statement: "INSERT INTO ledger VALUES ($1)".to_owned(), params: vec![value] }
+}
+
+async fn execute_and_commit_commits_only_with_its_statements(backend: Backend) {
     let db = TestDb::new(backend).await;
     let inspect = db.inspect().await;
     inspect.execute("CREATE TABLE ledger (n INTEGER NOT NULL)").await;
@@ -23,21 +28,33 @@ async fn execute_and_commit_commits_only_with_its_statement(backend: Backend) {
     // The last statement fails: the transaction's earlier write must not be committed.
     wasmig.begin(Access::ReadWrite).await.expect("begin");
     wasmig.execute("INSERT INTO ledger VALUES ($1)", &[Value::Int(1)]).await.expect("first insert");
-    let failed = wasmig.execute_and_commit("INSERT INTO ledger VALUES ($1)", &[Value::Null]).await;
-    assert!(matches!(failed, Err(NotCommitted::Statement(_))), "a NOT NULL violation is the statement's: {failed:?}");
+    let failed = wasmig.execute_and_commit(&[insert(Value::Null)]).await;
+    assert!(
+        matches!(failed, Err(NotCommitted::Statement { index: 0, .. })),
+        "a NOT NULL violation is the statement's: {failed:?}"
+    );
     wasmig.rollback().await.expect("rolling back after the failure is harmless");
     assert_eq!(inspect.count("SELECT count(*) FROM ledger").await, 0, "nothing of the failed transaction");
 
-    // It succeeds: the earlier write and its own commit together, and the session is usable after.
+    // The second of three fails: neither the first nor the third is committed, and the error
+    // names the one that failed (they are sent together, so the third ran against an aborted
+    // transaction on PostgreSQL).
+    wasmig.begin(Access::ReadWrite).await.expect("begin");
+    let failed = wasmig.execute_and_commit(&[insert(Value::Int(1)), insert(Value::Null), insert(Value::Int(3))]).await;
+    assert!(matches!(failed, Err(NotCommitted::Statement { index: 1, .. })), "the second one failed: {failed:?}");
+    wasmig.rollback().await.expect("rolling back after the failure is harmless");
+    assert_eq!(inspect.count("SELECT count(*) FROM ledger").await, 0, "nothing of the batch that failed");
+
+    // They succeed: the earlier write and its own commit together, and the session is usable after.
     wasmig.begin(Access::ReadWrite).await.expect("begin");
     wasmig.execute("INSERT INTO ledger VALUES ($1)", &[Value::Int(2)]).await.expect("second insert");
-    let changed = wasmig.execute_and_commit("INSERT INTO ledger VALUES ($1)", &[Value::Int(3)]).await;
-    assert_eq!(changed, Ok(1));
-    assert_eq!(inspect.count("SELECT count(*) FROM ledger").await, 2);
+    let changed = wasmig.execute_and_commit(&[insert(Value::Int(3)), insert(Value::Int(4))]).await;
+    assert_eq!(changed, Ok(()));
+    assert_eq!(inspect.count("SELECT count(*) FROM ledger").await, 3);
     let rows = wasmig.query("SELECT sum(n) FROM ledger", &[]).await.expect("the session outlives the commit");
-    assert_eq!(rows.values.len(), 1);
+    assert_eq!(rows.values.first().and_then(|row| row.first()), Some(&Value::Int(9)));
 }
-on_both_backends!(execute_and_commit, execute_and_commit_commits_only_with_its_statement);
+on_both_backends!(execute_and_commit, execute_and_commit_commits_only_with_its_statements);
 
 /// SQLite's calls block: waiting on another connection's write lock (up to its 30 s busy
 /// timeout) must not stall the async runtime, or a second task on it (another backfill

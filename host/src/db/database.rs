@@ -154,12 +154,12 @@ pub trait Database: Send + Sync {
     async fn begin(&self, access: Access) -> Result<(), DbError>;
     async fn commit(&self) -> Result<(), DbError>;
 
-    /// Runs one last statement and commits, in one round trip where the backend can pipeline
-    /// them. The transaction never commits without the statement: if it fails, the
-    /// transaction is rolled back (PostgreSQL's COMMIT of an aborted transaction is a
-    /// rollback). On any error the caller still rolls back, which is harmless when the
-    /// transaction has already ended.
-    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted>;
+    /// Runs a transaction's last statements, in order, and commits, in one round trip where the
+    /// backend can pipeline them. The transaction never commits without all of them: if one
+    /// fails, the transaction is rolled back (PostgreSQL's COMMIT of an aborted transaction is
+    /// a rollback) and the error names which. On any error the caller still rolls back, which
+    /// is harmless when the transaction has already ended.
+    async fn execute_and_commit(&self, statements: &[BoundStatement]) -> Result<(), NotCommitted>;
     async fn rollback(&self) -> Result<(), DbError>;
 
     /// Forgets the prepared statements a schema change may have made stale: at least every one
@@ -198,12 +198,13 @@ pub trait HeldLock: Send {
     /// COMMIT, that fails (SQLSTATE 22012) unless this lock is still held, so that a run whose
     /// lock session was lost commits nothing more. `None` where the lock cannot be lost while
     /// the process lives (SQLite's file lock).
-    fn commit_check(&self) -> Option<LockCheck>;
+    fn commit_check(&self) -> Option<BoundStatement>;
 }
 
-/// See [`HeldLock::commit_check`].
+/// A statement with its parameters, to be run later: the ledger's writes that end a step's
+/// transaction, the lock's check ([`HeldLock::commit_check`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LockCheck {
+pub struct BoundStatement {
     pub statement: String,
     pub params: Vec<Value>,
 }

@@ -89,9 +89,9 @@ impl DbError {
 /// Why [`Database::execute_and_commit`] did not commit.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NotCommitted {
-    /// The last statement failed, so the transaction was not committed.
-    #[error("{0}")]
-    Statement(DbError),
+    /// The statement at `index` of those given failed, so the transaction was not committed.
+    #[error("{error}")]
+    Statement { index: usize, error: DbError },
     /// The statement ran, but the database refused the COMMIT.
     #[error("{0}")]
     Commit(DbError),

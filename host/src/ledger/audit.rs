@@ -6,7 +6,7 @@
 use crate::core::{Digest, Version, rfc3339};
 use crate::db::{Database, Value};
 
-use super::table::{HistoryError, HistoryTable, rows_if_created, stored_version, version_key};
+use super::table::{HistoryError, HistoryTable, LedgerWrite, rows_if_created, stored_version, version_key};
 
 /// Who is running: the same for every row a run writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,20 +64,21 @@ impl<'a> Audit<'a> {
         Audit { db, table: history.audit() }
     }
 
-    fn failed(&self, source: crate::db::DbError) -> HistoryError {
-        HistoryError::Database { table: self.table.to_string(), source }
-    }
-
     /// Appends a row, in the caller's transaction (the step's own, so that the two commit
     /// together).
     pub async fn append(&self, entry: &NewAuditEntry<'_>, who: &Who) -> Result<(), HistoryError> {
+        self.append_write(entry, who).run(self.db).await
+    }
+
+    /// [`append`](Self::append) made ready, to go out with the step's COMMIT.
+    pub fn append_write(&self, entry: &NewAuditEntry<'_>, who: &Who) -> LedgerWrite {
         let insert = format!(
             "INSERT INTO {} (action, version, migration, digest, signers, outcome, detail, duration_ms, actor, host, ci) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             self.table
         );
         let text = |s: &str| Value::Text(s.to_owned());
-        let params = [
+        let params = vec![
             text(entry.action),
             version_key(entry.version),
             text(entry.migration),
@@ -90,7 +91,7 @@ impl<'a> Audit<'a> {
             text(&who.host),
             who.ci.as_deref().map_or(Value::Null, text),
         ];
-        self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+        LedgerWrite::new(&self.table, insert, params)
     }
 
     /// Every row, oldest first (none before the table exists).

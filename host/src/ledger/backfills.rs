@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::core::Version;
-use crate::db::{Database, DbError, DbErrorKind, NotCommitted, Value};
+use crate::db::{BoundStatement, Database, DbError, DbErrorKind, NotCommitted, Value};
 
 use super::table::{HistoryError, HistoryTable, stored_version, version_key};
 
@@ -324,11 +324,16 @@ impl<'a> BackfillStore<'a> {
             return Ok(BatchEnd::Committed);
         }
         let (update, params) = self.advance_statement(step);
-        let raising = format!("WITH moved AS ({update} RETURNING 1) SELECT 1 / count(*)::int FROM moved");
-        match self.db.execute_and_commit(&raising, &params).await {
-            Ok(_) => Ok(BatchEnd::Committed),
-            Err(NotCommitted::Statement(error)) if error.kind == DbErrorKind::DivisionByZero => Ok(BatchEnd::LeaseLost),
-            Err(NotCommitted::Statement(error)) => Err(self.failed(&self.chunks)(error).into()),
+        let raising = BoundStatement {
+            statement: format!("WITH moved AS ({update} RETURNING 1) SELECT 1 / count(*)::int FROM moved"),
+            params: params.to_vec(),
+        };
+        match self.db.execute_and_commit(&[raising]).await {
+            Ok(()) => Ok(BatchEnd::Committed),
+            Err(NotCommitted::Statement { error, .. }) if error.kind == DbErrorKind::DivisionByZero => {
+                Ok(BatchEnd::LeaseLost)
+            }
+            Err(NotCommitted::Statement { error, .. }) => Err(self.failed(&self.chunks)(error).into()),
             Err(NotCommitted::Commit(error)) => Err(EndBatchError::Commit(error)),
         }
     }

@@ -6,7 +6,7 @@ use crate::core::{Digest, Version, rfc3339};
 use crate::db::{Database, DbError, DbErrorKind, Value};
 use crate::project::manifest::Kind;
 
-use super::table::{HistoryError, HistoryTable, rows_if_created, stored_version, version_key};
+use super::table::{HistoryError, HistoryTable, LedgerWrite, rows_if_created, stored_version, version_key};
 
 /// One row of the history table. Its timestamp is RFC 3339.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -73,14 +73,31 @@ impl<'a> History<'a> {
     }
 
     pub async fn applied(&self) -> Result<Vec<AppliedMigration>, HistoryError> {
-        let select = format!(
+        let rows = self.db.query(&self.applied_select(), &[]).await.map_err(|e| self.failed(e))?;
+        self.applied_rows(rows.values)
+    }
+
+    /// [`applied`](Self::applied), or `None` when the table does not exist yet: one statement
+    /// where asking [`exists`](Self::exists) first would be two.
+    pub async fn applied_if_created(&self) -> Result<Option<Vec<AppliedMigration>>, HistoryError> {
+        match self.db.query(&self.applied_select(), &[]).await {
+            Ok(rows) => self.applied_rows(rows.values).map(Some),
+            Err(e) if e.kind == DbErrorKind::UndefinedTable => Ok(None),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn applied_select(&self) -> String {
+        format!(
             "SELECT version, name, kind, digest, CAST(applied_at AS TEXT), applied_by, duration_ms, signers \
              FROM {}",
             self.table
-        );
-        let rows = self.db.query(&select, &[]).await.map_err(|e| self.failed(e))?;
+        )
+    }
+
+    fn applied_rows(&self, rows: Vec<Vec<Value>>) -> Result<Vec<AppliedMigration>, HistoryError> {
         // Sorted here: the stored digits sort as text, not as numbers.
-        let mut applied = rows.values.into_iter().map(|row| self.applied_row(row)).collect::<Result<Vec<_>, _>>()?;
+        let mut applied = rows.into_iter().map(|row| self.applied_row(row)).collect::<Result<Vec<_>, _>>()?;
         applied.sort_by_key(|row| row.version);
         Ok(applied)
     }
@@ -109,15 +126,16 @@ impl<'a> History<'a> {
         })
     }
 
-    /// Records an applied migration. Call it inside the migration's own transaction
-    /// (invariant 1: the step and its row commit together).
-    pub async fn record(&self, row: &NewRecord<'_>) -> Result<(), HistoryError> {
+    /// The write that records an applied migration. Run it inside the migration's own
+    /// transaction, or send it with its COMMIT (invariant 1: the step and its row commit
+    /// together).
+    pub fn record_write(&self, row: &NewRecord<'_>) -> LedgerWrite {
         let insert = format!(
             "INSERT INTO {} (version, name, kind, digest, applied_by, duration_ms, signers, files) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             self.table
         );
-        let params = [
+        let params = vec![
             version_key(row.version),
             Value::Text(row.name.to_owned()),
             Value::Text(row.kind.as_str().to_owned()),
@@ -127,7 +145,7 @@ impl<'a> History<'a> {
             Value::Text(row.signers.to_owned()),
             Value::Text(row.files.to_owned()),
         ];
-        self.db.execute(&insert, &params).await.map(|_| ()).map_err(|e| self.failed(e))
+        LedgerWrite::new(self.table, insert, params)
     }
 
     /// Records that an applied migration's files changed and were accepted, and makes the new
@@ -211,10 +229,17 @@ impl<'a> History<'a> {
     /// Removes a reverted migration's row and its backfill progress, inside the revert's
     /// transaction.
     pub async fn forget(&self, version: Version) -> Result<(), HistoryError> {
-        for table in [self.table.clone(), self.table.backfills(), self.table.chunks()] {
-            let delete = format!("DELETE FROM {table} WHERE version = $1");
-            self.db.execute(&delete, &[version_key(version)]).await.map_err(|e| self.failed(e))?;
+        for write in self.forget_writes(version) {
+            write.run(self.db).await?;
         }
         Ok(())
+    }
+
+    /// [`forget`](Self::forget) made ready, to go out with the revert's COMMIT.
+    pub fn forget_writes(&self, version: Version) -> Vec<LedgerWrite> {
+        [self.table.clone(), self.table.backfills(), self.table.chunks()]
+            .iter()
+            .map(|table| LedgerWrite::new(table, format!("DELETE FROM {table} WHERE version = $1"), vec![version_key(version)]))
+            .collect()
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::core::{Human, host_name};
-use crate::db::{self, ConnectOptions, Database, DatabaseUrl, DbError, HeldLock, LockCheck, LockError, Value};
+use crate::db::{self, ConnectOptions, Database, DatabaseUrl, DbError, HeldLock, BoundStatement, LockError, Value};
 
 use super::schema;
 use super::table::HistoryTable;
@@ -169,8 +169,8 @@ impl HeldLock for TableLock {
         self.db.execute(&statement, &[Value::Text(self.name.clone()), Value::Text(self.token.clone())]).await.map(|_| ())
     }
 
-    fn commit_check(&self) -> Option<LockCheck> {
-        Some(LockCheck {
+    fn commit_check(&self) -> Option<BoundStatement> {
+        Some(BoundStatement {
             statement: format!(
                 "SELECT 1 / count(*)::int FROM {} WHERE name = $1 AND token = $2 AND expires_at > clock_timestamp()",
                 self.table

@@ -19,4 +19,4 @@ pub use self::backfills::{BackfillState, BackfillStatus, BackfillStore, LeaseHol
 pub use self::history::{AppliedMigration, History, NewRecord, Repair};
 pub use self::lock::LockMode;
 pub use self::started::{Started, StartedDirection, StartedStep};
-pub use self::table::{HistoryError, HistoryTable};
+pub use self::table::{HistoryError, HistoryTable, LedgerWrite};

@@ -12,6 +12,12 @@ use super::table::{HistoryError, HistoryTable};
 /// still collide on PostgreSQL.
 pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
     let failed = |source| HistoryError::Database { table: table.to_string(), source };
+    // One catalog query says whether there is anything to do: on every run after the first,
+    // nothing, and then no transaction is spent on it.
+    let columns = LedgerColumns::read(db, table).await.map_err(failed)?;
+    if columns.up_to_date(table) {
+        return Ok(());
+    }
     let dialect = db.dialect();
     db.begin(Access::ReadWrite).await.map_err(failed)?;
     let created = async {
@@ -42,6 +48,15 @@ pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), Histo
     }
 }
 
+/// Whether every table of the ledger exists as this wasmig makes it, so that [`ensure`] would
+/// do nothing: a run with nothing to apply need not take the lock to bring them up to date.
+pub async fn is_current(db: &dyn Database, table: &HistoryTable) -> Result<bool, HistoryError> {
+    let columns = LedgerColumns::read(db, table)
+        .await
+        .map_err(|source| HistoryError::Database { table: table.to_string(), source })?;
+    Ok(columns.up_to_date(table))
+}
+
 /// The ledger's tables whose rows are keyed by a migration's version.
 fn keyed_by_version(table: &HistoryTable) -> [HistoryTable; 6] {
     [table.clone(), table.repairs(), table.backfills(), table.chunks(), table.started(), table.audit()]
@@ -62,6 +77,15 @@ impl LedgerColumns {
             _ => String::new(),
         };
         Ok(LedgerColumns(rows.values.iter().map(|row| (text(row, 0), text(row, 1), text(row, 2))).collect()))
+    }
+
+    /// Whether every table exists as this wasmig makes it: a text `version` column in each,
+    /// and the history's `files`.
+    fn up_to_date(&self, table: &HistoryTable) -> bool {
+        self.has(table, "files")
+            && keyed_by_version(table)
+                .iter()
+                .all(|t| self.has(t, "version") && !self.is_integer_version(t))
     }
 
     fn has(&self, table: &HistoryTable, column: &str) -> bool {

@@ -1,5 +1,6 @@
 //! The names of the engine's tables, all derived from the history table's (optionally
-//! schema-qualified) name, and [`HistoryError`], which names the table that failed.
+//! schema-qualified) name, [`HistoryError`], which names the table that failed, and
+//! [`LedgerWrite`], a write to one of them made ready to go out with its transaction's COMMIT.
 //!
 //! Its name (and PostgreSQL schema) are configurable so that several services can share a
 //! database. Identifiers are validated once into [`Identifier`] and quoted only in
@@ -8,7 +9,7 @@
 use std::fmt;
 
 use crate::core::{Identifier, IdentifierError, Version, quote_ident};
-use crate::db::{Database, DbError, DbErrorKind, Value};
+use crate::db::{BoundStatement, Database, DbError, DbErrorKind, Value};
 
 pub const DEFAULT_TABLE: &str = "wasmig_history";
 
@@ -157,6 +158,31 @@ pub(super) fn stored_version(value: &Value) -> Option<Version> {
         Value::Text(digits) => Version::from_digits(digits),
         Value::Int(n) => u128::try_from(*n).ok().map(Version),
         _ => None,
+    }
+}
+
+/// A write to one of the ledger's tables, made ready rather than run: a step's history and
+/// audit rows go out pipelined with its COMMIT ([`Database::execute_and_commit`]), one round
+/// trip for all of them. It keeps its table's name for the error if it fails.
+#[derive(Debug, Clone)]
+pub struct LedgerWrite {
+    table: String,
+    pub bound: BoundStatement,
+}
+
+impl LedgerWrite {
+    pub(super) fn new(table: &HistoryTable, statement: String, params: Vec<Value>) -> Self {
+        LedgerWrite { table: table.to_string(), bound: BoundStatement { statement, params } }
+    }
+
+    /// Runs it now, in the caller's transaction.
+    pub async fn run(&self, db: &dyn Database) -> Result<(), HistoryError> {
+        db.execute(&self.bound.statement, &self.bound.params).await.map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    /// The error for this write when the database refused it.
+    pub fn failed(&self, source: DbError) -> HistoryError {
+        HistoryError::Database { table: self.table.clone(), source }
     }
 }
 

@@ -22,8 +22,9 @@ use crate::error::{Error, RunError};
 use crate::ledger::foreign::{self, OtherTool};
 use crate::ledger::lock::{self, LockMode};
 use crate::ledger::{
-    AppliedMigration, Audit, AuditEntry, BackfillState, HistoryTable, Repair, schema,
+    AppliedMigration, Audit, AuditEntry, BackfillState, BackfillStatus, HistoryTable, Repair, schema,
 };
+use crate::project::manifest::Kind;
 use crate::plan::{self, DownTarget};
 use crate::project::catalog::{Catalog, Migration};
 use crate::report::{Action, Report, StepReport};
@@ -183,9 +184,9 @@ impl Migrator {
         result
     }
 
-    /// Pins the ledger's tables to the server's current schema, once per migrator. Called with
-    /// the lock held, so after the trust check: no statement reaches the database before it
-    /// (invariant 2), and no migration has run yet to make a temporary table.
+    /// Pins the ledger's tables to the server's current schema, once per migrator. Called after
+    /// the trust check, so no statement reaches the database before it (invariant 2), and
+    /// before this run applies anything, so no migration has made a temporary table yet.
     async fn pin_ledger(&self) -> Result<(), Error> {
         if self.ledger.get().is_none() {
             let history = self.shared.config.history.clone();
@@ -210,7 +211,7 @@ impl Migrator {
     pub async fn preview_up(&self, target: Option<Version>) -> Result<Preview, Error> {
         let applied = self.applied_if_any().await?;
         let steps = plan::plan_up(&self.catalog, &applied, target)?;
-        let backfills = if applied.is_empty() { Vec::new() } else { self.backfill_status().await? };
+        let backfills = self.backfills_of(&applied).await?;
         let resumes = backfills
             .iter()
             .filter(|b| b.state == BackfillState::Running && self.catalog.get(b.version).is_some())
@@ -249,6 +250,12 @@ impl Migrator {
     pub async fn up_with(&self, target: Option<Version>, backfills: Backfills) -> Result<Report, RunError> {
         self.reporting(async |report| {
             self.trust.ensure()?;
+            if let Some(applied) = self.nothing_to_lock_for(target).await? {
+                if backfills == Backfills::Run {
+                    backfill::resume_unfinished(&self.session(), &self.catalog, &applied, report).await?;
+                }
+                return Ok(());
+            }
             let mut waited_for = Vec::new();
             loop {
                 let (pass, applied) = self
@@ -266,6 +273,38 @@ impl Migrator {
         })
         .await
         .map(|((), report)| report)
+    }
+
+    /// The versions applied, when a look without the lock finds nothing to do under it: no
+    /// migration to apply up to `target`, no step left interrupted, the ledger's tables as this
+    /// wasmig makes them. A deploy whose migrations are all applied then neither opens the lock
+    /// session nor waits behind another run's lock. Anything else (including an error, which
+    /// the locked pass reports with the state read under the lock) is `None`: take the lock
+    /// and look again (invariant 6 holds, as what is applied is decided only under it).
+    async fn nothing_to_lock_for(&self, target: Option<Version>) -> Result<Option<Vec<Version>>, Error> {
+        let looked = async {
+            // Pinned as under the lock: a backfill this run resumes writes the ledger too.
+            self.pin_ledger().await?;
+            let session = self.session();
+            if !schema::is_current(session.db.as_ref(), &session.ledger).await? {
+                return Ok(None);
+            }
+            let applied = session.history().applied().await?;
+            if !plan::plan_up(&self.catalog, &applied, target).is_ok_and(|steps| steps.is_empty()) {
+                return Ok(None);
+            }
+            if !session.started().list().await?.is_empty() {
+                return Ok(None);
+            }
+            Ok::<_, Error>(Some(applied.iter().map(|row| row.version).collect()))
+        };
+        match looked.await {
+            Ok(found) => Ok(found),
+            Err(error) => {
+                tracing::debug!(%error, "looking without the lock failed; taking it");
+                Ok(None)
+            }
+        }
     }
 
     /// Under the lock: applies pending schema steps in order, up to and including one with a
@@ -460,19 +499,23 @@ impl Migrator {
     }
 
     async fn applied_if_any(&self) -> Result<Vec<AppliedMigration>, Error> {
-        let session = self.session();
-        let history = session.history();
-        if history.exists().await? { Ok(history.applied().await?) } else { Ok(Vec::new()) }
+        Ok(self.session().history().applied_if_created().await?.unwrap_or_default())
+    }
+
+    /// The backfills of `applied`'s migrations: none to read when every one is plain SQL,
+    /// since only a component declares a backfill.
+    async fn backfills_of(&self, applied: &[AppliedMigration]) -> Result<Vec<BackfillStatus>, Error> {
+        if applied.iter().all(|row| row.kind == Kind::Sql) { Ok(Vec::new()) } else { self.backfill_status().await }
     }
 
     /// Every migration in the project or the history, with its state.
     pub async fn status(&self) -> Result<Vec<StatusEntry>, Error> {
         let session = self.session();
-        let history = session.history();
-        let exists = history.exists().await?;
-        let applied = if exists { history.applied().await? } else { Vec::new() };
-        let backfills = if exists { self.backfill_status().await? } else { Vec::new() };
-        let interrupted = if exists { session.started().list().await? } else { Vec::new() };
+        let Some(applied) = session.history().applied_if_created().await? else {
+            return Ok(status::status_of(&self.catalog, &[], &[], &[]));
+        };
+        let backfills = self.backfills_of(&applied).await?;
+        let interrupted = session.started().list().await?;
         Ok(status::status_of(&self.catalog, &applied, &backfills, &interrupted))
     }
 
@@ -507,7 +550,7 @@ impl Migrator {
     /// `up` leaves for workers (or paused), read without the rest of the gate's checks.
     pub async fn backfills_left(&self) -> Result<Vec<Finding>, Error> {
         let applied = self.applied_if_any().await?;
-        let backfills = if applied.is_empty() { Vec::new() } else { self.backfill_status().await? };
+        let backfills = self.backfills_of(&applied).await?;
         let entries = status::status_of(&self.catalog, &applied, &backfills, &[]);
         Ok(status::findings(&entries, false).into_iter().filter(|f| f.class() == FindingClass::Backfill).collect())
     }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::db::{Access, DbErrorKind, ScriptRow, is_truthy};
 use crate::error::Error;
-use crate::ledger::{NewAuditEntry, StartedDirection};
+use crate::ledger::{LedgerWrite, NewAuditEntry, StartedDirection};
 use crate::project::catalog::{Body, ComponentMigration, Migration, SqlScripts};
 use crate::project::manifest::TransactionMode;
 use crate::report::{Action, Report, StepReport};
@@ -117,19 +117,23 @@ pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut
     Ok(())
 }
 
-/// The step's body and its history row, in one transaction (invariant 1).
+/// The step's body and its history row, in one transaction (invariant 1). The ledger's rows
+/// go out with the COMMIT, in its round trip.
 async fn run_in_transaction(session: &Session<'_>, step: &Step<'_>, started: Instant) -> Result<(), Error> {
     let Step { migration, direction, ref body } = *step;
-    let access = if direction == Direction::Verify { Access::ReadOnly } else { Access::ReadWrite };
+    if direction == Direction::Verify {
+        return session
+            .in_transaction(migration, Access::ReadOnly, async || run_body(session, migration, direction, body).await)
+            .await;
+    }
     let applied_by = if direction == Direction::Apply { session.applied_by().await } else { String::new() };
     session
-        .in_transaction(migration, access, async || {
+        .in_transaction_ending_with(migration, async || {
             run_body(session, migration, direction, body).await?;
-            match direction {
-                Direction::Apply => record(session, migration, started, &applied_by).await,
-                Direction::Revert => forget(session, migration, started).await,
-                Direction::Verify => Ok(()),
-            }
+            Ok(match direction {
+                Direction::Apply => recorded(session, migration, started, &applied_by).await,
+                Direction::Revert | Direction::Verify => forgotten(session, migration, started).await,
+            })
         })
         .await
 }
@@ -226,14 +230,33 @@ async fn run_body(
 
 /// The reverted migration's history row removed and the revert audited, in its transaction.
 async fn forget(session: &Session<'_>, migration: &Migration, started: Instant) -> Result<(), Error> {
-    session.history().forget(migration.version).await?;
-    session.audit(&session.audit_entry(migration, "reverted", "", started.elapsed())).await
+    for write in forgotten(session, migration, started).await {
+        write.run(session.db.as_ref()).await?;
+    }
+    Ok(())
 }
 
 /// The applied migration's history row and its audit row, in its transaction.
 async fn record(session: &Session<'_>, migration: &Migration, started: Instant, applied_by: &str) -> Result<(), Error> {
-    session.audit(&session.audit_entry(migration, "applied", "", started.elapsed())).await?;
-    session.record_applied(migration, applied_by, started.elapsed()).await
+    for write in recorded(session, migration, started, applied_by).await {
+        write.run(session.db.as_ref()).await?;
+    }
+    Ok(())
+}
+
+/// [`forget`]'s writes, made ready to go with the COMMIT.
+async fn forgotten(session: &Session<'_>, migration: &Migration, started: Instant) -> Vec<LedgerWrite> {
+    let mut writes = session.history().forget_writes(migration.version);
+    writes.push(session.audit_write(&session.audit_entry(migration, "reverted", "", started.elapsed())).await);
+    writes
+}
+
+/// [`record`]'s writes, made ready to go with the COMMIT.
+async fn recorded(session: &Session<'_>, migration: &Migration, started: Instant, applied_by: &str) -> Vec<LedgerWrite> {
+    vec![
+        session.audit_write(&session.audit_entry(migration, "applied", "", started.elapsed())).await,
+        session.applied_write(migration, applied_by, started.elapsed()),
+    ]
 }
 
 async fn run_sql(session: &Session<'_>, migration: &Migration, file: &'static str, script: &str) -> Result<(), Error> {

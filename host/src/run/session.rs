@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::core::limits::Limits;
-use crate::db::{self, Access, Database, DbError, DbErrorKind, LockCheck, LockError, NotCommitted};
+use crate::db::{self, Access, BoundStatement, Database, DbError, DbErrorKind, LockError, NotCommitted};
 use crate::error::Error;
 use crate::core::CiRun;
-use crate::ledger::{Audit, BackfillStore, History, HistoryTable, NewAuditEntry, NewRecord, Started, Who};
+use crate::ledger::{Audit, BackfillStore, History, HistoryTable, LedgerWrite, NewAuditEntry, NewRecord, Started, Who};
 use crate::project::catalog::{ComponentMigration, Migration};
 use crate::report::{Report, StepReport};
 use crate::sandbox::{Call, LoadedComponent, Outcome, Sandbox};
@@ -68,7 +68,7 @@ pub(crate) struct Session<'a> {
     /// The ledger's tables, pinned to a schema once a locked run resolved it.
     pub ledger: HistoryTable,
     /// While the migration lock is held: the check each migration's COMMIT carries.
-    lock_check: Option<LockCheck>,
+    lock_check: Option<BoundStatement>,
 }
 
 impl<'a> Session<'a> {
@@ -77,7 +77,7 @@ impl<'a> Session<'a> {
     }
 
     /// The session of a run holding the migration lock, whose commits carry `check`.
-    pub fn holding(self, check: Option<LockCheck>) -> Self {
+    pub fn holding(self, check: Option<BoundStatement>) -> Self {
         Session { lock_check: check, ..self }
     }
 
@@ -127,6 +127,11 @@ impl<'a> Session<'a> {
     /// Records `migration` as applied by `applied_by` in the history, in the current
     /// transaction (invariant 1: with the step that applied it).
     pub async fn record_applied(&self, migration: &Migration, applied_by: &str, duration: Duration) -> Result<(), Error> {
+        Ok(self.applied_write(migration, applied_by, duration).run(self.db.as_ref()).await?)
+    }
+
+    /// [`record_applied`](Self::record_applied) made ready, to go out with the step's COMMIT.
+    pub fn applied_write(&self, migration: &Migration, applied_by: &str, duration: Duration) -> LedgerWrite {
         let row = NewRecord {
             version: migration.version,
             name: &migration.name,
@@ -137,17 +142,28 @@ impl<'a> Session<'a> {
             signers: &self.shared.signers,
             files: &migration.files.to_json(),
         };
-        Ok(self.history().record(&row).await?)
+        self.history().record_write(&row)
     }
 
     /// Appends to the audit trail in the current transaction, with who this run is.
     pub async fn audit(&self, entry: &NewAuditEntry<'_>) -> Result<(), Error> {
-        let who = Who {
+        let who = self.who().await;
+        Ok(Audit::new(self.db.as_ref(), &self.ledger).append(entry, &who).await?)
+    }
+
+    /// [`audit`](Self::audit) made ready, to go out with the step's COMMIT.
+    pub async fn audit_write(&self, entry: &NewAuditEntry<'_>) -> LedgerWrite {
+        let who = self.who().await;
+        Audit::new(self.db.as_ref(), &self.ledger).append_write(entry, &who)
+    }
+
+    /// Who this run is, for the audit trail.
+    async fn who(&self) -> Who {
+        Who {
             actor: self.applied_by().await,
             host: self.shared.host.clone(),
             ci: self.shared.ci.as_ref().map(ToString::to_string),
-        };
-        Ok(Audit::new(self.db.as_ref(), &self.ledger).append(entry, &who).await?)
+        }
     }
 
     /// Appends to the audit trail in a transaction of its own, for what happened outside one
@@ -215,7 +231,7 @@ impl<'a> Session<'a> {
         self.in_open_transaction(migration, access, async || {
             let value = work().await?;
             match access {
-                Access::ReadWrite => self.commit_holding_the_lock(migration).await?,
+                Access::ReadWrite => self.commit_holding_the_lock(migration, Vec::new()).await?,
                 Access::ReadOnly => self.db.rollback().await.map_err(transaction_failed(migration, "roll back"))?,
             }
             Ok(value)
@@ -223,20 +239,38 @@ impl<'a> Session<'a> {
         .await
     }
 
-    /// Commits, together with the lock's check where the lock can be lost (invariant 8): the
-    /// check goes out with COMMIT in one round trip, and if the lock is gone it fails, which
-    /// rolls the transaction back instead.
-    async fn commit_holding_the_lock(&self, migration: &Migration) -> Result<(), Error> {
-        let Some(check) = &self.lock_check else {
+    /// Runs `work` in a read-write transaction and commits it together with the ledger writes
+    /// `work` returns, which go out pipelined with the COMMIT (and the lock's check): a step's
+    /// history and audit rows cost no round trip of their own. Rolls back on any error.
+    pub async fn in_transaction_ending_with(
+        &self,
+        migration: &Migration,
+        work: impl AsyncFnOnce() -> Result<Vec<LedgerWrite>, Error>,
+    ) -> Result<(), Error> {
+        self.in_open_transaction(migration, Access::ReadWrite, async || {
+            let writes = work().await?;
+            self.commit_holding_the_lock(migration, writes).await
+        })
+        .await
+    }
+
+    /// Runs `writes`, then commits, together with the lock's check where the lock can be lost
+    /// (invariant 8), all in one round trip: if a write fails or the lock is gone, the server
+    /// rolls the transaction back instead of committing it.
+    async fn commit_holding_the_lock(&self, migration: &Migration, writes: Vec<LedgerWrite>) -> Result<(), Error> {
+        if writes.is_empty() && self.lock_check.is_none() {
             return self.db.commit().await.map_err(transaction_failed(migration, "commit"));
-        };
-        match self.db.execute_and_commit(&check.statement, &check.params).await {
-            Ok(_) => Ok(()),
-            Err(NotCommitted::Statement(error)) if error.kind == DbErrorKind::DivisionByZero => {
+        }
+        let statements: Vec<BoundStatement> =
+            writes.iter().map(|write| write.bound.clone()).chain(self.lock_check.clone()).collect();
+        match self.db.execute_and_commit(&statements).await {
+            Ok(()) => Ok(()),
+            Err(NotCommitted::Statement { index, error }) if index < writes.len() => Err(writes[index].failed(error).into()),
+            Err(NotCommitted::Statement { error, .. }) if error.kind == DbErrorKind::DivisionByZero => {
                 Err(Error::Lock(LockError::Lost { migration: migration.folder.clone() }))
             }
-            Err(NotCommitted::Statement(source)) => {
-                Err(transaction_failed(migration, "check the migration lock before committing")(source))
+            Err(NotCommitted::Statement { error, .. }) => {
+                Err(transaction_failed(migration, "check the migration lock before committing")(error))
             }
             Err(NotCommitted::Commit(source)) => Err(transaction_failed(migration, "commit")(source)),
         }

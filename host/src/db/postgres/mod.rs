@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use futures_util::future::{join3, try_join, try_join_all};
+use futures_util::future::{join_all, join3, try_join, try_join_all};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, SimpleQueryMessage, Statement};
 
@@ -34,7 +34,7 @@ pub use self::connect::{ConnectOptions, Pooler};
 pub use self::conninfo::{ConnInfoError, PgEnv, PgTarget, RootCerts, SslMode};
 pub use self::tls::TlsSetupError;
 use self::values::{as_params, row_values};
-use super::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
+use super::database::{Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Value};
 use super::dialect::{self, Dialect};
 use super::schema::Schema;
 use super::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
@@ -370,22 +370,27 @@ impl Database for PostgresDatabase {
         committed
     }
 
-    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
-        let prepared = self.prepare(statement).await.map_err(NotCommitted::Statement)?;
-        let params = as_params(params);
-        let pending = self.take_pending().map_err(NotCommitted::Statement)?;
+    async fn execute_and_commit(&self, statements: &[BoundStatement]) -> Result<(), NotCommitted> {
+        let failed = |index| move |error| NotCommitted::Statement { index, error };
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (index, bound) in statements.iter().enumerate() {
+            prepared.push(self.prepare(&bound.statement).await.map_err(failed(index))?);
+        }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements.iter().map(|bound| as_params(&bound.params)).collect();
+        let pending = self.take_pending().map_err(failed(0))?;
         let before = async { if pending.is_empty() { Ok(()) } else { self.client.batch_execute(&pending).await } };
-        // join3 polls in order, so the three go out in order in one round trip. A failure
-        // before COMMIT aborts the transaction, and the server then answers COMMIT by rolling
-        // back. All three answers are awaited, so the connection is idle when this returns.
-        let (before, executed, committed) =
-            join3(before, self.client.execute(&prepared, &params), self.client.batch_execute(self.ending(End::Commit)))
-                .await;
+        // join3 polls in order, and join_all (for so few) polls its futures in order, so all of
+        // them go out in order in one round trip. A failure before COMMIT aborts the
+        // transaction, and the server then answers COMMIT by rolling back. Every answer is
+        // awaited, so the connection is idle when this returns.
+        let executed = join_all(prepared.iter().zip(&params).map(|(statement, params)| self.client.execute(statement, params)));
+        let (before, executed, committed) = join3(before, executed, self.client.batch_execute(self.ending(End::Commit))).await;
         self.ended();
-        before.map_err(|e| NotCommitted::Statement(db_error(e)))?;
-        let changed = executed.map_err(|e| NotCommitted::Statement(db_error(e)))?;
-        committed.map_err(|e| NotCommitted::Commit(db_error(e)))?;
-        Ok(changed)
+        before.map_err(|e| failed(0)(db_error(e)))?;
+        for (index, result) in executed.into_iter().enumerate() {
+            result.map_err(|e| failed(index)(db_error(e)))?;
+        }
+        committed.map_err(|e| NotCommitted::Commit(db_error(e)))
     }
 
     async fn rollback(&self) -> Result<(), DbError> {
@@ -516,8 +521,8 @@ impl AdvisoryLock {
         Ok(())
     }
 
-    fn check(&self) -> LockCheck {
-        LockCheck { statement: format!("SELECT 1 / count(*)::int {HELD_BY_PID}"), params: self.held_params() }
+    fn check(&self) -> BoundStatement {
+        BoundStatement { statement: format!("SELECT 1 / count(*)::int {HELD_BY_PID}"), params: self.held_params() }
     }
 
     /// [`HELD_BY_PID`]'s parameters: the holder's pid and the key, which pg_locks shows as its
@@ -540,7 +545,7 @@ impl HeldLock for AdvisoryLock {
         self.session.execute("SELECT pg_advisory_unlock($1)", &[&self.key]).await.map(|_| ()).map_err(db_error)
     }
 
-    fn commit_check(&self) -> Option<LockCheck> {
+    fn commit_check(&self) -> Option<BoundStatement> {
         Some(self.check())
     }
 }

@@ -18,7 +18,7 @@ use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::hooks::{AuthContext, Authorization};
 use rusqlite::{Connection, Statement};
 
-use crate::db::database::{Access, Database, HeldLock, LockCheck, ResultCap, Rows, ScriptRow, Value};
+use crate::db::database::{Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Value};
 use crate::db::dialect::{self, Dialect};
 use crate::db::schema::Schema;
 use crate::db::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
@@ -351,12 +351,14 @@ impl Connected {
         self.connection()?.execute_batch("COMMIT").map_err(db_error)
     }
 
-    fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
-        // One process, no round trips: the statement, then COMMIT only if it succeeded.
-        let connection = self.connection().map_err(NotCommitted::Statement)?;
-        let changed = self.execute_on(&connection, statement, params).map_err(NotCommitted::Statement)?;
-        connection.execute_batch("COMMIT").map_err(|e| NotCommitted::Commit(db_error(e)))?;
-        Ok(changed)
+    fn execute_and_commit(&self, statements: &[BoundStatement]) -> Result<(), NotCommitted> {
+        // One process, no round trips: the statements, then COMMIT only if all succeeded.
+        let connection = self.connection().map_err(|error| NotCommitted::Statement { index: 0, error })?;
+        for (index, bound) in statements.iter().enumerate() {
+            self.execute_on(&connection, &bound.statement, &bound.params)
+                .map_err(|error| NotCommitted::Statement { index, error })?;
+        }
+        connection.execute_batch("COMMIT").map_err(|e| NotCommitted::Commit(db_error(e)))
     }
 
     fn rollback(&self) -> Result<(), DbError> {
@@ -454,9 +456,11 @@ impl Database for SqliteDatabase {
         self.blocking(Connected::commit).await?
     }
 
-    async fn execute_and_commit(&self, statement: &str, params: &[Value]) -> Result<u64, NotCommitted> {
-        let (statement, params) = (statement.to_owned(), params.to_vec());
-        self.blocking(move |c| c.execute_and_commit(&statement, &params)).await.map_err(NotCommitted::Statement)?
+    async fn execute_and_commit(&self, statements: &[BoundStatement]) -> Result<(), NotCommitted> {
+        let statements = statements.to_vec();
+        self.blocking(move |c| c.execute_and_commit(&statements))
+            .await
+            .map_err(|error| NotCommitted::Statement { index: 0, error })?
     }
 
     async fn rollback(&self) -> Result<(), DbError> {
@@ -556,7 +560,7 @@ impl HeldLock for FileLock {
         self.file.unlock().map_err(|e| DbError::client("lock-file", e.to_string()))
     }
 
-    fn commit_check(&self) -> Option<LockCheck> {
+    fn commit_check(&self) -> Option<BoundStatement> {
         // The OS holds the file lock for as long as this process keeps the file open.
         None
     }
@@ -570,7 +574,7 @@ impl HeldLock for NoLock {
         Ok(())
     }
 
-    fn commit_check(&self) -> Option<LockCheck> {
+    fn commit_check(&self) -> Option<BoundStatement> {
         None
     }
 }

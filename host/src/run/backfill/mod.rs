@@ -73,13 +73,21 @@ pub(crate) async fn resume_unfinished(
     applied: &[Version],
     report: &mut Report,
 ) -> Result<(), Error> {
+    let with_backfills: Vec<(&Migration, &ComponentMigration)> = applied
+        .iter()
+        .filter_map(|&version| catalog.get(version))
+        .filter_map(|migration| match &migration.body {
+            Body::Component(component) if component.manifest.backfill.is_some() => Some((migration, &**component)),
+            _ => None,
+        })
+        .collect();
+    // A project of plain SQL migrations has no backfill to read the state of.
+    if with_backfills.is_empty() {
+        return Ok(());
+    }
     let statuses = session.backfills().statuses().await?;
-    for &version in applied {
-        let Some(migration) = catalog.get(version) else { continue };
-        let Body::Component(component) = &migration.body else { continue };
-        if component.manifest.backfill.is_none() {
-            continue;
-        }
+    for (migration, component) in with_backfills {
+        let version = migration.version;
         match statuses.iter().find(|s| s.version == version).map(|s| s.state) {
             Some(BackfillState::Done) => {}
             Some(BackfillState::Paused) => {
