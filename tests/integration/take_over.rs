@@ -1,6 +1,8 @@
 //! `wasmig stamp --from TOOL`: a database another tool migrated keeps its history. dbmate (from
-//! npm) and alembic (from PyPI), installed by scripts/peer-tools.sh, really migrate a
-//! PostgreSQL database and a SQLite file; wasmig stamps what they applied, applies the rest
+//! npm), alembic (from PyPI) and sqlx-cli (from crates.io), installed by scripts/peer-tools.sh,
+//! really migrate a PostgreSQL database and a SQLite file (goose and Flyway install from the Go
+//! module proxy and Maven Central, which this project does not install from: their tests write
+//! the history table with the DDL and rows those tools write); wasmig stamps what they applied, applies the rest
 //! itself, and refuses a history it cannot take over as it is, naming why.
 
 use std::path::{Path, PathBuf};
@@ -170,3 +172,128 @@ async fn a_history_alembic_kept_is_taken_over(backend: Backend) {
     assert_eq!((up.result.exit_code, applied), (0, vec!["0003_refunds"]), "{:?}", up.result.error);
 }
 on_both_backends!(stamp_from_alembic, a_history_alembic_kept_is_taken_over);
+
+/// Runs sqlx-cli (built from crates.io by scripts/peer-tools.sh) on `db` with `dir`'s migrations.
+fn sqlx(db: &TestDb, dir: &Path, args: &[&str]) {
+    let sqlx = workspace_root().join("target/peer-tools/bin/sqlx");
+    assert!(sqlx.exists(), "sqlx-cli is not installed at {}: run scripts/peer-tools.sh", sqlx.display());
+    // sqlx opens a SQLite file only if it exists, unless told it may create it.
+    let url = match db.backend {
+        Backend::Postgres => format!("{}?sslmode=disable", db.url),
+        Backend::Sqlite => format!("{}?mode=rwc", db.url),
+    };
+    let output = Command::new(sqlx)
+        .args(["migrate"])
+        .args(args)
+        .args(["--source", &dir.to_string_lossy(), "--database-url", &url])
+        .output()
+        .expect("run sqlx");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "sqlx migrate {args:?}: {said}");
+}
+
+async fn a_history_sqlx_kept_is_taken_over(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("a folder for sqlx's migrations");
+    for (folder, up, down) in MIGRATIONS {
+        std::fs::write(dir.path().join(format!("{folder}.up.sql")), up).expect("write a sqlx migration");
+        std::fs::write(dir.path().join(format!("{folder}.down.sql")), down).expect("write a sqlx revert");
+    }
+    sqlx(&db, dir.path(), &["run"]);
+    sqlx(&db, dir.path(), &["revert"]);
+
+    let early = wasmig_project(true);
+    let gap = wasmig_json(&early, &db, &["stamp", "--from", "sqlx", "--reason", "moving"]);
+    assert_eq!((gap.result.exit_code, gap.result.exit.as_str()), (3, "project"));
+    let message = &gap.result.error.as_ref().expect("an error").message;
+    assert!(message.contains("20251231000000_early comes before what sqlx applied last"), "{message}");
+
+    let project = wasmig_project(false);
+    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "sqlx", "--reason", "moving to wasmig"]);
+    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
+    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!(stamped, ["20260101000001_accounts", "20260101000002_orders"], "what sqlx reverted is not stamped");
+    let up = wasmig_json(&project, &db, &["up"]);
+    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!((up.result.exit_code, applied), (0, vec!["20260101000003_refunds"]), "{:?}", up.result.error);
+}
+on_both_backends!(stamp_from_sqlx, a_history_sqlx_kept_is_taken_over);
+
+/// The three migrations' schema and history as goose leaves them after `up` then `down`: its
+/// table (DDL as goose creates it on each backend), the version-0 row it writes with the
+/// table, a row per up, and for the down a row with `is_applied` false.
+async fn migrated_by_goose(db: &TestDb) {
+    let inspect = db.inspect().await;
+    let table = match db.backend {
+        Backend::Postgres => {
+            "CREATE TABLE goose_db_version (id serial NOT NULL, version_id bigint NOT NULL, \
+             is_applied boolean NOT NULL, tstamp timestamp NULL default now(), PRIMARY KEY(id));"
+        }
+        Backend::Sqlite => {
+            "CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT, version_id INTEGER NOT NULL, \
+             is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));"
+        }
+    };
+    let schema: String = MIGRATIONS.iter().map(|(_, up, _)| *up).collect();
+    inspect.execute(&format!("{table}\n{schema}\n{}", MIGRATIONS[2].2)).await;
+    inspect
+        .execute(
+            "INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, TRUE), (20260101000001, TRUE), \
+             (20260101000002, TRUE), (20260101000003, TRUE), (20260101000003, FALSE);",
+        )
+        .await;
+}
+
+async fn a_history_goose_kept_is_taken_over(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    migrated_by_goose(&db).await;
+    let project = wasmig_project(false);
+    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "goose", "--reason", "moving to wasmig"]);
+    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
+    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!(stamped, ["20260101000001_accounts", "20260101000002_orders"], "goose's latest row for 3 is a down");
+    let up = wasmig_json(&project, &db, &["up"]);
+    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!((up.result.exit_code, applied), (0, vec!["20260101000003_refunds"]), "{:?}", up.result.error);
+}
+on_both_backends!(stamp_from_goose, a_history_goose_kept_is_taken_over);
+
+/// The schema and history Flyway leaves after two versioned
+/// migrations, a repeatable one (no version) and a third that failed (on a database without
+/// transactional DDL Flyway records the failure): its table with Flyway's own DDL.
+async fn migrated_by_flyway(db: &TestDb) {
+    let inspect = db.inspect().await;
+    let schema: String = MIGRATIONS[..2].iter().map(|(_, up, _)| *up).collect();
+    inspect
+        .execute(&format!(
+            "CREATE TABLE flyway_schema_history (installed_rank INT NOT NULL PRIMARY KEY, version VARCHAR(50), \
+             description VARCHAR(200) NOT NULL, type VARCHAR(20) NOT NULL, script VARCHAR(1000) NOT NULL, \
+             checksum INT, installed_by VARCHAR(100) NOT NULL, installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             execution_time INT NOT NULL, success BOOLEAN NOT NULL);\n{schema}"
+        ))
+        .await;
+    inspect
+        .execute(
+            "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, \
+             installed_by, execution_time, success) VALUES \
+             (1, '20260101000001', 'accounts', 'SQL', 'V20260101000001__accounts.sql', 11, 'deploy', 4, TRUE), \
+             (2, '20260101000002', 'orders', 'SQL', 'V20260101000002__orders.sql', 12, 'deploy', 3, TRUE), \
+             (3, NULL, 'views', 'SQL', 'R__views.sql', 13, 'deploy', 2, TRUE), \
+             (4, '20260101000003', 'refunds', 'SQL', 'V20260101000003__refunds.sql', 14, 'deploy', 1, FALSE);",
+        )
+        .await;
+}
+
+async fn a_history_flyway_kept_is_taken_over(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    migrated_by_flyway(&db).await;
+    let project = wasmig_project(false);
+    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "flyway", "--reason", "moving to wasmig"]);
+    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
+    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!(stamped, ["20260101000001_accounts", "20260101000002_orders"], "neither the repeatable nor the failed");
+    let up = wasmig_json(&project, &db, &["up"]);
+    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!((up.result.exit_code, applied), (0, vec!["20260101000003_refunds"]), "{:?}", up.result.error);
+}
+on_both_backends!(stamp_from_flyway, a_history_flyway_kept_is_taken_over);
