@@ -198,3 +198,128 @@ async fn drift_reports_what_differs_from_the_migrations(backend: Backend) {
     scratch_is_gone(&db, &drifted).await;
 }
 on_both_backends!(drift_reports_what_differs_from_the_migrations, drift_reports_what_differs_from_the_migrations);
+
+/// PostgreSQL objects that live beside tables: each changed by hand is drift, and a value a
+/// sequence moved to is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_sees_types_functions_triggers_sequences_grants_and_extensions() {
+    let db = TestDb::postgres().await;
+    let project = Project::new();
+    project
+        .sql(
+            "0001_tickets",
+            "CREATE EXTENSION citext;\n\
+             CREATE TYPE mood AS ENUM ('happy', 'sad');\n\
+             CREATE DOMAIN positive AS integer CHECK (VALUE > 0);\n\
+             CREATE SEQUENCE ticket_numbers START 100;\n\
+             CREATE TABLE tickets (id BIGSERIAL PRIMARY KEY, owner citext, feeling mood, seats positive, \
+               number BIGINT NOT NULL DEFAULT nextval('ticket_numbers'), touched TIMESTAMPTZ);\n\
+             GRANT SELECT ON tickets TO PUBLIC;",
+            Some("DROP TABLE tickets;\nDROP SEQUENCE ticket_numbers;\nDROP DOMAIN positive;\nDROP TYPE mood;\nDROP EXTENSION citext;"),
+            None,
+        )
+        .sql(
+            "0002_touch",
+            "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.touched = now(); RETURN NEW; END $$;\n\
+             CREATE TRIGGER tickets_touch BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION touch();",
+            Some("DROP TRIGGER tickets_touch ON tickets;\nDROP FUNCTION touch();"),
+            None,
+        );
+    let test = wasmig_json(&project, &db, &["test"]);
+    assert_eq!((test.result.exit_code, test.result.exit.as_str()), (0, "ok"), "{:?}", test.result.error);
+    assert_eq!(wasmig_json(&project, &db, &["up"]).result.exit_code, 0);
+    let inspect = db.inspect().await;
+    inspect.execute("INSERT INTO tickets (owner, feeling, seats) VALUES ('a', 'happy', 2), ('b', 'sad', 1)").await;
+    let clean = wasmig_json(&project, &db, &["drift"]);
+    assert_eq!(
+        (clean.result.exit_code, differences(&clean.result.data["differences"])),
+        (0, vec![]),
+        "rows and the sequences they moved are not drift: {}",
+        clean.result.data
+    );
+
+    inspect
+        .execute(
+            "ALTER TYPE mood ADD VALUE 'meh';\n\
+             ALTER DOMAIN positive ADD CONSTRAINT small CHECK (VALUE < 100);\n\
+             ALTER SEQUENCE ticket_numbers INCREMENT 5;\n\
+             REVOKE SELECT ON tickets FROM PUBLIC;\n\
+             ALTER TABLE tickets DISABLE TRIGGER tickets_touch;\n\
+             CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\n\
+             CREATE EXTENSION pg_trgm;",
+        )
+        .await;
+    let drifted = wasmig_json(&project, &db, &["drift"]);
+    assert_eq!((drifted.result.exit_code, drifted.result.exit.as_str()), (13, "drift"));
+    assert_eq!(
+        differences(&drifted.result.data["differences"]),
+        [
+            triple("changed", "type", "mood"),
+            triple("unexpected", "extension", "pg_trgm"),
+            triple("changed", "type", "positive"),
+            triple("changed", "sequence", "ticket_numbers"),
+            triple("changed", "trigger", "tickets_touch"),
+            triple("missing", "grant", "PUBLIC"),
+            triple("changed", "function", "touch()"),
+        ],
+        "{}",
+        drifted.result.data
+    );
+    scratch_is_gone(&db, &drifted).await;
+}
+
+/// A function a down forgets is what the round trip names, as it does a table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_that_leaves_a_function_behind_is_named() {
+    let db = TestDb::postgres().await;
+    let project = Project::new();
+    project.sql(
+        "0001_helpers",
+        "CREATE FUNCTION double_it(n integer) RETURNS integer LANGUAGE sql AS 'SELECT n * 2';\n\
+         CREATE TYPE colour AS ENUM ('red', 'blue');",
+        Some("DROP TYPE colour;"),
+        None,
+    );
+    let run = wasmig_json(&project, &db, &["test"]);
+    assert_eq!((run.result.exit_code, run.result.exit.as_str()), (12, "round_trip"));
+    let broken = &run.result.data["broken"];
+    assert_eq!(broken["how"], "down_left_schema", "{broken}");
+    assert_eq!(differences(&broken["differences"]), [triple("unexpected", "function", "double_it(n integer)")]);
+    scratch_is_gone(&db, &run).await;
+}
+
+/// SQLite keeps a `CHECK` only in its table's text, and a trigger as its own: a table rebuilt
+/// by hand without the one, and the other dropped, are drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_sees_sqlite_checks_and_triggers() {
+    let db = TestDb::sqlite();
+    let project = Project::new();
+    project.sql(
+        "0001_orders",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty > 0), touched TEXT);\n\
+         CREATE TRIGGER orders_touch AFTER UPDATE ON orders BEGIN UPDATE orders SET touched = 'now' WHERE id = NEW.id; END;",
+        Some("DROP TRIGGER orders_touch;\nDROP TABLE orders;"),
+        None,
+    );
+    assert_eq!(wasmig_json(&project, &db, &["up"]).result.exit_code, 0);
+    let clean = wasmig_json(&project, &db, &["drift"]);
+    assert_eq!((clean.result.exit_code, differences(&clean.result.data["differences"])), (0, vec![]));
+
+    db.inspect()
+        .await
+        .execute(
+            "CREATE TABLE orders_new (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL, touched TEXT);\n\
+             INSERT INTO orders_new SELECT * FROM orders;\n\
+             DROP TABLE orders;\n\
+             ALTER TABLE orders_new RENAME TO orders;",
+        )
+        .await;
+    let drifted = wasmig_json(&project, &db, &["drift"]);
+    assert_eq!((drifted.result.exit_code, drifted.result.exit.as_str()), (13, "drift"));
+    assert_eq!(
+        differences(&drifted.result.data["differences"]),
+        [triple("missing", "constraint", "check (qty > 0)"), triple("missing", "trigger", "orders_touch")],
+        "{}",
+        drifted.result.data
+    );
+}

@@ -244,8 +244,9 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
-    /// Compare the database's schema (tables, columns and types, indexes, constraints) with
-    /// what its applied migrations build on a scratch database; print the differences and
+    /// Compare the database's schema (tables, columns and types, indexes, constraints,
+    /// triggers, sequences, functions, types, extensions, grants) with what its applied
+    /// migrations build on a scratch database; print the differences and
     /// exit 13 when there are any. Changes nothing.
     Drift {
         #[command(flatten)]

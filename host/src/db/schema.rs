@@ -1,10 +1,12 @@
 //! [`Schema`]: a snapshot of what a database's schema holds (tables and views, columns and
-//! their types, indexes, constraints), each object with its definition as the server prints
-//! it, and the [`SchemaDifference`]s between two snapshots.
+//! their types, indexes, constraints, triggers, sequences, functions, enum and domain types,
+//! extensions, and the privileges granted on tables), each object with its definition as the
+//! server prints it, and the [`SchemaDifference`]s between two snapshots.
 //!
 //! Definitions are the server's own rendering (PostgreSQL's `format_type`,
-//! `pg_get_indexdef`, `pg_get_constraintdef`; SQLite's `pragma` rows and stored SQL), so two
-//! databases built by the same statements compare equal, whatever spelling created them.
+//! `pg_get_indexdef`, `pg_get_constraintdef`, `pg_get_triggerdef`, `pg_get_functiondef`;
+//! SQLite's `pragma` rows and stored SQL), so two databases built by the same statements
+//! compare equal, whatever spelling created them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,6 +19,17 @@ pub enum ObjectKind {
     Column,
     Index,
     Constraint,
+    Trigger,
+    /// A sequence; one a column owns (`serial`, identity) belongs to that column's table.
+    Sequence,
+    /// The privileges one role (the object's name) holds on a table, view or sequence, beyond
+    /// its owner's.
+    Grant,
+    /// A function or procedure, named with its argument types.
+    Function,
+    /// An enum or domain type.
+    Type,
+    Extension,
 }
 
 impl ObjectKind {
@@ -27,20 +40,27 @@ impl ObjectKind {
             ObjectKind::Column => "column",
             ObjectKind::Index => "index",
             ObjectKind::Constraint => "constraint",
+            ObjectKind::Trigger => "trigger",
+            ObjectKind::Sequence => "sequence",
+            ObjectKind::Grant => "grant",
+            ObjectKind::Function => "function",
+            ObjectKind::Type => "type",
+            ObjectKind::Extension => "extension",
         }
     }
 }
 
-/// One object of a schema: where it lives (the table it belongs to; a table's own name for a
-/// table or view) and its name.
+/// One object of a schema: where it lives (the table it belongs to; its own name for a table,
+/// view, function, type, extension or a sequence no column owns) and its name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SchemaObject {
     /// The namespace: PostgreSQL's schema, SQLite's `main`.
     pub schema: String,
     pub table: String,
     pub kind: ObjectKind,
-    /// The object's own name: the table's for a table or view, else the column's, index's or
-    /// constraint's.
+    /// The object's own name: the table's for a table or view, a function's with its argument
+    /// types, a grant's role; else the column's, index's, constraint's, trigger's, sequence's,
+    /// type's or extension's.
     pub name: String,
 }
 
@@ -57,8 +77,12 @@ impl fmt::Display for SchemaObject {
         match self.kind {
             ObjectKind::Table | ObjectKind::View => write!(f, "{kind} {}.{}", self.schema, self.table),
             ObjectKind::Column => write!(f, "{kind} {}.{}.{}", self.schema, self.table, self.name),
-            ObjectKind::Index | ObjectKind::Constraint => {
+            ObjectKind::Index | ObjectKind::Constraint | ObjectKind::Trigger => {
                 write!(f, "{kind} {} on {}.{}", self.name, self.schema, self.table)
+            }
+            ObjectKind::Grant => write!(f, "grant to {} on {}.{}", self.name, self.schema, self.table),
+            ObjectKind::Sequence | ObjectKind::Function | ObjectKind::Type | ObjectKind::Extension => {
+                write!(f, "{kind} {}.{}", self.schema, self.name)
             }
         }
     }

@@ -1,9 +1,12 @@
-//! The PostgreSQL schema snapshot: tables and views, columns, indexes and constraints of every
-//! schema but the server's own, read from `pg_catalog` and rendered by the server's own
-//! functions (`format_type`, `pg_get_expr`, `pg_get_indexdef`, `pg_get_constraintdef`).
+//! The PostgreSQL schema snapshot: tables and views, columns, indexes, constraints, triggers,
+//! sequences, functions and procedures, enum and domain types, extensions, and the privileges
+//! granted on tables, of every schema but the server's own, read from `pg_catalog` and
+//! rendered by the server's own functions (`format_type`, `pg_get_expr`, `pg_get_indexdef`,
+//! `pg_get_constraintdef`, `pg_get_triggerdef`, `pg_get_functiondef`).
 //!
 //! Every catalog name is qualified with `pg_catalog` (invariant 9: nothing resolves through
-//! `pg_temp`), and temporary and TOAST schemas are left out.
+//! `pg_temp`), and temporary and TOAST schemas are left out. What an extension brings with it
+//! (its functions and types) is the extension's, compared as its name and version.
 
 use crate::db::database::{Database, Value, cell};
 use crate::db::error::DbError;
@@ -94,7 +97,157 @@ pub(super) async fn snapshot(db: &dyn Database) -> Result<Schema, DbError> {
         let definition = cell(&row, 3).unwrap_or_default();
         schema.insert(SchemaObject { schema: namespace, table, kind: ObjectKind::Constraint, name }, &definition);
     }
+    sequences(db, &mut schema).await?;
+    triggers(db, &mut schema).await?;
+    functions(db, &mut schema).await?;
+    types(db, &mut schema).await?;
+    extensions(db, &mut schema).await?;
+    grants(db, &mut schema).await?;
     Ok(schema)
+}
+
+/// Not a member of an extension: `oid` of the catalog `catalog` was made by a migration.
+fn not_from_an_extension(catalog: &str, oid: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = '{catalog}'::pg_catalog.regclass \
+         AND e.objid = {oid} AND e.deptype = 'e')"
+    )
+}
+
+/// Sequences with their settings, not their current value (which any insert moves); one a
+/// column owns (`serial`, identity) belongs to that column's table.
+async fn sequences(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
+    let sequences = format!(
+        "SELECT CAST(n.nspname AS text), CAST(COALESCE(t.relname, c.relname) AS text), CAST(c.relname AS text), \
+           pg_catalog.format('%s start %s increment %s min %s max %s cache %s%s', \
+             pg_catalog.format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, \
+             CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END), \
+           CAST(a.attname AS text) \
+         FROM pg_catalog.pg_sequence s \
+         JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i') \
+         LEFT JOIN pg_catalog.pg_class t ON t.oid = d.refobjid \
+         LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+         WHERE {USER_NAMESPACES} AND {}",
+        not_from_an_extension("pg_catalog.pg_class", "c.oid")
+    );
+    for row in db.query(&sequences, &[]).await?.values {
+        let Some((namespace, table, name)) = place(&row) else { continue };
+        let mut definition = cell(&row, 3).unwrap_or_default();
+        if let Some(column) = cell(&row, 4) {
+            definition.push_str(&format!(" owned by {table}.{column}"));
+        }
+        schema.insert(SchemaObject { schema: namespace, table, kind: ObjectKind::Sequence, name }, &definition);
+    }
+    Ok(())
+}
+
+/// Triggers a statement made (not the ones PostgreSQL makes for foreign keys), and whether
+/// each is disabled.
+async fn triggers(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
+    let triggers = format!(
+        "SELECT CAST(n.nspname AS text), CAST(c.relname AS text), CAST(t.tgname AS text), \
+           pg_catalog.pg_get_triggerdef(t.oid), CAST(t.tgenabled AS text) \
+         FROM pg_catalog.pg_trigger t \
+         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT t.tgisinternal AND {RELATIONS} AND {USER_NAMESPACES}"
+    );
+    for row in db.query(&triggers, &[]).await?.values {
+        let Some((namespace, table, name)) = place(&row) else { continue };
+        let mut definition = cell(&row, 3).unwrap_or_default();
+        if cell(&row, 4).as_deref() == Some("D") {
+            definition.push_str(" (disabled)");
+        }
+        schema.insert(SchemaObject { schema: namespace, table, kind: ObjectKind::Trigger, name }, &definition);
+    }
+    Ok(())
+}
+
+/// Functions and procedures, each named with its argument types (an overload is another
+/// object) and defined by its `CREATE OR REPLACE` text.
+async fn functions(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
+    let functions = format!(
+        "SELECT CAST(n.nspname AS text), \
+           CAST(p.proname AS text) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')', \
+           pg_catalog.pg_get_functiondef(p.oid) \
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE p.prokind IN ('f', 'p') AND {USER_NAMESPACES} AND {}",
+        not_from_an_extension("pg_catalog.pg_proc", "p.oid")
+    );
+    for row in db.query(&functions, &[]).await?.values {
+        let (Some(namespace), Some(name)) = (cell(&row, 0), cell(&row, 1)) else { continue };
+        let definition = cell(&row, 2).unwrap_or_default();
+        let object = SchemaObject { schema: namespace, table: name.clone(), kind: ObjectKind::Function, name };
+        schema.insert(object, &definition);
+    }
+    Ok(())
+}
+
+/// Enum types with their labels in order, and domains with their base type, default and
+/// constraints.
+async fn types(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
+    let types = format!(
+        "SELECT CAST(n.nspname AS text), CAST(t.typname AS text), \
+           CASE t.typtype \
+             WHEN 'e' THEN 'enum (' || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_literal(CAST(l.enumlabel AS text)), ', ' \
+               ORDER BY l.enumsortorder) FROM pg_catalog.pg_enum l WHERE l.enumtypid = t.oid), '') || ')' \
+             ELSE 'domain ' || pg_catalog.format_type(t.typbasetype, t.typtypmod) \
+               || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END \
+               || COALESCE(' default ' || t.typdefault, '') \
+               || COALESCE((SELECT ' ' || pg_catalog.string_agg(pg_catalog.pg_get_constraintdef(k.oid), ' ' ORDER BY k.conname) \
+                 FROM pg_catalog.pg_constraint k WHERE k.contypid = t.oid), '') \
+           END \
+         FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+         WHERE t.typtype IN ('e', 'd') AND {USER_NAMESPACES} AND {}",
+        not_from_an_extension("pg_catalog.pg_type", "t.oid")
+    );
+    for row in db.query(&types, &[]).await?.values {
+        let (Some(namespace), Some(name)) = (cell(&row, 0), cell(&row, 1)) else { continue };
+        let definition = cell(&row, 2).unwrap_or_default();
+        schema.insert(SchemaObject { schema: namespace, table: name.clone(), kind: ObjectKind::Type, name }, &definition);
+    }
+    Ok(())
+}
+
+/// Extensions, in the schema each was created in, with their version.
+async fn extensions(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
+    let extensions = format!(
+        "SELECT CAST(n.nspname AS text), CAST(x.extname AS text), CAST(x.extversion AS text) \
+         FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace \
+         WHERE {USER_NAMESPACES}"
+    );
+    for row in db.query(&extensions, &[]).await?.values {
+        let (Some(namespace), Some(name)) = (cell(&row, 0), cell(&row, 1)) else { continue };
+        let definition = format!("version {}", cell(&row, 2).unwrap_or_default());
+        let object = SchemaObject { schema: namespace, table: name.clone(), kind: ObjectKind::Extension, name };
+        schema.insert(object, &definition);
+    }
+    Ok(())
+}
+
+/// The privileges each role holds on a table, view or sequence, beyond its owner's own (which
+/// depend on who ran the migrations, not on what they say); `PUBLIC` for every role.
+async fn grants(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
+    let grants = format!(
+        "SELECT CAST(n.nspname AS text), CAST(c.relname AS text), \
+           CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE CAST(pg_catalog.pg_get_userbyid(g.grantee) AS text) END, \
+           pg_catalog.string_agg(g.privilege_type || CASE WHEN g.is_grantable THEN ' with grant option' ELSE '' END, \
+             ', ' ORDER BY g.privilege_type) \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) g \
+         WHERE ({RELATIONS} OR c.relkind = 'S') AND {USER_NAMESPACES} AND g.grantee <> c.relowner \
+         GROUP BY 1, 2, 3"
+    );
+    for row in db.query(&grants, &[]).await?.values {
+        let Some((namespace, table, role)) = place(&row) else { continue };
+        let definition = cell(&row, 3).unwrap_or_default();
+        schema.insert(SchemaObject { schema: namespace, table, kind: ObjectKind::Grant, name: role }, &definition);
+    }
+    Ok(())
 }
 
 /// The namespace, table and object name a catalog row starts with; `None` for a row without

@@ -1,14 +1,14 @@
 //! The SQLite schema snapshot, from `sqlite_schema` and the `pragma_*` table functions:
 //! tables and views, columns (declared type, `NOT NULL`, default, primary-key position),
-//! indexes as their stored SQL, and the constraints SQLite keeps apart from a table's text
-//! (foreign keys, and the unique and primary-key indexes it makes for them).
-//!
-//! `CHECK` constraints live only in a table's `CREATE` text, which `ALTER TABLE` rewrites
-//! piecemeal, so they are not compared; the table's columns and keys are.
+//! indexes and triggers as their stored SQL, the constraints SQLite keeps apart from a
+//! table's text (foreign keys, and the unique and primary-key indexes it makes for them), and
+//! the `CHECK` constraints, which live only in that text ([`checks`]).
 
 use crate::db::database::{Database, cell};
 use crate::db::error::DbError;
 use crate::db::schema::{ObjectKind, Schema, SchemaObject};
+
+use super::checks::checks;
 
 /// SQLite's one namespace for a connection's own database.
 const MAIN: &str = "main";
@@ -32,6 +32,9 @@ pub(super) async fn snapshot(db: &dyn Database) -> Result<Schema, DbError> {
             schema.insert(object(&table, ObjectKind::View, &table), &definition);
         } else {
             schema.insert(object(&table, ObjectKind::Table, &table), "table");
+            for check in checks(&cell(&row, 2).unwrap_or_default()) {
+                schema.insert(object(&table, ObjectKind::Constraint, &check), &check);
+            }
         }
     }
     let columns = format!(
@@ -53,11 +56,12 @@ pub(super) async fn snapshot(db: &dyn Database) -> Result<Schema, DbError> {
         }
         schema.insert(object(&table, ObjectKind::Column, &column), &definition);
     }
-    let indexes = "SELECT m.tbl_name, m.name, m.sql FROM sqlite_schema m \
-                   WHERE m.type = 'index' AND m.sql IS NOT NULL";
+    let indexes = "SELECT m.tbl_name, m.name, m.sql, m.type FROM sqlite_schema m \
+                   WHERE m.type IN ('index', 'trigger') AND m.sql IS NOT NULL";
     for row in db.query(indexes, &[]).await?.values {
-        let (Some(table), Some(index)) = (cell(&row, 0), cell(&row, 1)) else { continue };
-        schema.insert(object(&table, ObjectKind::Index, &index), &cell(&row, 2).unwrap_or_default());
+        let (Some(table), Some(name)) = (cell(&row, 0), cell(&row, 1)) else { continue };
+        let kind = if cell(&row, 3).as_deref() == Some("trigger") { ObjectKind::Trigger } else { ObjectKind::Index };
+        schema.insert(object(&table, kind, &name), &cell(&row, 2).unwrap_or_default());
     }
     // The indexes SQLite makes for UNIQUE and PRIMARY KEY constraints have no SQL of their own
     // and names that follow creation order; they are named here by their columns.

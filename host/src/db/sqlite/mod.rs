@@ -5,6 +5,7 @@
 //! lock is an OS file lock beside the database file, released by the OS if the process dies.
 
 mod catalog;
+mod checks;
 mod values;
 
 use std::collections::BTreeSet;
