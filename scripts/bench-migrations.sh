@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # 300 small SQL migrations, side by side in one run on PostgreSQL: psql applying the same files
-# in one session with a transaction each (the floor), dbmate (from npm, into target/bench-npm)
-# and wasmig (a release build). For each: apply all, a no-op apply, status, and (psql and
-# wasmig) revert all; wall time as the median of ROUNDS rounds with its min and max, and the
+# in one session with a transaction each (the floor), dbmate (npm) and sqlx-cli (crates.io),
+# both installed by scripts/peer-tools.sh, and wasmig (a release build). For each: apply all, a
+# no-op apply, status, and (psql, sqlx and wasmig) revert all; wall time as the median of ROUNDS rounds with its min and max, and the
 # transactions each run cost the server (pg_stat_database's commits and rollbacks, as a read
 # that ends in ROLLBACK is a round trip too). Prints one table of ratios
 # to psql. Environment: MIGRATIONS (300), ROUNDS (5), WASMIG_BENCH_POSTGRES (an admin URL).
@@ -17,15 +17,13 @@ base=${admin%/*}
 work=target/bench-migrations
 cargo build --release --quiet -p wasmig
 wasmig=$PWD/target/release/wasmig
-if [[ ! -x target/bench-npm/node_modules/.bin/dbmate ]]; then
-    mkdir -p target/bench-npm
-    (cd target/bench-npm && npm install --silent --no-audit --no-fund dbmate >/dev/null)
-fi
-dbmate=$PWD/target/bench-npm/node_modules/.bin/dbmate
+scripts/peer-tools.sh >/dev/null
+dbmate=$PWD/target/peer-tools/node_modules/.bin/dbmate
+sqlx=$PWD/target/peer-tools/bin/sqlx
 
 # The same migrations in each tool's layout: a table and an index each, and its revert.
 rm -rf "$work"
-mkdir -p "$work/wasmig" "$work/dbmate" "$work/psql"
+mkdir -p "$work/wasmig" "$work/dbmate" "$work/sqlx" "$work/psql"
 printf '[history]\ntable = "wasmig_history"\n' > "$work/wasmig/wasmig.toml"
 : > "$work/psql/up.sql"
 : > "$work/psql/down.sql"
@@ -38,6 +36,8 @@ CREATE INDEX t_${n}_name ON t_$n (name);"
     printf '%s\n' "$up" > "$work/wasmig/${n}_t_$n/up.sql"
     printf '%s\n' "$down" > "$work/wasmig/${n}_t_$n/down.sql"
     printf -- '-- migrate:up\n%s\n\n-- migrate:down\n%s\n' "$up" "$down" > "$work/dbmate/2026010100$n""_t_$n.sql"
+    printf '%s\n' "$up" > "$work/sqlx/${n}_t_$n.up.sql"
+    printf '%s\n' "$down" > "$work/sqlx/${n}_t_$n.down.sql"
     printf 'BEGIN;\n%s\nCOMMIT;\n' "$up" >> "$work/psql/up.sql"
     printf 'BEGIN;\n%s\nCOMMIT;\n' "$down" | cat - "$work/psql/down.sql" > "$work/psql/down.tmp"
     mv "$work/psql/down.tmp" "$work/psql/down.sql"
@@ -67,7 +67,7 @@ measure() {
 }
 
 for round in $(seq 1 "$rounds"); do
-    for tool in psql dbmate wasmig; do
+    for tool in psql dbmate sqlx wasmig; do
         db=bench_migrations_$tool
         sql "DROP DATABASE IF EXISTS $db WITH (FORCE)"
         sql "CREATE DATABASE $db"
@@ -84,6 +84,14 @@ for round in $(seq 1 "$rounds"); do
             measure dbmate apply "$db" "$dbmate" --migrations-dir "$work/dbmate" --no-dump-schema up
             measure dbmate noop "$db" "$dbmate" --migrations-dir "$work/dbmate" --no-dump-schema up
             measure dbmate status "$db" "$dbmate" --migrations-dir "$work/dbmate" status
+            unset DATABASE_URL
+            ;;
+        sqlx)
+            export DATABASE_URL="$url?sslmode=disable"
+            measure sqlx apply "$db" "$sqlx" migrate run --source "$work/sqlx"
+            measure sqlx noop "$db" "$sqlx" migrate run --source "$work/sqlx"
+            measure sqlx status "$db" "$sqlx" migrate info --source "$work/sqlx"
+            measure sqlx revert "$db" "$sqlx" migrate revert --target-version 0 --source "$work/sqlx"
             unset DATABASE_URL
             ;;
         wasmig)
@@ -113,7 +121,7 @@ print(f"{count} migrations, {rounds} rounds; wall ms as median (min-max); ratio 
 print(f"{'step':8} {'tool':8} {'ms':>22} {'x psql':>8} {'xacts':>8}")
 for step in ["apply", "noop", "status", "revert"]:
     floor = median([ms for ms, _ in runs[("psql", step)]])
-    for tool in ["psql", "dbmate", "wasmig"]:
+    for tool in ["psql", "dbmate", "sqlx", "wasmig"]:
         if (tool, step) not in runs:
             continue
         values = runs[(tool, step)]
