@@ -70,6 +70,12 @@ async fn a_destructive_step_is_backed_up_first(backend: Backend) {
     let dir = tempfile::tempdir().expect("a folder for backups");
     let project = project(&format!("before = \"destructive\"\ndir = \"{}\"", dir.path().display()));
 
+    // The plan says which step will be backed up, and why, before anything runs.
+    let plan = wasmig_json(&project, &db, &["plan"]);
+    let planned: Vec<Option<&str>> =
+        plan.result.data["steps"].as_array().expect("the steps").iter().map(|step| step["backup"].as_str()).collect();
+    assert_eq!(planned, [None, Some("DROP TABLE at up.sql line 3")], "{}", plan.result.data);
+
     let up = wasmig_json(&project, &db, &["up"]);
     assert_eq!(up.result.exit, "ok", "{:?}", up.result.error);
     let taken = backups(&up);

@@ -52,6 +52,9 @@ pub fn plan(preview: &Preview) {
     for (index, step) in preview.steps.iter().enumerate() {
         let mode = if step.transactional { "in one transaction with its history row" } else { "NOT in a transaction" };
         println!("{}. would {verb} {} ({}, {mode})", index + 1, step.migration, step.kind);
+        if let Some(reason) = &step.backup {
+            println!("   backs the database up first ([backup]): {reason}");
+        }
         if !step.needs_backfills.is_empty() {
             let needs: Vec<String> = step.needs_backfills.iter().map(ToString::to_string).collect();
             println!("   needs the backfills of {} done", needs.join(", "));

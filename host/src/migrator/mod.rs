@@ -31,7 +31,7 @@ use crate::report::{Action, Report, StepReport};
 use crate::report::preview::{PlannedStep, Preview, Way};
 use crate::report::status::{self, Finding, FindingClass, StatusEntry};
 use crate::run::events::{Observer, LogObserver};
-use crate::run::backfill;
+use crate::run::{backfill, backup};
 use crate::run::executor::{self, Direction, Step};
 use crate::run::session::{Session, Shared};
 use crate::core::Date;
@@ -228,12 +228,12 @@ impl Migrator {
     }
 
     fn preview(&self, way: Way, resumes: Vec<Version>, steps: Vec<&Migration>) -> Preview {
-        let limits = &self.shared.config.limits;
-        Preview {
-            direction: way,
-            resumes,
-            steps: steps.into_iter().map(|migration| PlannedStep::of(migration, way, limits)).collect(),
-        }
+        let config = &self.shared.config;
+        let planned = |migration: &Migration| PlannedStep {
+            backup: config.backup.as_ref().and_then(|policy| backup::reason(policy, migration, way == Way::Up)),
+            ..PlannedStep::of(migration, way, &config.limits)
+        };
+        Preview { direction: way, resumes, steps: steps.into_iter().map(planned).collect() }
     }
 
     /// Applies pending migrations up to `target` (all when `None`), and runs their backfills

@@ -48,6 +48,9 @@ pub struct PlannedStep {
     /// Earlier migrations whose backfills must be finished first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub needs_backfills: Vec<Version>,
+    /// Why `[backup]` backs the database up before this step; `None` when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -149,6 +152,7 @@ impl PlannedStep {
             verify,
             component,
             needs_backfills: if way == Way::Up { migration.needs_backfills.clone() } else { Vec::new() },
+            backup: None,
         }
     }
 }

@@ -20,8 +20,8 @@ use super::events::Backup;
 use super::session::Session;
 
 /// Why a step is backed up, or `None` when `policy` does not ask for it. `up` is true for an
-/// apply, false for a revert.
-fn reason(policy: &BackupPolicy, migration: &Migration, up: bool) -> Option<String> {
+/// apply, false for a revert. The plan shows the same reason before the step runs.
+pub(crate) fn reason(policy: &BackupPolicy, migration: &Migration, up: bool) -> Option<String> {
     let destroys = match &migration.body {
         Body::Sql(scripts) => {
             let script = if up { Some(scripts.up.as_str()) } else { scripts.down.as_deref() };
