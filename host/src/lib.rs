@@ -67,7 +67,8 @@ pub use crate::config::{
 pub use crate::core::digest::BadDigest;
 pub use crate::core::limits::{Limit, LimitOverrides, Limits, MAX_HOSTCALL_MIB, MAX_SECONDS, OutOfRange};
 pub use crate::core::{
-    BadDuration, Date, Digest, Human, Identifier, IdentifierError, TableName, Version, parse_duration, push_cause,
+    BadDuration, CiRun, Date, Digest, Human, Identifier, IdentifierError, TableName, Version, parse_duration,
+    push_cause,
 };
 pub use crate::db::{
     Backend, ConnInfoError, ConnectError, ConnectOptions, DatabaseUrl, DbError, DbErrorKind, LockError, ObjectKind,

@@ -72,7 +72,10 @@ async fn every_act_is_audited_and_down_keeps_the_trail(backend: Backend) {
     assert_eq!(acts, expected, "every act, in order, kept after down");
     assert!(entries[0]["detail"].as_str().is_some_and(|d| d.contains("made by hand")), "{entries:?}");
     assert!(entries[2]["detail"].as_str().is_some_and(|d| d.contains("no_such_table")), "{entries:?}");
-    assert_eq!(entries[1]["ci"], "github-actions (octocat, deploy, 4242)");
+    assert_eq!(
+        entries[1]["ci"],
+        serde_json::json!({"system": "github-actions", "actor": "octocat", "workflow": "deploy", "run_id": "4242"})
+    );
     assert!(entries.iter().all(|e| e["digest"].as_str().is_some_and(|d| d.starts_with("blake3:"))));
     assert!(entries.iter().all(|e| e["at"].as_str().is_some_and(|at| at.contains('T'))), "RFC 3339: {entries:?}");
     let human = wasmig(&project, &db, &["history", "--audit"]);

@@ -237,7 +237,7 @@ pub fn audit(entries: &[AuditEntry]) {
             entry.digest,
             if entry.signers.is_empty() { String::new() } else { format!(", signed by {}", entry.signers) }
         );
-        let ci = entry.ci.as_deref().map(|ci| format!(", CI {ci}")).unwrap_or_default();
+        let ci = entry.ci.as_ref().map(|ci| format!(", CI {ci}")).unwrap_or_default();
         println!("    by {} on {}{ci}", entry.actor, entry.host);
         if !entry.detail.is_empty() {
             println!("    {}", entry.detail);

@@ -1,13 +1,15 @@
 //! [`CiRun`]: the CI job wasmig runs in, when the environment says (GitHub Actions, GitLab CI,
 //! Buildkite, CircleCI, Jenkins), for the audit trail's "who": the account that triggered it,
-//! the workflow and the run's id.
+//! the workflow and the run's id. The audit trail keeps it as a JSON object, so that a
+//! pipeline reading `history --audit` gets the fields rather than words to split.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The CI job running wasmig.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CiRun {
-    pub system: &'static str,
+    /// `github-actions`, `gitlab-ci`, `buildkite`, `circleci` or `jenkins`.
+    pub system: String,
     pub actor: Option<String>,
     pub workflow: Option<String>,
     pub run_id: Option<String>,
@@ -27,7 +29,24 @@ impl CiRun {
     pub fn detect(lookup: impl Fn(&str) -> Option<String>) -> Option<CiRun> {
         let present = |name: &str| lookup(name).filter(|value| !value.is_empty());
         SYSTEMS.iter().find(|(_, marker, ..)| present(marker).is_some()).map(|&(system, _, actor, workflow, run)| {
-            CiRun { system, actor: present(actor), workflow: present(workflow), run_id: present(run) }
+            CiRun { system: system.to_owned(), actor: present(actor), workflow: present(workflow), run_id: present(run) }
+        })
+    }
+
+    /// As the audit trail stores it: a JSON object.
+    pub fn stored(&self) -> String {
+        // Serializing a struct of strings cannot fail; the words are kept if it ever did.
+        serde_json::to_string(self).unwrap_or_else(|_| self.to_string())
+    }
+
+    /// Read back from the audit trail. A row in words (as the first audit trails kept it,
+    /// `github-actions (octocat, deploy, 123)`) keeps its words as the system.
+    pub fn from_stored(text: &str) -> CiRun {
+        serde_json::from_str(text).unwrap_or_else(|_| CiRun {
+            system: text.to_owned(),
+            actor: None,
+            workflow: None,
+            run_id: None,
         })
     }
 
@@ -68,5 +87,19 @@ mod tests {
         let run = CiRun::detect(env).expect("a CI run");
         assert_eq!(run.to_string(), "github-actions (octocat, deploy, 123)");
         assert_eq!(CiRun::detect(|_| None), None);
+    }
+
+    #[test]
+    fn it_is_stored_as_json_and_read_back() {
+        let run = CiRun {
+            system: "gitlab-ci".into(),
+            actor: Some("ada".into()),
+            workflow: None,
+            run_id: Some("77".into()),
+        };
+        assert_eq!(run.stored(), r#"{"system":"gitlab-ci","actor":"ada","workflow":null,"run_id":"77"}"#);
+        assert_eq!(CiRun::from_stored(&run.stored()), run);
+        let words = CiRun::from_stored("github-actions (octocat, deploy, 123)");
+        assert_eq!((words.system.as_str(), words.actor), ("github-actions (octocat, deploy, 123)", None));
     }
 }

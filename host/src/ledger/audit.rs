@@ -3,7 +3,7 @@
 //! and database role, the host, the CI job), when, what, how long, the digest and the signers'
 //! key ids, and the outcome. Only ever appended: `down` removes history rows, never these.
 
-use crate::core::{Digest, Version, rfc3339};
+use crate::core::{CiRun, Digest, Version, rfc3339};
 use crate::db::{Database, Value};
 
 use super::table::{HistoryError, HistoryTable, LedgerWrite, rows_if_created, stored_version, version_key};
@@ -14,8 +14,8 @@ pub struct Who {
     /// The OS account, and the database role where there is one (`deploy as app_owner`).
     pub actor: String,
     pub host: String,
-    /// The CI job, in words (`github-actions (octocat, deploy, 123)`), when there is one.
-    pub ci: Option<String>,
+    /// The CI job, when there is one.
+    pub ci: Option<CiRun>,
 }
 
 /// A row to append.
@@ -50,7 +50,7 @@ pub struct AuditEntry {
     pub duration_ms: i64,
     pub actor: String,
     pub host: String,
-    pub ci: Option<String>,
+    pub ci: Option<CiRun>,
 }
 
 /// The audit trail of one database.
@@ -89,7 +89,7 @@ impl<'a> Audit<'a> {
             Value::Int(entry.duration_ms),
             text(&who.actor),
             text(&who.host),
-            who.ci.as_deref().map_or(Value::Null, text),
+            who.ci.as_ref().map_or(Value::Null, |ci| Value::Text(ci.stored())),
         ];
         LedgerWrite::new(&self.table, insert, params)
     }
@@ -149,7 +149,7 @@ impl<'a> Audit<'a> {
             host: text(host)?,
             ci: match ci {
                 Value::Null => None,
-                other => Some(text(other)?),
+                other => Some(CiRun::from_stored(&text(other)?)),
             },
         })
     }

@@ -162,7 +162,7 @@ impl<'a> Session<'a> {
         Who {
             actor: self.applied_by().await,
             host: self.shared.host.clone(),
-            ci: self.shared.ci.as_ref().map(ToString::to_string),
+            ci: self.shared.ci.clone(),
         }
     }
 
