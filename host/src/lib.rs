@@ -93,7 +93,9 @@ pub use crate::project::kept_files::{FileChange, KeptFiles};
 pub use crate::project::manifest::{Kind, Manifest, ManifestError, TransactionMode};
 pub use crate::project::scaffold::{ScaffoldError, Template};
 pub use crate::project::sumfile::{SumFile, SumFileError};
-pub use crate::rehearsal::{Breakage, Broken, Drift, RoundTrip, Stage as RoundTripStage, drift, round_trip};
+pub use crate::rehearsal::{
+    Breakage, Broken, Drift, RoundTrip, ScratchPlace, Stage as RoundTripStage, drift, round_trip,
+};
 pub use crate::report::preview::{ComponentPreview, GrantLine, LimitsPreview, PlannedStep, Preview, Script, Way};
 pub use crate::report::repair::RepairDiff;
 pub use crate::report::status::{Finding, FindingClass, State, StatusEntry};

@@ -133,6 +133,50 @@ async fn a_migration_without_down_breaks_the_round_trip(backend: Backend) {
 }
 on_both_backends!(a_migration_without_down_breaks_the_round_trip, a_migration_without_down_breaks_the_round_trip);
 
+/// `--keep` leaves the scratch database at the state the round trip broke in, and says where.
+async fn keep_leaves_the_scratch_database_as_it_broke(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let project = Project::new();
+    project.sql(
+        "0001_audit",
+        "CREATE TABLE audit_log (id BIGINT);\nCREATE TABLE audit_archive (id BIGINT);",
+        Some("DROP TABLE audit_log;"),
+        None,
+    );
+    let run = wasmig_json(&project, &db, &["test", "--keep"]);
+    assert_eq!((run.result.exit_code, run.result.data["kept"].as_bool()), (12, Some(true)));
+    let scratch = run.result.data["scratch"].as_str().expect("the scratch database is named").to_owned();
+    let left = "the table its down left behind, and the ledger, as the round trip left them";
+    match backend {
+        Backend::Postgres => {
+            let name = scratch.rsplit('/').next().expect("a database name").to_owned();
+            let kept = TestDb::existing(Backend::Postgres, &scratch);
+            let inspect = kept.inspect().await;
+            assert!(
+                inspect.table_exists("audit_archive").await && inspect.table_exists("wasmig_history").await,
+                "{left}"
+            );
+            drop(inspect);
+            let drop = format!("DROP DATABASE {name} WITH (FORCE)");
+            db.inspect().await.execute(&drop).await;
+        }
+        Backend::Sqlite => {
+            let path = std::path::PathBuf::from(scratch.strip_prefix("sqlite:").expect("a SQLite URL"));
+            let kept = rusqlite::Connection::open(&path).expect("open the kept scratch file");
+            let count: i64 = kept
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_archive', 'wasmig_history')",
+                    [],
+                    |row| row.get(0),
+                )
+                .expect("read the kept scratch file");
+            assert_eq!(count, 2, "{left}");
+            std::fs::remove_dir_all(path.parent().expect("its folder")).expect("remove the kept scratch folder");
+        }
+    }
+}
+on_both_backends!(keep_leaves_the_scratch_database_as_it_broke, keep_leaves_the_scratch_database_as_it_broke);
+
 /// A scratch database is emptied by the round trip, so one that holds anything is refused
 /// before any migration runs on it, and so is the target itself.
 async fn a_scratch_database_that_is_not_empty_is_refused(backend: Backend) {

@@ -322,6 +322,10 @@ pub struct ScratchArgs {
     /// needs CREATEDB) and dropped after, or a temporary file for SQLite.
     #[arg(long, value_name = "URL")]
     pub scratch_url: Option<String>,
+    /// Leave the scratch database as the rehearsal left it, neither emptied nor dropped, and
+    /// print where it is: to look into a broken round trip at the state it broke in.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// What `repair` records.
@@ -401,8 +405,8 @@ pub enum Route {
 }
 
 pub enum RehearsalCommand {
-    Test { scratch_url: Option<String> },
-    Drift { scratch_url: Option<String> },
+    Test { scratch_url: Option<String>, keep: bool },
+    Drift { scratch_url: Option<String>, keep: bool },
 }
 
 pub enum ArtifactCommand {
@@ -531,10 +535,10 @@ impl From<Command> for Route {
             }
             Command::Backfill { action, db } => Route::Database(DatabaseCommand::Backfill(action), db),
             Command::Test { scratch, db } => {
-                Route::Rehearsal(RehearsalCommand::Test { scratch_url: scratch.scratch_url }, db)
+                Route::Rehearsal(RehearsalCommand::Test { scratch_url: scratch.scratch_url, keep: scratch.keep }, db)
             }
             Command::Drift { scratch, db } => {
-                Route::Rehearsal(RehearsalCommand::Drift { scratch_url: scratch.scratch_url }, db)
+                Route::Rehearsal(RehearsalCommand::Drift { scratch_url: scratch.scratch_url, keep: scratch.keep }, db)
             }
         }
     }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use wasmig::{Broken, Config, DatabaseUrl, PgEnv, SchemaDifference};
+use wasmig::{Broken, Config, DatabaseUrl, PgEnv, SchemaDifference, ScratchPlace};
 
 use crate::args::RehearsalCommand;
 use crate::output::Output;
@@ -38,9 +38,9 @@ impl std::error::Error for DriftFound {}
 
 pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) -> anyhow::Result<()> {
     match command {
-        RehearsalCommand::Test { scratch_url } => {
-            let scratch = scratch_url.map(|text| parse(config, &text)).transpose()?;
-            let trip = wasmig::round_trip(config, scratch).await.context("wasmig test could not run")?;
+        RehearsalCommand::Test { scratch_url, keep } => {
+            let place = ScratchPlace { given: scratch_url.map(|text| parse(config, &text)).transpose()?, keep };
+            let trip = wasmig::round_trip(config, &place).await.context("wasmig test could not run")?;
             let broken = trip.broken.as_ref().map(|breakage| {
                 let (error, differences) = match &breakage.how {
                     Broken::Failed(error) => (Some(crate::output::describe_chain(error.as_ref())), Vec::new()),
@@ -58,7 +58,9 @@ pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) ->
                     "differences": differences,
                 })
             });
-            output.data(&json!({ "scratch": trip.scratch, "passed": trip.passed, "broken": broken }));
+            output
+                .data(&json!({ "scratch": trip.scratch, "kept": trip.kept, "passed": trip.passed, "broken": broken }));
+            say_kept(output, trip.kept, &trip.scratch);
             match trip.broken {
                 Some(breakage) => Err(RoundTripBroken(breakage.to_string()).into()),
                 None => {
@@ -71,11 +73,13 @@ pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) ->
                 }
             }
         }
-        RehearsalCommand::Drift { scratch_url } => {
-            let scratch = scratch_url.map(|text| parse(config, &text)).transpose()?;
-            let drift = wasmig::drift(config, scratch).await.context("wasmig drift could not run")?;
+        RehearsalCommand::Drift { scratch_url, keep } => {
+            let place = ScratchPlace { given: scratch_url.map(|text| parse(config, &text)).transpose()?, keep };
+            let drift = wasmig::drift(config, &place).await.context("wasmig drift could not run")?;
+            say_kept(output, drift.kept, &drift.scratch);
             output.data(&json!({
                 "scratch": drift.scratch,
+                "kept": drift.kept,
                 "applied_up_to": drift.applied_up_to,
                 "pending": drift.pending,
                 "namespaces": drift.namespaces,
@@ -99,6 +103,14 @@ pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) ->
             }
             Ok(())
         }
+    }
+}
+
+/// Where a kept scratch database is, for the person who asked to keep it.
+fn say_kept(output: &Output, kept: bool, scratch: &str) {
+    if kept {
+        output
+            .say(format_args!("the scratch database is kept as the rehearsal left it: {scratch} (drop it when done)"));
     }
 }
 

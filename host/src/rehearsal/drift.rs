@@ -5,17 +5,19 @@
 
 use crate::config::Config;
 use crate::core::Version;
-use crate::db::{DatabaseUrl, SchemaDifference};
+use crate::db::SchemaDifference;
 use crate::error::Error;
 use crate::migrator::Migrator;
 
-use super::scratch::{on_scratch, scratch_for};
+use super::scratch::{ScratchPlace, on_scratch, scratch_for};
 
 /// What a drift check found.
 #[derive(Debug)]
 pub struct Drift {
     /// The scratch database the expected schema was built in.
     pub scratch: String,
+    /// Whether it was left holding that schema (`--keep`).
+    pub kept: bool,
     /// The latest migration both sides have applied; `None` when the target has none.
     pub applied_up_to: Option<Version>,
     /// Migrations of the project the target has not applied: not drift, but not compared.
@@ -26,9 +28,9 @@ pub struct Drift {
     pub differences: Vec<SchemaDifference>,
 }
 
-/// Compares the target of `config` with its migrations applied to a scratch database
-/// (`scratch` when given, which must be empty; else one made beside the target).
-pub async fn drift(config: &Config, scratch: Option<DatabaseUrl>) -> Result<Drift, Error> {
+/// Compares the target of `config` with its migrations applied to a scratch database (the
+/// one `place` gives, which must be empty; else one made beside the target).
+pub async fn drift(config: &Config, place: &ScratchPlace) -> Result<Drift, Error> {
     let target = Migrator::open(config.clone()).await?;
     let applied = target.applied().await?;
     let (actual, mut namespaces) = target.schema().await?;
@@ -36,9 +38,9 @@ pub async fn drift(config: &Config, scratch: Option<DatabaseUrl>) -> Result<Drif
     // Up to the latest applied migration the project still has: one missing from disk is
     // `wasmig check`'s to report, and cannot be rebuilt here.
     let applied_versions: Vec<Version> = applied.iter().map(|row| row.version).collect();
-    let scratch = scratch_for(config, scratch).await?;
+    let scratch = scratch_for(config, place).await?;
     let shown = scratch.url().to_string();
-    let (up_to, pending, expected) = on_scratch(config, scratch, async |migrator, _| {
+    let (up_to, pending, expected) = on_scratch(config, scratch, place.keep, async |migrator, _| {
         let up_to = migrator
             .catalog()
             .migrations
@@ -57,6 +59,7 @@ pub async fn drift(config: &Config, scratch: Option<DatabaseUrl>) -> Result<Drif
     let differences = expected.within(&namespaces).differences(&actual.within(&namespaces));
     Ok(Drift {
         scratch: shown,
+        kept: place.keep,
         applied_up_to: up_to,
         pending,
         namespaces: namespaces.into_iter().collect(),

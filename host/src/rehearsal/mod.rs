@@ -12,3 +12,4 @@ mod scratch;
 
 pub use self::drift::{Drift, drift};
 pub use self::round_trip::{Breakage, Broken, RoundTrip, Stage, round_trip};
+pub use self::scratch::ScratchPlace;

@@ -7,19 +7,21 @@
 
 use crate::config::Config;
 use crate::core::Version;
-use crate::db::{DatabaseUrl, Schema, SchemaDifference};
+use crate::db::{Schema, SchemaDifference};
 use crate::error::Error;
 use crate::migrator::Migrator;
 use crate::plan::DownTarget;
 use crate::project::catalog::Migration;
 
-use super::scratch::{Backstage, on_scratch, scratch_for};
+use super::scratch::{Backstage, ScratchPlace, on_scratch, scratch_for};
 
 /// What a round trip found.
 #[derive(Debug)]
 pub struct RoundTrip {
-    /// Where it ran (a scratch database, removed since unless it was given).
+    /// Where it ran (a scratch database, removed since unless it was given or kept).
     pub scratch: String,
+    /// Whether the scratch database was left as the round trip left it (`--keep`).
+    pub kept: bool,
     /// The migrations that came through, in order.
     pub passed: Vec<Version>,
     /// The first that did not, if any.
@@ -111,13 +113,14 @@ impl std::fmt::Display for Breakage {
     }
 }
 
-/// Runs the round trip of `config`'s project on a scratch database: `scratch` when given
-/// (it must be empty), else one made beside the target and dropped after.
-pub async fn round_trip(config: &Config, scratch: Option<DatabaseUrl>) -> Result<RoundTrip, Error> {
-    let scratch = scratch_for(config, scratch).await?;
+/// Runs the round trip of `config`'s project on a scratch database: the one `place` gives
+/// (it must be empty), else one made beside the target and dropped after, unless kept.
+pub async fn round_trip(config: &Config, place: &ScratchPlace) -> Result<RoundTrip, Error> {
+    let scratch = scratch_for(config, place).await?;
     let shown = scratch.url().to_string();
-    let (passed, broken) = on_scratch(config, scratch, async |migrator, backstage| walk(migrator, backstage).await).await?;
-    Ok(RoundTrip { scratch: shown, passed, broken })
+    let walked = on_scratch(config, scratch, place.keep, async |migrator, backstage| walk(migrator, backstage).await);
+    let (passed, broken) = walked.await?;
+    Ok(RoundTrip { scratch: shown, kept: place.keep, passed, broken })
 }
 
 /// The round trip itself; `Err` only when it could not run (the trust check, reading the

@@ -11,22 +11,33 @@ use crate::migrator::Migrator;
 use crate::report::StepReport;
 use crate::run::events::{Observer, StepFailure};
 
-/// Where a rehearsal runs: `given` (the user's `--scratch-url`), else a database made beside
-/// the project's target.
-pub(super) async fn scratch_for(config: &Config, given: Option<DatabaseUrl>) -> Result<Scratch, Error> {
+/// Where a rehearsal runs, and what becomes of it after.
+#[derive(Debug, Clone, Default)]
+pub struct ScratchPlace {
+    /// The user's empty database (`--scratch-url`); `None`: one made beside the target.
+    pub given: Option<DatabaseUrl>,
+    /// Leave it as the rehearsal left it (`--keep`), neither emptied nor removed, for a
+    /// person to look into: a broken round trip stays at the state it broke in.
+    pub keep: bool,
+}
+
+/// The scratch database `place` names: the given one, else one made beside the target.
+pub(super) async fn scratch_for(config: &Config, place: &ScratchPlace) -> Result<Scratch, Error> {
     let target = config.database()?;
-    Ok(match given {
-        Some(url) => Scratch::given(url, target, config.connect).await?,
+    Ok(match &place.given {
+        Some(url) => Scratch::given(url.clone(), target, config.connect).await?,
         None => Scratch::beside(target, config.connect).await?,
     })
 }
 
-/// Runs `work` on a migrator of `config`'s project connected to `scratch`, then removes the
-/// scratch database whatever `work` returned (its connection closed first), or, when the user
-/// gave it, reverts what was applied and drops the ledger, leaving it empty again.
+/// Runs `work` on a migrator of `config`'s project connected to `scratch`, then, unless
+/// `keep`, removes the scratch database whatever `work` returned (its connection closed
+/// first), or, when the user gave it, reverts what was applied and drops the ledger, leaving
+/// it empty again.
 pub(super) async fn on_scratch<T>(
     config: &Config,
     scratch: Scratch,
+    keep: bool,
     work: impl AsyncFnOnce(&Migrator, &Backstage) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let mut scratch_config = config.clone();
@@ -36,6 +47,9 @@ pub(super) async fn on_scratch<T>(
             let backstage = Arc::new(Backstage::default());
             let migrator = migrator.with_observer(backstage.clone());
             let result = Box::pin(work(&migrator, &backstage)).await;
+            if keep {
+                return result;
+            }
             if scratch.was_given()
                 && let Err(error) = Box::pin(migrator.vacate()).await
             {
@@ -45,7 +59,9 @@ pub(super) async fn on_scratch<T>(
         }
         Err(error) => Err(error),
     };
-    scratch.remove().await;
+    if !keep {
+        scratch.remove().await;
+    }
     result
 }
 
