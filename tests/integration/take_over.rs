@@ -173,6 +173,19 @@ async fn a_history_alembic_kept_is_taken_over(backend: Backend) {
 }
 on_both_backends!(stamp_from_alembic, a_history_alembic_kept_is_taken_over);
 
+/// `stamp --from tool` on a database where `tool` has the first two of [`MIGRATIONS`] applied
+/// (`why` says what it left out), then `up`, which applies only the third.
+fn stamps_the_first_two_then_applies_the_third(db: &TestDb, tool: &str, why: &str) {
+    let project = wasmig_project(false);
+    let stamp = wasmig_json(&project, db, &["stamp", "--from", tool, "--reason", "moving to wasmig"]);
+    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
+    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!(stamped, ["20260101000001_accounts", "20260101000002_orders"], "{why}");
+    let up = wasmig_json(&project, db, &["up"]);
+    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
+    assert_eq!((up.result.exit_code, applied), (0, vec!["20260101000003_refunds"]), "{:?}", up.result.error);
+}
+
 /// Runs sqlx-cli (built from crates.io by scripts/peer-tools.sh) on `db` with `dir`'s migrations.
 fn sqlx(db: &TestDb, dir: &Path, args: &[&str]) {
     let sqlx = workspace_root().join("target/peer-tools/bin/sqlx");
@@ -208,14 +221,7 @@ async fn a_history_sqlx_kept_is_taken_over(backend: Backend) {
     let message = &gap.result.error.as_ref().expect("an error").message;
     assert!(message.contains("20251231000000_early comes before what sqlx applied last"), "{message}");
 
-    let project = wasmig_project(false);
-    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "sqlx", "--reason", "moving to wasmig"]);
-    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
-    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
-    assert_eq!(stamped, ["20260101000001_accounts", "20260101000002_orders"], "what sqlx reverted is not stamped");
-    let up = wasmig_json(&project, &db, &["up"]);
-    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
-    assert_eq!((up.result.exit_code, applied), (0, vec!["20260101000003_refunds"]), "{:?}", up.result.error);
+    stamps_the_first_two_then_applies_the_third(&db, "sqlx", "what sqlx reverted is not stamped");
 }
 on_both_backends!(stamp_from_sqlx, a_history_sqlx_kept_is_taken_over);
 
@@ -247,14 +253,7 @@ async fn migrated_by_goose(db: &TestDb) {
 async fn a_history_goose_kept_is_taken_over(backend: Backend) {
     let db = TestDb::new(backend).await;
     migrated_by_goose(&db).await;
-    let project = wasmig_project(false);
-    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "goose", "--reason", "moving to wasmig"]);
-    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
-    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
-    assert_eq!(stamped, ["20260101000001_accounts", "20260101000002_orders"], "goose's latest row for 3 is a down");
-    let up = wasmig_json(&project, &db, &["up"]);
-    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
-    assert_eq!((up.result.exit_code, applied), (0, vec!["20260101000003_refunds"]), "{:?}", up.result.error);
+    stamps_the_first_two_then_applies_the_third(&db, "goose", "goose's latest row for 3 is a down");
 }
 on_both_backends!(stamp_from_goose, a_history_goose_kept_is_taken_over);
 
@@ -287,13 +286,6 @@ async fn migrated_by_flyway(db: &TestDb) {
 async fn a_history_flyway_kept_is_taken_over(backend: Backend) {
     let db = TestDb::new(backend).await;
     migrated_by_flyway(&db).await;
-    let project = wasmig_project(false);
-    let stamp = wasmig_json(&project, &db, &["stamp", "--from", "flyway", "--reason", "moving to wasmig"]);
-    assert_eq!(stamp.result.exit_code, 0, "{:?}", stamp.result.error);
-    let stamped: Vec<&str> = stamp.result.committed.iter().map(|s| s.migration.as_str()).collect();
-    assert_eq!(stamped, ["20260101000001_accounts", "20260101000002_orders"], "neither the repeatable nor the failed");
-    let up = wasmig_json(&project, &db, &["up"]);
-    let applied: Vec<&str> = up.result.committed.iter().map(|s| s.migration.as_str()).collect();
-    assert_eq!((up.result.exit_code, applied), (0, vec!["20260101000003_refunds"]), "{:?}", up.result.error);
+    stamps_the_first_two_then_applies_the_third(&db, "flyway", "neither the repeatable nor the failed");
 }
 on_both_backends!(stamp_from_flyway, a_history_flyway_kept_is_taken_over);

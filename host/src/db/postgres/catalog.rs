@@ -180,8 +180,7 @@ async fn functions(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError
     for row in db.query(&functions, &[]).await?.values {
         let (Some(namespace), Some(name)) = (cell(&row, 0), cell(&row, 1)) else { continue };
         let definition = cell(&row, 2).unwrap_or_default();
-        let object = SchemaObject { schema: namespace, table: name.clone(), kind: ObjectKind::Function, name };
-        schema.insert(object, &definition);
+        schema.insert(standalone(namespace, ObjectKind::Function, name), &definition);
     }
     Ok(())
 }
@@ -207,7 +206,7 @@ async fn types(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
     for row in db.query(&types, &[]).await?.values {
         let (Some(namespace), Some(name)) = (cell(&row, 0), cell(&row, 1)) else { continue };
         let definition = cell(&row, 2).unwrap_or_default();
-        schema.insert(SchemaObject { schema: namespace, table: name.clone(), kind: ObjectKind::Type, name }, &definition);
+        schema.insert(standalone(namespace, ObjectKind::Type, name), &definition);
     }
     Ok(())
 }
@@ -222,8 +221,7 @@ async fn extensions(db: &dyn Database, schema: &mut Schema) -> Result<(), DbErro
     for row in db.query(&extensions, &[]).await?.values {
         let (Some(namespace), Some(name)) = (cell(&row, 0), cell(&row, 1)) else { continue };
         let definition = format!("version {}", cell(&row, 2).unwrap_or_default());
-        let object = SchemaObject { schema: namespace, table: name.clone(), kind: ObjectKind::Extension, name };
-        schema.insert(object, &definition);
+        schema.insert(standalone(namespace, ObjectKind::Extension, name), &definition);
     }
     Ok(())
 }
@@ -248,6 +246,12 @@ async fn grants(db: &dyn Database, schema: &mut Schema) -> Result<(), DbError> {
         schema.insert(SchemaObject { schema: namespace, table, kind: ObjectKind::Grant, name: role }, &definition);
     }
     Ok(())
+}
+
+/// An object that belongs to no table (a function, type or extension): its own name is its
+/// place.
+fn standalone(schema: String, kind: ObjectKind, name: String) -> SchemaObject {
+    SchemaObject { schema, table: name.clone(), kind, name }
 }
 
 /// The namespace, table and object name a catalog row starts with; `None` for a row without
