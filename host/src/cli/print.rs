@@ -1,5 +1,6 @@
 //! What the CLI prints: reports, status, history and the artifact verification.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use wasmig::{
@@ -88,7 +89,9 @@ pub fn status(entries: &[StatusEntry]) {
         println!("the project has no migrations yet");
         return;
     }
-    println!("{:<8} {:<34} {:<10} STATE", "VERSION", "MIGRATION", "KIND");
+    // One write for the whole table: a project of hundreds of migrations would otherwise
+    // cost a write per line, as stdout flushes at each newline.
+    let mut table = format!("{:<8} {:<34} {:<10} STATE\n", "VERSION", "MIGRATION", "KIND");
     for entry in entries {
         let state = match &entry.state {
             State::Pending => "pending".to_owned(),
@@ -103,8 +106,15 @@ pub fn status(entries: &[StatusEntry]) {
             ),
         };
         let backfill = entry.backfill.as_ref().map(|b| format!("; {}", backfill_summary(b))).unwrap_or_default();
-        println!("{:<8} {:<34} {:<10} {state}{backfill}", entry.version.to_string(), entry.folder, entry.kind);
+        let _ = writeln!(
+            table,
+            "{:<8} {:<34} {:<10} {state}{backfill}",
+            entry.version.to_string(),
+            entry.folder,
+            entry.kind
+        );
     }
+    print!("{table}");
 }
 
 /// "backfill 45% (450,000 of ~1,000,000 rows, 12,000 rows/s, ETA 46s)", or done, or paused.
