@@ -229,10 +229,7 @@ impl<'a> History<'a> {
     /// Removes a reverted migration's row and its backfill progress, inside the revert's
     /// transaction.
     pub async fn forget(&self, version: Version) -> Result<(), HistoryError> {
-        for write in self.forget_writes(version) {
-            write.run(self.db).await?;
-        }
-        Ok(())
+        LedgerWrite::run_all(self.forget_writes(version), self.db).await
     }
 
     /// [`forget`](Self::forget) made ready, to go out with the revert's COMMIT.

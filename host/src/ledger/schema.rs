@@ -11,13 +11,12 @@ use super::table::{HistoryError, HistoryTable};
 /// transaction. Call it under the migration lock: concurrent `CREATE TABLE IF NOT EXISTS` can
 /// still collide on PostgreSQL.
 pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), HistoryError> {
-    let failed = |source| HistoryError::Database { table: table.to_string(), source };
     // One catalog query says whether there is anything to do: on every run after the first,
     // nothing, and then no transaction is spent on it.
-    let columns = LedgerColumns::read(db, table).await.map_err(failed)?;
-    if columns.up_to_date(table) {
+    if is_current(db, table).await? {
         return Ok(());
     }
+    let failed = |source| HistoryError::Database { table: table.to_string(), source };
     let dialect = db.dialect();
     db.begin(Access::ReadWrite).await.map_err(failed)?;
     let created = async {

@@ -180,6 +180,14 @@ impl LedgerWrite {
         db.execute(&self.bound.statement, &self.bound.params).await.map(|_| ()).map_err(|e| self.failed(e))
     }
 
+    /// Runs each of `writes` now, in order, in the caller's transaction.
+    pub async fn run_all(writes: Vec<LedgerWrite>, db: &dyn Database) -> Result<(), HistoryError> {
+        for write in writes {
+            write.run(db).await?;
+        }
+        Ok(())
+    }
+
     /// The error for this write when the database refused it.
     pub fn failed(&self, source: DbError) -> HistoryError {
         HistoryError::Database { table: self.table.clone(), source }

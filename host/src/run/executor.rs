@@ -132,7 +132,9 @@ async fn run_in_transaction(session: &Session<'_>, step: &Step<'_>, started: Ins
             run_body(session, migration, direction, body).await?;
             Ok(match direction {
                 Direction::Apply => recorded(session, migration, started, &applied_by).await,
-                Direction::Revert | Direction::Verify => forgotten(session, migration, started).await,
+                Direction::Revert => forgotten(session, migration, started).await,
+                // Returned above: a verify is read-only and writes no ledger row.
+                Direction::Verify => Vec::new(),
             })
         })
         .await
@@ -230,18 +232,12 @@ async fn run_body(
 
 /// The reverted migration's history row removed and the revert audited, in its transaction.
 async fn forget(session: &Session<'_>, migration: &Migration, started: Instant) -> Result<(), Error> {
-    for write in forgotten(session, migration, started).await {
-        write.run(session.db.as_ref()).await?;
-    }
-    Ok(())
+    Ok(LedgerWrite::run_all(forgotten(session, migration, started).await, session.db.as_ref()).await?)
 }
 
 /// The applied migration's history row and its audit row, in its transaction.
 async fn record(session: &Session<'_>, migration: &Migration, started: Instant, applied_by: &str) -> Result<(), Error> {
-    for write in recorded(session, migration, started, applied_by).await {
-        write.run(session.db.as_ref()).await?;
-    }
-    Ok(())
+    Ok(LedgerWrite::run_all(recorded(session, migration, started, applied_by).await, session.db.as_ref()).await?)
 }
 
 /// [`forget`]'s writes, made ready to go with the COMMIT.
