@@ -71,7 +71,8 @@ for round in $(seq 1 "$rounds"); do
         db=bench_migrations_$tool
         sql "DROP DATABASE IF EXISTS $db WITH (FORCE)"
         sql "CREATE DATABASE $db"
-        url=$base/$db
+        # One URL for every tool: the same session (unencrypted on this loopback) for each.
+        url="$base/$db?sslmode=disable"
         case $tool in
         psql)
             measure psql apply "$db" psql "$url" -qAtX -v ON_ERROR_STOP=1 -f "$work/psql/up.sql"
@@ -80,14 +81,14 @@ for round in $(seq 1 "$rounds"); do
             measure psql revert "$db" psql "$url" -qAtX -v ON_ERROR_STOP=1 -f "$work/psql/down.sql"
             ;;
         dbmate)
-            export DATABASE_URL="$url?sslmode=disable"
+            export DATABASE_URL=$url
             measure dbmate apply "$db" "$dbmate" --migrations-dir "$work/dbmate" --no-dump-schema up
             measure dbmate noop "$db" "$dbmate" --migrations-dir "$work/dbmate" --no-dump-schema up
             measure dbmate status "$db" "$dbmate" --migrations-dir "$work/dbmate" status
             unset DATABASE_URL
             ;;
         sqlx)
-            export DATABASE_URL="$url?sslmode=disable"
+            export DATABASE_URL=$url
             measure sqlx apply "$db" "$sqlx" migrate run --source "$work/sqlx"
             measure sqlx noop "$db" "$sqlx" migrate run --source "$work/sqlx"
             measure sqlx status "$db" "$sqlx" migrate info --source "$work/sqlx"

@@ -23,7 +23,7 @@ pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow:
         Route::Init => {
             let path = scaffold::init(&project)?;
             output.say(format_args!("created {}", path.display()));
-            output.data(&json!({ "created": [path] }));
+            output.data(|| json!({ "created": [path] }));
             Ok(())
         }
         Route::New { name, rust, crate_dir } => new_migration(&output, &project, &name, rust, crate_dir),
@@ -39,12 +39,14 @@ pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow:
                 "\ntrust it in wasmig.toml:\n\n[[trust.keys]]\nname = \"…\"\npublic_key = \"{}\"",
                 key.public_key
             ));
-            output.data(&json!({
-                "secret_key_file": key.secret_path,
-                "public_key_file": key.public_path,
-                "key_id": key.key_id,
-                "public_key": key.public_key,
-            }));
+            output.data(|| {
+                json!({
+                    "secret_key_file": key.secret_path,
+                    "public_key_file": key.public_path,
+                    "key_id": key.key_id,
+                    "public_key": key.public_key,
+                })
+            });
             Ok(())
         }
         Route::Artifacts(command) => {
@@ -127,7 +129,7 @@ fn new_migration(
     for file in &files {
         output.say(format_args!("created {}", file.display()));
     }
-    output.data(&json!({ "folder": shown(&created.folder), "created": files }));
+    output.data(|| json!({ "folder": shown(&created.folder), "created": files }));
     if rust {
         let crate_dir = shown(&crate_dir);
         let artifact = scaffold::artifact_name(&name.replace('_', "-"));
@@ -166,12 +168,14 @@ fn artifacts(output: &Output, config: &Config, catalog: &Catalog, command: Artif
             if !catalog.signatures.is_empty() {
                 output.say("existing signatures cover the previous contents; run `wasmig sign` again");
             }
-            output.data(&json!({
-                "sum_file": path,
-                "migrations": sum.entries.len(),
-                "total": sum.total.to_string(),
-                "signatures_outdated": !catalog.signatures.is_empty(),
-            }));
+            output.data(|| {
+                json!({
+                    "sum_file": path,
+                    "migrations": sum.entries.len(),
+                    "total": sum.total.to_string(),
+                    "signatures_outdated": !catalog.signatures.is_empty(),
+                })
+            });
             Ok(())
         }
         ArtifactCommand::Sign { key, key_env } => {
@@ -190,12 +194,12 @@ fn artifacts(output: &Output, config: &Config, catalog: &Catalog, command: Artif
             let secret = signing::secret_key(&text, &origin, password)?;
             let path = signing::sign(&config.project_dir, catalog, &secret)?;
             output.say(format_args!("wrote {}", path.display()));
-            output.data(&json!({ "signature_file": path }));
+            output.data(|| json!({ "signature_file": path }));
             Ok(())
         }
         ArtifactCommand::Verify { .. } => {
             let report = wasmig::verify_artifacts(catalog, &config.trust, Date::today());
-            output.data(&report);
+            output.data(|| &report);
             if !output.json() {
                 print::trust_report(&report);
             }
@@ -204,7 +208,7 @@ fn artifacts(output: &Output, config: &Config, catalog: &Catalog, command: Artif
         }
         ArtifactCommand::Grants => {
             let previews = print::grants_data(catalog, &config.limits);
-            output.data(&json!({ "migrations": previews }));
+            output.data(|| json!({ "migrations": previews }));
             if !output.json() {
                 print::grants(&previews);
             }
@@ -222,8 +226,9 @@ async fn against_database(
     match command {
         DatabaseCommand::Status => {
             let entries = migrator.status().await?;
-            output
-                .data(&json!({ "database": url, "session": migrator.transport().to_string(), "migrations": entries }));
+            output.data(
+                || json!({ "database": url, "session": migrator.transport().to_string(), "migrations": entries }),
+            );
             if !output.json() {
                 print::connection(url, migrator.transport());
                 print::status(&entries);
@@ -231,7 +236,7 @@ async fn against_database(
         }
         DatabaseCommand::History { audit: true } => {
             let entries = migrator.audit().await?;
-            output.data(&json!({ "database": url, "session": migrator.transport().to_string(), "audit": entries }));
+            output.data(|| json!({ "database": url, "session": migrator.transport().to_string(), "audit": entries }));
             if !output.json() {
                 print::connection(url, migrator.transport());
                 print::audit(&entries);
@@ -249,12 +254,14 @@ async fn against_database(
         }
         DatabaseCommand::History { audit: false } => {
             let (applied, repairs) = (migrator.applied().await?, migrator.repairs().await?);
-            output.data(&json!({
-                "database": url,
-                "session": migrator.transport().to_string(),
-                "applied": applied,
-                "repairs": repairs,
-            }));
+            output.data(|| {
+                json!({
+                    "database": url,
+                    "session": migrator.transport().to_string(),
+                    "applied": applied,
+                    "repairs": repairs,
+                })
+            });
             if !output.json() {
                 print::connection(url, migrator.transport());
                 print::history(&applied, &repairs);
@@ -266,7 +273,7 @@ async fn against_database(
         }
         DatabaseCommand::Check { fail_on_pending } => {
             let findings = migrator.check(fail_on_pending).await?;
-            output.data(&json!({ "database": url, "problems": findings }));
+            output.data(|| json!({ "database": url, "problems": findings }));
             if let Some(failed) = GateFailed::of(&findings) {
                 return Err(failed.into());
             }
@@ -274,8 +281,7 @@ async fn against_database(
         }
         DatabaseCommand::Up { to, dry_run: false, no_backfill, .. } => {
             let backfills = if no_backfill { Backfills::Leave } else { Backfills::Run };
-            let report = migrator.up_with(to, backfills).await.context("wasmig up failed")?;
-            let left = migrator.backfills_left().await?;
+            let (report, left) = migrator.up_leaving(to, backfills).await.context("wasmig up failed")?;
             if report.steps.is_empty() && left.is_empty() {
                 output.say("nothing to apply: the database is up to date");
             }
@@ -283,7 +289,7 @@ async fn against_database(
                 for finding in &left {
                     output.say(format_args!("left for backfill workers: {finding}"));
                 }
-                output.data(&json!({ "backfills_left": left }));
+                output.data(|| json!({ "backfills_left": left }));
             } else if let Some(failed) = GateFailed::of(&left) {
                 // A backfill left paused or unfinished is not "up to date": the deploy must not
                 // go on as if the data were migrated.
@@ -314,7 +320,7 @@ async fn against_database(
         }
         DatabaseCommand::RepairDiff { version } => {
             let diff = migrator.repair_diff(version).await.context("wasmig repair --diff failed")?;
-            output.data(&json!({ "diff": diff }));
+            output.data(|| json!({ "diff": diff }));
             if !output.json() {
                 print::repair_diff(&diff);
             }
@@ -346,7 +352,7 @@ async fn against_database(
                     repair.version, repair.new_digest, repair.old_digest, repair.repaired_by, repair.reason
                 ));
             }
-            output.data(&json!({ "repair": repair, "diff": diff }));
+            output.data(|| json!({ "repair": repair, "diff": diff }));
         }
         DatabaseCommand::Backfill(action) => backfill(output, migrator, action).await?,
     }
@@ -354,7 +360,7 @@ async fn against_database(
 }
 
 fn show_plan(output: &Output, preview: &wasmig::Preview) {
-    output.data(preview);
+    output.data(|| preview);
     if !output.json() {
         print::plan(preview);
     }
@@ -367,7 +373,7 @@ async fn backfill(output: &Output, migrator: &Migrator, action: BackfillAction) 
                 Some(version) => vec![migrator.backfill_status_of(version).await?],
                 None => migrator.backfill_status().await?,
             };
-            output.data(&json!({ "backfills": statuses }));
+            output.data(|| json!({ "backfills": statuses }));
             if !output.json() {
                 print::backfills(migrator.catalog(), &statuses);
             }
@@ -390,28 +396,28 @@ async fn backfill(output: &Output, migrator: &Migrator, action: BackfillAction) 
         BackfillAction::Pause { version } => {
             migrator.backfill_pause(version).await?;
             output.say(format_args!("backfill of {version} paused; its workers stop after their current batch"));
-            output.data(&json!({ "version": version, "state": "paused" }));
+            output.data(|| json!({ "version": version, "state": "paused" }));
         }
         BackfillAction::Resume { version } => {
             migrator.backfill_resume(version).await?;
             output.say(format_args!(
                 "backfill of {version} resumed; `wasmig backfill run {version}` or `wasmig up` continues it"
             ));
-            output.data(&json!({ "version": version, "state": "running" }));
+            output.data(|| json!({ "version": version, "state": "running" }));
         }
         BackfillAction::Retry { version } => {
             migrator.backfill_retry(version).await?;
             output.say(format_args!(
                 "backfill of {version} may go on; `wasmig backfill run {version}` or `wasmig up` continues it from its last committed batch"
             ));
-            output.data(&json!({ "version": version, "state": "running" }));
+            output.data(|| json!({ "version": version, "state": "running" }));
         }
         BackfillAction::Cancel { version } => {
             migrator.backfill_cancel(version).await?;
             output.say(format_args!(
                 "backfill of {version} cancelled; its workers stop after their current batch (`wasmig backfill retry {version}` restarts it)"
             ));
-            output.data(&json!({ "version": version, "state": "cancelled" }));
+            output.data(|| json!({ "version": version, "state": "cancelled" }));
         }
     }
     Ok(())

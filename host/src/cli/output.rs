@@ -66,9 +66,13 @@ impl Output {
         }
     }
 
-    /// Sets the command's payload, the `result`'s `data`.
-    pub fn data(&self, value: &impl Serialize) {
-        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+    /// Sets the command's payload, the `result`'s `data`: made only in JSON mode, as a status
+    /// of hundreds of migrations is not free to turn into JSON.
+    pub fn data<T: Serialize>(&self, value: impl FnOnce() -> T) {
+        if !self.json() {
+            return;
+        }
+        let value = serde_json::to_value(value()).unwrap_or(Value::Null);
         if let Ok(mut data) = self.data.lock() {
             *data = Some(value);
         }

@@ -58,8 +58,9 @@ pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) ->
                     "differences": differences,
                 })
             });
-            output
-                .data(&json!({ "scratch": trip.scratch, "kept": trip.kept, "passed": trip.passed, "broken": broken }));
+            output.data(
+                || json!({ "scratch": trip.scratch, "kept": trip.kept, "passed": trip.passed, "broken": broken }),
+            );
             say_kept(output, trip.kept, &trip.scratch);
             match trip.broken {
                 Some(breakage) => Err(RoundTripBroken(breakage.to_string()).into()),
@@ -77,14 +78,16 @@ pub async fn run(output: &Output, config: &Config, command: RehearsalCommand) ->
             let place = ScratchPlace { given: scratch_url.map(|text| parse(config, &text)).transpose()?, keep };
             let drift = wasmig::drift(config, &place).await.context("wasmig drift could not run")?;
             say_kept(output, drift.kept, &drift.scratch);
-            output.data(&json!({
-                "scratch": drift.scratch,
-                "kept": drift.kept,
-                "applied_up_to": drift.applied_up_to,
-                "pending": drift.pending,
-                "namespaces": drift.namespaces,
-                "differences": drift.differences.iter().map(difference_json).collect::<Vec<_>>(),
-            }));
+            output.data(|| {
+                json!({
+                    "scratch": drift.scratch,
+                    "kept": drift.kept,
+                    "applied_up_to": drift.applied_up_to,
+                    "pending": drift.pending,
+                    "namespaces": drift.namespaces,
+                    "differences": drift.differences.iter().map(difference_json).collect::<Vec<_>>(),
+                })
+            });
             if drift.pending > 0 {
                 output.say(format_args!(
                     "{} migrations are not applied to this database; they are not part of the comparison",

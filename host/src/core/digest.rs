@@ -26,12 +26,9 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write as _;
         let mut text = String::with_capacity(7 + 64);
         text.push_str("blake3:");
-        for byte in self.0 {
-            write!(text, "{byte:02x}")?;
-        }
+        text.push_str(blake3::Hash::from_bytes(self.0).to_hex().as_str());
         // `pad`, so that tables (`wasmig history`) can align it.
         f.pad(&text)
     }
@@ -62,14 +59,8 @@ impl FromStr for Digest {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = || BadDigest { text: text.to_owned() };
         let hex = text.strip_prefix("blake3:").ok_or_else(bad)?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        let mut bytes = [0u8; 32];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Digest(bytes))
+        let hash = blake3::Hash::from_hex(hex).map_err(|_| bad())?;
+        Ok(Digest(*hash.as_bytes()))
     }
 }
 

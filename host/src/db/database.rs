@@ -105,6 +105,15 @@ pub struct ScriptRow {
     pub first_column: Option<String>,
 }
 
+/// Which prepared statements a schema change may have made stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// A migration's step changed the project's tables.
+    ProjectTables,
+    /// The ledger's own tables were changed (an earlier wasmig's, brought up to date).
+    LedgerTables,
+}
+
 /// A connection to the target database. All calls run on one session, in order; the
 /// caller opens and closes transactions explicitly.
 #[async_trait]
@@ -162,10 +171,11 @@ pub trait Database: Send + Sync {
     async fn execute_and_commit(&self, statements: &[BoundStatement]) -> Result<(), NotCommitted>;
     async fn rollback(&self) -> Result<(), DbError>;
 
-    /// Forgets the prepared statements a schema change may have made stale: at least every one
-    /// a component's call prepared (they name the project's tables). A backend may keep the
-    /// engine's own, which name only its ledger.
-    fn forget_prepared_statements(&self);
+    /// Forgets the prepared statements a schema change may have made stale (`stale`): after a
+    /// migration's step, at least every one a component's call prepared (they name the
+    /// project's tables), where a backend may keep the engine's own, which name only its
+    /// ledger; after the ledger's own tables changed, every one.
+    fn forget_prepared_statements(&self, stale: Stale);
 
     /// Raises the database's own walls for a component call, inside the current transaction:
     /// PostgreSQL pins `search_path` and sets `statement_timeout`, `lock_timeout` and the

@@ -14,7 +14,7 @@ mod url;
 
 pub use self::connect::connect;
 pub use self::database::{
-    Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Value, is_truthy,
+    Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Stale, Value, is_truthy,
 };
 pub use self::dialect::{Backend, Dialect, StatementScreen};
 pub use self::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};

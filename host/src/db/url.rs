@@ -52,6 +52,12 @@ impl DatabaseUrl {
         Err(UnsupportedUrl::Scheme { redacted: redact(text) })
     }
 
+    /// Whether connecting is waiting on a server (the connection, its session, authentication),
+    /// which other work may overlap; opening a SQLite file instead creates it.
+    pub fn is_server(&self) -> bool {
+        matches!(self, DatabaseUrl::Postgres(_))
+    }
+
     /// The password the server is reached with, for a program run against it (a backup
     /// command gets it in `PGPASSWORD`; the URL it is given never holds one).
     pub fn password(&self) -> Option<String> {

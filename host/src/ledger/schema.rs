@@ -2,7 +2,7 @@
 //! their chunks. Their DDL lives here in one script, so that every table the engine owns is
 //! read in one place.
 
-use crate::db::{Access, Database, DbError, Dialect, Value};
+use crate::db::{Access, Database, DbError, Dialect, Stale, Value};
 
 use super::table::{HistoryError, HistoryTable};
 
@@ -38,13 +38,17 @@ pub async fn ensure(db: &dyn Database, table: &HistoryTable) -> Result<(), Histo
         }
         Ok(())
     };
-    match created.await {
+    let made = match created.await {
         Ok(()) => db.commit().await.map_err(failed),
         Err(error) => {
             let _ = db.rollback().await;
             Err(failed(error))
         }
-    }
+    };
+    // A statement read before (a look without the lock, a status) may have been prepared
+    // against the columns as they were.
+    db.forget_prepared_statements(Stale::LedgerTables);
+    made
 }
 
 /// Whether every table of the ledger exists as this wasmig makes it, so that [`ensure`] would
@@ -151,10 +155,11 @@ pub async fn pinned(db: &dyn Database, history: HistoryTable) -> Result<HistoryT
     let Some(current_schema) = db.dialect().current_schema.filter(|_| history.is_unqualified()) else {
         return Ok(history);
     };
-    let rows = db.query(current_schema, &[]).await?;
-    match rows.values.first().and_then(|row| row.first()) {
-        Some(Value::Text(schema)) => Ok(history.clone().resolved_in(schema).unwrap_or(history)),
-        _ => Ok(history),
+    // A script, not a prepared statement: one round trip where preparing it first is two.
+    let rows = db.run_script(current_schema).await?;
+    match rows.into_iter().next().and_then(|row| row.first_column) {
+        Some(schema) => Ok(history.clone().resolved_in(&schema).unwrap_or(history)),
+        None => Ok(history),
     }
 }
 

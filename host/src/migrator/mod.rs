@@ -8,6 +8,7 @@
 //! `backfills.rs`.
 
 mod backfills;
+mod open;
 mod repair;
 
 use std::collections::BTreeSet;
@@ -15,9 +16,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::config::Config;
 use crate::core::Version;
-use crate::db::{self, Access, Backend, Database, HeldLock, Schema, Transport};
+use crate::db::{Access, Backend, Database, HeldLock, Schema, Transport};
 use crate::error::{Error, RunError};
 use crate::ledger::foreign::{self, OtherTool};
 use crate::ledger::lock::{self, LockMode};
@@ -30,12 +30,11 @@ use crate::project::catalog::{Catalog, Migration};
 use crate::report::{Action, Report, StepReport};
 use crate::report::preview::{PlannedStep, Preview, Way};
 use crate::report::status::{self, Finding, FindingClass, StatusEntry};
-use crate::run::events::{Observer, LogObserver};
+use crate::run::events::Observer;
 use crate::run::{backfill, backup};
 use crate::run::executor::{self, Direction, Step};
 use crate::run::session::{Session, Shared};
-use crate::core::Date;
-use crate::trust::{self, TrustReport};
+use crate::trust::TrustReport;
 
 pub struct Migrator {
     shared: Shared,
@@ -74,21 +73,6 @@ pub enum Decision {
 }
 
 impl Migrator {
-    /// Reads the project's migrations and connects to its database.
-    pub async fn open(config: Config) -> Result<Migrator, Error> {
-        let catalog = Catalog::load(&config.project_dir)?;
-        let trust = trust::check(&catalog, &config.trust, Date::today());
-        let db = db::connect(config.database()?, config.connect).await?;
-        let signers = trust.signer_key_ids().join(",");
-        Ok(Migrator {
-            shared: Shared::new(config, Arc::new(LogObserver), signers),
-            catalog,
-            trust,
-            db,
-            ledger: OnceLock::new(),
-        })
-    }
-
     /// Lets `stop` ask the run to stop: once it is set, the run applies no further step and
     /// its backfill workers stop after their current batch, ending with
     /// [`Error::StopRequested`]. The CLI sets it on Ctrl-C and SIGTERM.
@@ -248,31 +232,57 @@ impl Migrator {
     /// on their chunks' leases, so another deploy may apply its own migrations meanwhile, and
     /// any number of `wasmig backfill run` workers may share the work.
     pub async fn up_with(&self, target: Option<Version>, backfills: Backfills) -> Result<Report, RunError> {
-        self.reporting(async |report| {
-            self.trust.ensure()?;
-            if let Some(applied) = self.nothing_to_lock_for(target).await? {
-                if backfills == Backfills::Run {
-                    backfill::resume_unfinished(&self.session(), &self.catalog, &applied, report).await?;
-                }
-                return Ok(());
-            }
-            let mut waited_for = Vec::new();
-            loop {
-                let (pass, applied) = self
-                    .locked(async |session| self.apply_schema_steps(session, target, backfills, &waited_for, report).await)
-                    .await?;
-                if backfills == Backfills::Leave {
-                    return Ok(());
-                }
+        self.reporting(async |report| self.apply_up(target, backfills, report).await).await.map(|(_, report)| report)
+    }
+
+    /// [`Migrator::up_with`], then the backfills it leaves not done, as
+    /// [`Migrator::backfills_left`] reports them: read only when a migration applied when the
+    /// run ended declares a backfill (a run that succeeded has every applied migration on
+    /// disk), so a project of plain SQL migrations reads its history once.
+    pub async fn up_leaving(
+        &self,
+        target: Option<Version>,
+        backfills: Backfills,
+    ) -> Result<(Report, Vec<Finding>), RunError> {
+        let (applied, report) = self.reporting(async |report| self.apply_up(target, backfills, report).await).await?;
+        let declares_backfill = |version: &Version| self.catalog.get(*version).is_some_and(|m| m.backfill().is_some());
+        if !applied.iter().any(declares_backfill) {
+            return Ok((report, Vec::new()));
+        }
+        match self.backfills_left().await {
+            Ok(left) => Ok((report, left)),
+            Err(error) => Err(RunError::new(error, report)),
+        }
+    }
+
+    /// The work of [`Migrator::up_with`]; returns the versions applied when it ended.
+    async fn apply_up(
+        &self,
+        target: Option<Version>,
+        backfills: Backfills,
+        report: &mut Report,
+    ) -> Result<Vec<Version>, Error> {
+        self.trust.ensure()?;
+        if let Some(applied) = self.nothing_to_lock_for(target).await? {
+            if backfills == Backfills::Run {
                 backfill::resume_unfinished(&self.session(), &self.catalog, &applied, report).await?;
-                match pass {
-                    SchemaPass::Done => return Ok(()),
-                    SchemaPass::WaitsFor(version) => waited_for.push(version),
-                }
             }
-        })
-        .await
-        .map(|((), report)| report)
+            return Ok(applied);
+        }
+        let mut waited_for = Vec::new();
+        loop {
+            let (pass, applied) = self
+                .locked(async |session| self.apply_schema_steps(session, target, backfills, &waited_for, report).await)
+                .await?;
+            if backfills == Backfills::Leave {
+                return Ok(applied);
+            }
+            backfill::resume_unfinished(&self.session(), &self.catalog, &applied, report).await?;
+            match pass {
+                SchemaPass::Done => return Ok(applied),
+                SchemaPass::WaitsFor(version) => waited_for.push(version),
+            }
+        }
     }
 
     /// The versions applied, when a look without the lock finds nothing to do under it: no
@@ -286,14 +296,21 @@ impl Migrator {
             // Pinned as under the lock: a backfill this run resumes writes the ledger too.
             self.pin_ledger().await?;
             let session = self.session();
-            if !schema::is_current(session.db.as_ref(), &session.ledger).await? {
+            let (history, started) = (session.history(), session.started());
+            // Sent together, so that their round trips overlap; read in order.
+            let (current, applied, interrupted) = tokio::join!(
+                schema::is_current(session.db.as_ref(), &session.ledger),
+                history.applied(),
+                started.list()
+            );
+            if !current? {
                 return Ok(None);
             }
-            let applied = session.history().applied().await?;
+            let applied = applied?;
             if !plan::plan_up(&self.catalog, &applied, target).is_ok_and(|steps| steps.is_empty()) {
                 return Ok(None);
             }
-            if !session.started().list().await?.is_empty() {
+            if !interrupted?.is_empty() {
                 return Ok(None);
             }
             Ok::<_, Error>(Some(applied.iter().map(|row| row.version).collect()))
@@ -511,11 +528,15 @@ impl Migrator {
     /// Every migration in the project or the history, with its state.
     pub async fn status(&self) -> Result<Vec<StatusEntry>, Error> {
         let session = self.session();
-        let Some(applied) = session.history().applied_if_created().await? else {
+        let (history, started) = (session.history(), session.started());
+        // Sent together, so that their round trips overlap; a missing table is no step left
+        // interrupted either.
+        let (applied, interrupted) = tokio::join!(history.applied_if_created(), started.list());
+        let Some(applied) = applied? else {
             return Ok(status::status_of(&self.catalog, &[], &[], &[]));
         };
+        let interrupted = interrupted?;
         let backfills = self.backfills_of(&applied).await?;
-        let interrupted = session.started().list().await?;
         Ok(status::status_of(&self.catalog, &applied, &backfills, &interrupted))
     }
 

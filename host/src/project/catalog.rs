@@ -1,100 +1,24 @@
-//! The catalog: the migrations a project holds on disk, read through a cap-std [`Dir`] so
+//! The catalog: the migrations a project holds on disk, read through [`disk::Folder`] so
 //! that nothing outside the project folder is opened.
 //!
 //! One folder per migration, `NNNN_name/`, holding `up.sql` (with optional `down.sql`,
 //! `verify.sql` and a `migration.toml` of kind `sql`) or a `migration.toml` of kind
-//! `component` and its `.wasm`. Anything else is an error naming the file: nothing is
-//! silently skipped.
+//! `component` and its `.wasm` (each read by [`super::folder`]). Anything else is an error
+//! naming the file: nothing is silently skipped.
 
-use std::fmt;
-use std::io::Read;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use cap_std::ambient_authority;
-use cap_std::fs::Dir;
 
 use crate::core::Version;
-use crate::core::digest::{Content, Digest, DigestInput, migration_digest};
+use crate::core::digest::Digest;
 
-use super::backfill::BackfillSettings;
-use super::kept_files::KeptFiles;
+use super::disk::{self, EntryKind, Folder};
+use super::folder::{FolderRead, load_migration, read_folder};
 use super::layout::{MANIFEST_FILE, PROJECT_FILE, SIGNATURE_SUFFIX, SUM_FILE, kept_beside_migrations};
-use super::manifest::{Kind, Manifest, TransactionMode};
 use super::sumfile::SumFile;
 
-
-/// A migration as found on disk.
-#[derive(Debug, Clone)]
-pub struct Migration {
-    pub version: Version,
-    pub name: String,
-    /// The folder name, e.g. `0002_add_email_domain`.
-    pub folder: String,
-    pub digest: Digest,
-    pub body: Body,
-    /// Expand/contract: earlier migrations whose backfills must finish before this one applies.
-    pub needs_backfills: Vec<Version>,
-    /// Whether its steps run in one transaction with their history row.
-    pub mode: TransactionMode,
-    /// Its files as the history keeps them, for the diff a repair shows.
-    pub files: KeptFiles,
-}
-
-#[derive(Debug, Clone)]
-pub enum Body {
-    Sql(SqlScripts),
-    Component(Box<ComponentMigration>),
-}
-
-#[derive(Debug, Clone)]
-pub struct SqlScripts {
-    pub up: String,
-    pub down: Option<String>,
-    pub verify: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ComponentMigration {
-    pub manifest: Manifest,
-    /// What the manifest grants the component.
-    pub grants: crate::guard::Grants,
-    /// The component's path, for messages.
-    pub path: PathBuf,
-    pub bytes: Arc<[u8]>,
-}
-
-impl Migration {
-    pub fn kind(&self) -> Kind {
-        match self.body {
-            Body::Sql(_) => Kind::Sql,
-            Body::Component(_) => Kind::Component,
-        }
-    }
-
-    /// The backfill settings of a component migration that has a backfill.
-    pub fn backfill(&self) -> Option<&BackfillSettings> {
-        match &self.body {
-            Body::Component(component) => component.manifest.backfill.as_ref(),
-            Body::Sql(_) => None,
-        }
-    }
-
-    /// Whether this migration can be reverted: SQL needs a `down.sql`; a component always
-    /// exports `down` (the SDK's default refuses, with a message, when it runs).
-    pub fn has_down(&self) -> bool {
-        match &self.body {
-            Body::Sql(scripts) => scripts.down.is_some(),
-            Body::Component(_) => true,
-        }
-    }
-}
-
-impl fmt::Display for Migration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.folder)
-    }
-}
+pub use super::error::{CatalogError, Unrecorded};
+pub use super::migration::{Body, ComponentMigration, Migration, SqlScripts};
 
 /// All migrations of a project, in version order, with the project's sum file and
 /// signatures as read (checked by [`crate::trust`]).
@@ -115,55 +39,6 @@ fn is_signature_file(name: &str) -> bool {
         .and_then(|rest| rest.strip_prefix('.'))
         .and_then(|rest| rest.strip_suffix(SIGNATURE_SUFFIX))
         .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    #[error("cannot open the project folder {path}: {source}")]
-    OpenProject { path: PathBuf, source: std::io::Error },
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error(
-        "{path}: wasmig does not know this file; a project holds {PROJECT_FILE}, NNNN_name/ folders, a README.md \
-         and dotfiles only"
-    )]
-    UnexpectedProjectEntry { path: PathBuf },
-    #[error("{path}: a migration folder is named NNNN_name (1 to 38 digits, '_', then letters, digits, '_' or '-')")]
-    BadFolderName { path: PathBuf },
-    #[error("{path}: wasmig does not know this file in a {kind} migration (expected {expected})")]
-    UnexpectedFile { path: PathBuf, kind: &'static str, expected: &'static str },
-    #[error("{path}: a SQL migration needs up.sql")]
-    MissingUp { path: PathBuf },
-    #[error("{path}: the manifest names component {file:?}, which is not in the folder")]
-    MissingComponent { path: PathBuf, file: String },
-    #[error("{path}: {message}")]
-    Manifest { path: PathBuf, message: String },
-    #[error("{path}: not UTF-8 text")]
-    NotUtf8 { path: PathBuf },
-    #[error("{path}: needs_backfills names {version}, which {problem}")]
-    BadNeededBackfill { path: PathBuf, version: Version, problem: &'static str },
-    #[error("version {version} is used by both {first} and {second}")]
-    DuplicateVersion { version: Version, first: String, second: String },
-    #[error(
-        "artifacts failed verification, nothing was run: {}; \
-         review the changes, then run `wasmig hash` (and sign again) if they are meant",
-        .folders.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-    )]
-    Untrusted { folders: Vec<Unrecorded> },
-}
-
-/// A migration folder whose files differ from what `wasmig.sum` records for it. It is refused
-/// before any of its files is parsed, so a tampered file is a trust failure whatever its bytes
-/// (even where they no longer parse as TOML or UTF-8).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", match .recorded {
-    Some(recorded) => format!("migration {folder}: its files hash to {found}, but {SUM_FILE} records {recorded}"),
-    None => format!("migration {folder} is not in {SUM_FILE} (run `wasmig hash` and sign again)"),
-})]
-pub struct Unrecorded {
-    pub folder: String,
-    pub recorded: Option<Digest>,
-    pub found: Digest,
 }
 
 /// Whether [`Catalog::load`] holds the folders to `wasmig.sum` before parsing them.
@@ -197,35 +72,33 @@ impl Catalog {
     }
 
     fn read(project_dir: &Path, against_sum: AgainstSum) -> Result<Catalog, CatalogError> {
-        let dir = Dir::open_ambient_dir(project_dir, ambient_authority())
+        let mut project = Folder::open(project_dir)
             .map_err(|source| CatalogError::OpenProject { path: project_dir.to_owned(), source })?;
         let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
         let mut catalog = Catalog::default();
         let mut folders = Vec::new();
-        for entry in dir.entries().map_err(read_error(project_dir.to_owned()))? {
-            let entry = entry.map_err(read_error(project_dir.to_owned()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = project_dir.join(&name);
-            let file_type = entry.file_type().map_err(read_error(path.clone()))?;
-            if file_type.is_file() && name == PROJECT_FILE {
+        for entry in project.entries().map_err(read_error(project_dir.to_owned()))? {
+            let path = project_dir.join(&entry.name);
+            let is_file = entry.kind == EntryKind::File;
+            if is_file && entry.name == PROJECT_FILE {
                 continue;
             }
-            if file_type.is_file() && (name == SUM_FILE || is_signature_file(&name)) {
-                let bytes = dir.read(&name).map_err(read_error(path))?;
-                if name == SUM_FILE {
+            if is_file && (entry.name == SUM_FILE || is_signature_file(&entry.name)) {
+                let bytes = project.read(&entry).map_err(read_error(path))?;
+                if entry.name == SUM_FILE {
                     catalog.sum_file = Some(bytes);
                 } else {
-                    catalog.signatures.push((name, bytes));
+                    catalog.signatures.push((entry.name, bytes));
                 }
                 continue;
             }
-            if kept_beside_migrations(&name, file_type.is_dir()) {
+            if kept_beside_migrations(&entry.name, entry.kind == EntryKind::Folder) {
                 continue;
             }
-            if !file_type.is_dir() {
+            if entry.kind != EntryKind::Folder {
                 return Err(CatalogError::UnexpectedProjectEntry { path });
             }
-            folders.push((name, path));
+            folders.push(entry);
         }
         // A malformed sum file is reported by the trust check; only a readable one can say
         // which folders changed.
@@ -235,21 +108,30 @@ impl Catalog {
             }
             AgainstSum::Ignore => None,
         };
-        let mut unrecorded = Vec::new();
-        for (name, path) in folders {
-            let (version, migration_name) =
-                parse_folder_name(&name).ok_or_else(|| CatalogError::BadFolderName { path: path.clone() })?;
-            let folder = dir.open_dir(&name).map_err(read_error(path.clone()))?;
-            let files = FolderFiles::read(&folder, &path)?;
-            let digest = files.digest();
-            if let Some(sum) = &sum {
-                let recorded = sum.entries.iter().find(|(f, _)| *f == name).map(|(_, d)| *d);
+        let recorded: Option<HashMap<&str, Digest>> =
+            sum.as_ref().map(|sum| sum.entries.iter().map(|(folder, digest)| (folder.as_str(), *digest)).collect());
+        // In name order, so that of several broken folders the same one is named every time.
+        folders.sort_by(|a, b| a.name.cmp(&b.name));
+        let project = &project;
+        let outcomes = disk::in_parallel(&folders, |entry| {
+            let path = project_dir.join(&entry.name);
+            let found = read_folder(project, entry, &path)?;
+            let digest = found.files.digest();
+            if let Some(recorded) = &recorded {
+                let recorded = recorded.get(entry.name.as_str()).copied();
                 if recorded != Some(digest) {
-                    unrecorded.push(Unrecorded { folder: name, recorded, found: digest });
-                    continue;
+                    return Ok(Found::Unrecorded(Unrecorded { folder: entry.name.clone(), recorded, found: digest }));
                 }
             }
-            catalog.migrations.push(load_migration(files, digest, &path, version, migration_name, &name)?);
+            let FolderRead { version, name, files } = found;
+            Ok(Found::Migration(load_migration(files, digest, &path, version, name, &entry.name)?))
+        });
+        let mut unrecorded = Vec::new();
+        for outcome in outcomes {
+            match outcome? {
+                Found::Migration(migration) => catalog.migrations.push(migration),
+                Found::Unrecorded(folder) => unrecorded.push(folder),
+            }
         }
         unrecorded.sort_by(|a, b| a.folder.cmp(&b.folder));
         match against_sum {
@@ -302,132 +184,11 @@ impl Catalog {
     }
 }
 
-/// `0002_add_email_domain` → (2, "add_email_domain").
-fn parse_folder_name(name: &str) -> Option<(Version, String)> {
-    let (digits, rest) = name.split_once('_')?;
-    let valid_rest = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    Some((Version::from_digits(digits)?, rest.to_owned())).filter(|_| valid_rest)
-}
-
-/// The files of one migration folder, read whole.
-struct FolderFiles {
-    files: Vec<(String, Vec<u8>)>,
-}
-
-impl FolderFiles {
-    fn read(folder: &Dir, path: &Path) -> Result<Self, CatalogError> {
-        let mut files = Vec::new();
-        let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
-        for entry in folder.entries().map_err(read_error(path.to_owned()))? {
-            let entry = entry.map_err(read_error(path.to_owned()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let file_path = path.join(&name);
-            if !entry.file_type().map_err(read_error(file_path.clone()))?.is_file() {
-                return Err(CatalogError::UnexpectedFile {
-                    path: file_path,
-                    kind: "any",
-                    expected: "plain files only, no sub-folders or links",
-                });
-            }
-            let mut bytes = Vec::new();
-            let mut file = entry.open().map_err(read_error(file_path.clone()))?;
-            file.read_to_end(&mut bytes).map_err(read_error(file_path))?;
-            files.push((name, bytes));
-        }
-        Ok(FolderFiles { files })
-    }
-
-    /// The migration's digest, over the files' raw bytes (text files normalised).
-    fn digest(&self) -> Digest {
-        let inputs: Vec<DigestInput<'_>> = self
-            .files
-            .iter()
-            .map(|(name, bytes)| DigestInput {
-                name,
-                content: if name.ends_with(".sql") || name.ends_with(".toml") {
-                    Content::Text
-                } else {
-                    Content::Binary
-                },
-                bytes,
-            })
-            .collect();
-        migration_digest(&inputs)
-    }
-
-    fn take(&mut self, name: &str) -> Option<Vec<u8>> {
-        let index = self.files.iter().position(|(n, _)| n == name)?;
-        Some(self.files.swap_remove(index).1)
-    }
-}
-
-fn text(bytes: Vec<u8>, path: PathBuf) -> Result<String, CatalogError> {
-    let text = String::from_utf8(bytes).map_err(|_| CatalogError::NotUtf8 { path })?;
-    Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
-}
-
-fn load_migration(
-    mut files: FolderFiles,
-    digest: Digest,
-    path: &Path,
-    version: Version,
-    name: String,
-    folder_name: &str,
-) -> Result<Migration, CatalogError> {
-    let kept = KeptFiles::of(&files.files);
-    let manifest = match files.take(MANIFEST_FILE) {
-        Some(bytes) => {
-            let manifest_path = path.join(MANIFEST_FILE);
-            let source = text(bytes, manifest_path.clone())?;
-            Some(
-                Manifest::parse(&source)
-                    .map_err(|e| CatalogError::Manifest { path: manifest_path, message: e.to_string() })?,
-            )
-        }
-        None => None,
-    };
-    let needs_backfills = manifest.as_ref().map(|m| m.needs_backfills.clone()).unwrap_or_default();
-    let mode = manifest.as_ref().map(Manifest::mode).unwrap_or_default();
-    let body = match manifest {
-        Some(manifest) if manifest.kind == Kind::Component => component_body(files, path, manifest)?,
-        _ => sql_body(files, path)?,
-    };
-    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills, mode, files: kept })
-}
-
-fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {
-    let mut script = |name: &str| files.take(name).map(|bytes| text(bytes, path.join(name))).transpose();
-    let up = script("up.sql")?.ok_or_else(|| CatalogError::MissingUp { path: path.to_owned() })?;
-    let down = script("down.sql")?;
-    let verify = script("verify.sql")?;
-    if let Some((stray, _)) = files.files.first() {
-        return Err(CatalogError::UnexpectedFile {
-            path: path.join(stray),
-            kind: "sql",
-            expected: "up.sql, down.sql, verify.sql, migration.toml",
-        });
-    }
-    Ok(Body::Sql(SqlScripts { up, down, verify }))
-}
-
-fn component_body(mut files: FolderFiles, path: &Path, manifest: Manifest) -> Result<Body, CatalogError> {
-    let file = manifest.component_file().to_owned();
-    let bytes = files
-        .take(&file)
-        .ok_or_else(|| CatalogError::MissingComponent { path: path.join(MANIFEST_FILE), file: file.clone() })?;
-    if let Some((stray, _)) = files.files.first() {
-        return Err(CatalogError::UnexpectedFile {
-            path: path.join(stray),
-            kind: "component",
-            expected: "migration.toml and the component it names",
-        });
-    }
-    Ok(Body::Component(Box::new(ComponentMigration {
-        grants: manifest.grants(),
-        manifest,
-        path: path.join(file),
-        bytes: bytes.into(),
-    })))
+/// What one migration folder turned out to be.
+enum Found {
+    Migration(Migration),
+    /// Its files differ from the sum file: left unparsed.
+    Unrecorded(Unrecorded),
 }
 
 #[cfg(test)]
@@ -453,6 +214,40 @@ mod tests {
         assert_eq!(versions, [1, 2]);
         assert!(catalog.migrations[0].has_down());
         assert!(!catalog.migrations[1].has_down());
+    }
+
+    #[test]
+    fn a_project_read_on_several_threads_keeps_every_folder_and_names_the_first_broken_one() {
+        let names: Vec<String> = (1..=240).map(|i| format!("{i:04}_m{i}/up.sql")).collect();
+        let files: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "SELECT 1;")).collect();
+        let dir = project(&files);
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let versions: Vec<String> = catalog.migrations.iter().map(|m| m.version.to_string()).collect();
+        assert_eq!(versions, (1..=240).map(|i| format!("{i:04}")).collect::<Vec<_>>());
+        assert_eq!(catalog.get(Version::from_digits("0173").unwrap()).unwrap().folder, "0173_m173");
+        // Broken folders on either side of the threads' shares: the first by name is named.
+        for broken in ["0201_m201", "0031_m31"] {
+            std::fs::write(dir.path().join(broken).join("notes.txt"), "").unwrap();
+        }
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("0031_m31/notes.txt"), "{error}");
+    }
+
+    #[test]
+    fn links_are_refused_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.sql"), "SELECT 'outside';").unwrap();
+        std::fs::create_dir(outside.path().join("0002_elsewhere")).unwrap();
+        std::fs::write(outside.path().join("0002_elsewhere/up.sql"), "SELECT 2;").unwrap();
+        let dir = project(&[("0001_a/down.sql", "")]);
+        std::os::unix::fs::symlink(outside.path().join("secret.sql"), dir.path().join("0001_a/up.sql")).unwrap();
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(matches!(&error, CatalogError::UnexpectedFile { path, .. } if path.ends_with("0001_a/up.sql")), "{error}");
+        std::fs::remove_file(dir.path().join("0001_a/up.sql")).unwrap();
+        std::fs::write(dir.path().join("0001_a/up.sql"), "SELECT 1;").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("0002_elsewhere"), dir.path().join("0002_elsewhere")).unwrap();
+        let error = Catalog::load(dir.path()).unwrap_err();
+        assert!(matches!(&error, CatalogError::UnexpectedProjectEntry { path } if path.ends_with("0002_elsewhere")), "{error}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use crate::db::{Access, DbErrorKind, ScriptRow, is_truthy};
+use crate::db::{Access, DbErrorKind, ScriptRow, Stale, is_truthy};
 use crate::error::Error;
 use crate::ledger::{LedgerWrite, NewAuditEntry, StartedDirection};
 use crate::project::catalog::{Body, ComponentMigration, Migration, SqlScripts};
@@ -96,7 +96,7 @@ pub(crate) async fn execute(session: &Session<'_>, step: &Step<'_>, report: &mut
     }
     if direction != Direction::Verify {
         // The step may have changed the schema, which can make prepared statements stale.
-        session.db.forget_prepared_statements();
+        session.db.forget_prepared_statements(Stale::ProjectTables);
     }
     let action = match direction {
         Direction::Apply => Action::Applied,

@@ -7,6 +7,7 @@
 //! `wasmig.sum.<KEYID>.minisig`, which `minisign -Vm wasmig.sum -x <file> -p <key.pub>` checks
 //! without wasmig.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 
 use minisign::{PublicKey, SignatureBox};
@@ -364,7 +365,8 @@ fn check_digests(catalog: &Catalog, sum: Option<&SumFile>, problems: &mut Vec<Tr
             })
             .collect();
     };
-    let recorded = |folder: &str| -> Option<&Digest> { sum.entries.iter().find(|(f, _)| f == folder).map(|(_, d)| d) };
+    let by_folder: HashMap<&str, &Digest> = sum.entries.iter().map(|(folder, digest)| (folder.as_str(), digest)).collect();
+    let recorded = |folder: &str| by_folder.get(folder).copied();
     // Folders the catalog left unparsed because they differ from the sum are judged here too.
     let folders = catalog
         .migrations
@@ -391,8 +393,9 @@ fn check_digests(catalog: &Catalog, sum: Option<&SumFile>, problems: &mut Vec<Tr
             MigrationCheck { folder: folder.to_owned(), digest: digest.to_string(), state, sum_digest }
         })
         .collect();
+    let checked: HashSet<&str> = checks.iter().map(|c| c.folder.as_str()).collect();
     for (folder, _) in &sum.entries {
-        if !checks.iter().any(|c| &c.folder == folder) {
+        if !checked.contains(folder.as_str()) {
             problems.push(TrustProblem::MissingFolder { folder: folder.clone() });
         }
     }

@@ -34,7 +34,7 @@ pub use self::connect::{ConnectOptions, Pooler};
 pub use self::conninfo::{ConnInfoError, PgEnv, PgTarget, RootCerts, SslMode};
 pub use self::tls::TlsSetupError;
 use self::values::{as_params, row_values};
-use super::database::{Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Value};
+use super::database::{Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Stale, Value};
 use super::dialect::{self, Dialect};
 use super::schema::Schema;
 use super::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
@@ -61,6 +61,10 @@ pub struct PostgresDatabase {
     pooled: bool,
     /// Whether an explicit transaction is open (its BEGIN sent or queued).
     in_transaction: AtomicBool,
+    /// Behind a transaction pooler, statements sent together (a look that reads several ledger
+    /// tables at once) take their transactions of their own in turn: two BEGINs interleaved on
+    /// one session would make one transaction, which the first COMMIT ends.
+    pooled_turn: tokio::sync::Mutex<()>,
 }
 
 /// A prepared statement, and whether a component's call prepared it: those may name the
@@ -122,6 +126,7 @@ impl PostgresDatabase {
             deadline: Mutex::new(None),
             pooled: options.pooler == Pooler::Transaction,
             in_transaction: AtomicBool::new(false),
+            pooled_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -151,7 +156,11 @@ impl PostgresDatabase {
     /// otherwise send its Parse and its Execute to different server connections; as it is
     /// everywhere else.
     async fn pinned<T>(&self, work: impl Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
-        if !self.pooled || self.in_transaction.load(Ordering::SeqCst) {
+        if !self.pooled {
+            return work.await;
+        }
+        let _turn = self.pooled_turn.lock().await;
+        if self.in_transaction.load(Ordering::SeqCst) {
             return work.await;
         }
         self.begin(Access::ReadWrite).await?;
@@ -402,11 +411,14 @@ impl Database for PostgresDatabase {
         rolled_back
     }
 
-    fn forget_prepared_statements(&self) {
+    fn forget_prepared_statements(&self, stale: Stale) {
         // The engine's own statements read and write only the ledger's tables, which no
         // migration changes; preparing them again after every step cost a round trip each.
         if let Ok(mut cache) = self.statements.lock() {
-            cache.retain(|_, cached| !cached.by_component);
+            match stale {
+                Stale::ProjectTables => cache.retain(|_, cached| !cached.by_component),
+                Stale::LedgerTables => cache.clear(),
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::hooks::{AuthContext, Authorization};
 use rusqlite::{Connection, Statement};
 
-use crate::db::database::{Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Value};
+use crate::db::database::{Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Stale, Value};
 use crate::db::dialect::{self, Dialect};
 use crate::db::schema::Schema;
 use crate::db::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
@@ -468,7 +468,7 @@ impl Database for SqliteDatabase {
         self.blocking(Connected::rollback).await?
     }
 
-    fn forget_prepared_statements(&self) {
+    fn forget_prepared_statements(&self, _: Stale) {
         if let Ok(connection) = self.connection.connection.lock() {
             connection.flush_prepared_statement_cache();
         }
