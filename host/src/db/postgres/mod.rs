@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::future::{join_all, join3, try_join, try_join_all};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, SimpleQueryMessage, Statement};
 
 use self::connect::Dialer;
@@ -183,7 +183,7 @@ impl PostgresDatabase {
             self.client.batch_execute(&pending).await.map_err(db_error)?;
         }
         let prepared = self.client.prepare(statement).await.map_err(db_error)?;
-        let by_component = self.deadline.lock().map_or(true, |deadline| deadline.is_some());
+        let by_component = self.in_component_call();
         if let Ok(mut cache) = self.statements.lock() {
             cache.insert(statement.to_owned(), Cached { statement: prepared.clone(), by_component });
         }
@@ -239,6 +239,12 @@ impl PostgresDatabase {
         if let Err(error) = self.client.cancel_token().cancel_query(self.dialer.connector()).await {
             tracing::warn!(%error, "could not cancel a component's statement; it runs on until statement_timeout");
         }
+    }
+
+    /// Whether a component's call is running (its deadline set); a lock that cannot be read
+    /// says yes, the side that keeps the more careful path.
+    fn in_component_call(&self) -> bool {
+        self.deadline.lock().map_or(true, |deadline| deadline.is_some())
     }
 
     fn cached(&self, statement: &str) -> Option<Statement> {
@@ -319,13 +325,27 @@ impl Database for PostgresDatabase {
 
     async fn query_capped(&self, statement: &str, params: &[Value], cap: ResultCap) -> Result<Rows, DbError> {
         self.pinned(self.bounded(async {
-            let prepared = self.prepare(statement).await?;
-            let stream = self.after_pending(self.client.query_raw(&prepared, as_params(params))).await?;
+            let (stream, mut columns) = if params.is_empty() && !self.in_component_call() && self.cached(statement).is_none()
+            {
+                // The engine's own reads without parameters (the history, the steps started)
+                // are parsed, bound and run in one round trip, one transaction on the server,
+                // where preparing first costs two of each. A component's keep the prepared
+                // path: it tells the columns of an empty result too.
+                let none = std::iter::empty::<(&(dyn ToSql + Sync), Type)>();
+                (self.after_pending(self.client.query_typed_raw(statement, none)).await?, None)
+            } else {
+                let prepared = self.prepare(statement).await?;
+                let columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
+                (self.after_pending(self.client.query_raw(&prepared, as_params(params))).await?, Some(columns))
+            };
             let mut stream = std::pin::pin!(stream);
-            let columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
             let (mut values, mut bytes) = (Vec::new(), 0u64);
             while let Some(row) = stream.next().await {
-                let row = row_values(&row.map_err(db_error)?)?;
+                let row = row.map_err(db_error)?;
+                if columns.is_none() {
+                    columns = Some(row.columns().iter().map(|c| c.name().to_owned()).collect());
+                }
+                let row = row_values(&row)?;
                 bytes += row.iter().map(Value::cost).sum::<u64>();
                 values.push(row);
                 if let Some(passed) = cap.passed(values.len() as u64, bytes) {
@@ -336,7 +356,7 @@ impl Database for PostgresDatabase {
                     return Err(passed);
                 }
             }
-            Ok(Rows { columns, values })
+            Ok(Rows { columns: columns.unwrap_or_default(), values })
         }))
         .await
     }
