@@ -7,13 +7,13 @@
 //! naming the file: nothing is silently skipped.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::core::Version;
 use crate::core::digest::Digest;
 
 use super::disk::{self, EntryKind, Folder};
-use super::folder::{FolderRead, load_migration, read_folder};
+use super::folder::read_folder;
 use super::layout::{MANIFEST_FILE, PROJECT_FILE, SIGNATURE_SUFFIX, SUM_FILE, kept_beside_migrations};
 use super::sumfile::SumFile;
 
@@ -74,17 +74,16 @@ impl Catalog {
     fn read(project_dir: &Path, against_sum: AgainstSum) -> Result<Catalog, CatalogError> {
         let mut project = Folder::open(project_dir)
             .map_err(|source| CatalogError::OpenProject { path: project_dir.to_owned(), source })?;
-        let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
         let mut catalog = Catalog::default();
         let mut folders = Vec::new();
-        for entry in project.entries().map_err(read_error(project_dir.to_owned()))? {
+        for entry in project.entries().map_err(CatalogError::reading(project_dir.to_owned()))? {
             let path = project_dir.join(&entry.name);
             let is_file = entry.kind == EntryKind::File;
             if is_file && entry.name == PROJECT_FILE {
                 continue;
             }
             if is_file && (entry.name == SUM_FILE || is_signature_file(&entry.name)) {
-                let bytes = project.read(&entry).map_err(read_error(path))?;
+                let bytes = project.read(&entry).map_err(CatalogError::reading(path))?;
                 if entry.name == SUM_FILE {
                     catalog.sum_file = Some(bytes);
                 } else {
@@ -123,8 +122,7 @@ impl Catalog {
                     return Ok(Found::Unrecorded(Unrecorded { folder: entry.name.clone(), recorded, found: digest }));
                 }
             }
-            let FolderRead { version, name, files } = found;
-            Ok(Found::Migration(load_migration(files, digest, &path, version, name, &entry.name)?))
+            Ok(Found::Migration(found.into_migration(digest, &path, &entry.name)?))
         });
         let mut unrecorded = Vec::new();
         for outcome in outcomes {

@@ -43,6 +43,13 @@ pub enum CatalogError {
     Untrusted { folders: Vec<Unrecorded> },
 }
 
+impl CatalogError {
+    /// The error for a file or folder at `path` that could not be read, for `map_err`.
+    pub(super) fn reading(path: PathBuf) -> impl FnOnce(std::io::Error) -> CatalogError {
+        move |source| CatalogError::Read { path, source }
+    }
+}
+
 /// A migration folder whose files differ from what `wasmig.sum` records for it. It is refused
 /// before any of its files is parsed, so a tampered file is a trust failure whatever its bytes
 /// (even where they no longer parse as TOML or UTF-8).

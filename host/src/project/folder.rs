@@ -24,8 +24,8 @@ pub(super) fn parse_folder_name(name: &str) -> Option<(Version, String)> {
 
 /// A migration folder's name, parsed, and its files.
 pub(super) struct FolderRead {
-    pub version: Version,
-    pub name: String,
+    version: Version,
+    name: String,
     pub files: FolderFiles,
 }
 
@@ -33,10 +33,9 @@ pub(super) struct FolderRead {
 pub(super) fn read_folder(project: &Folder, entry: &disk::Entry, path: &Path) -> Result<FolderRead, CatalogError> {
     let (version, name) =
         parse_folder_name(&entry.name).ok_or_else(|| CatalogError::BadFolderName { path: path.to_owned() })?;
-    let read_error = |path: PathBuf| move |source| CatalogError::Read { path, source };
-    let mut folder = project.open_child(entry).map_err(read_error(path.to_owned()))?;
+    let mut folder = project.open_child(entry).map_err(CatalogError::reading(path.to_owned()))?;
     let mut files = Vec::new();
-    for file in folder.entries().map_err(read_error(path.to_owned()))? {
+    for file in folder.entries().map_err(CatalogError::reading(path.to_owned()))? {
         let file_path = path.join(&file.name);
         if file.kind != EntryKind::File {
             return Err(CatalogError::UnexpectedFile {
@@ -45,7 +44,7 @@ pub(super) fn read_folder(project: &Folder, entry: &disk::Entry, path: &Path) ->
                 expected: "plain files only, no sub-folders or links",
             });
         }
-        let bytes = folder.read(&file).map_err(read_error(file_path))?;
+        let bytes = folder.read(&file).map_err(CatalogError::reading(file_path))?;
         files.push((file.name, bytes));
     }
     Ok(FolderRead { version, name, files: FolderFiles { files } })
@@ -86,33 +85,30 @@ pub(super) fn text(bytes: Vec<u8>, path: PathBuf) -> Result<String, CatalogError
     Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
 }
 
-pub(super) fn load_migration(
-    mut files: FolderFiles,
-    digest: Digest,
-    path: &Path,
-    version: Version,
-    name: String,
-    folder_name: &str,
-) -> Result<Migration, CatalogError> {
-    let kept = KeptFiles::of(&files.files);
-    let manifest = match files.take(MANIFEST_FILE) {
-        Some(bytes) => {
-            let manifest_path = path.join(MANIFEST_FILE);
-            let source = text(bytes, manifest_path.clone())?;
-            Some(
-                Manifest::parse(&source)
-                    .map_err(|e| CatalogError::Manifest { path: manifest_path, message: e.to_string() })?,
-            )
-        }
-        None => None,
-    };
-    let needs_backfills = manifest.as_ref().map(|m| m.needs_backfills.clone()).unwrap_or_default();
-    let mode = manifest.as_ref().map(Manifest::mode).unwrap_or_default();
-    let body = match manifest {
-        Some(manifest) if manifest.kind == Kind::Component => component_body(files, path, manifest)?,
-        _ => sql_body(files, path)?,
-    };
-    Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills, mode, files: kept })
+impl FolderRead {
+    /// The migration the folder's files make, once their `digest` is trusted.
+    pub(super) fn into_migration(self, digest: Digest, path: &Path, folder_name: &str) -> Result<Migration, CatalogError> {
+        let FolderRead { version, name, mut files } = self;
+        let kept = KeptFiles::of(&files.files);
+        let manifest = match files.take(MANIFEST_FILE) {
+            Some(bytes) => {
+                let manifest_path = path.join(MANIFEST_FILE);
+                let source = text(bytes, manifest_path.clone())?;
+                Some(
+                    Manifest::parse(&source)
+                        .map_err(|e| CatalogError::Manifest { path: manifest_path, message: e.to_string() })?,
+                )
+            }
+            None => None,
+        };
+        let needs_backfills = manifest.as_ref().map(|m| m.needs_backfills.clone()).unwrap_or_default();
+        let mode = manifest.as_ref().map(Manifest::mode).unwrap_or_default();
+        let body = match manifest {
+            Some(manifest) if manifest.kind == Kind::Component => component_body(files, path, manifest)?,
+            _ => sql_body(files, path)?,
+        };
+        Ok(Migration { version, name, folder: folder_name.to_owned(), digest, body, needs_backfills, mode, files: kept })
+    }
 }
 
 pub(super) fn sql_body(mut files: FolderFiles, path: &Path) -> Result<Body, CatalogError> {
