@@ -6,10 +6,10 @@
 
 mod catalog;
 mod checks;
+mod lock;
 mod values;
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,14 +23,12 @@ use crate::db::database::{Access, Database, HeldLock, BoundStatement, ResultCap,
 use crate::db::dialect::{self, Dialect};
 use crate::db::schema::Schema;
 use crate::db::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
-use crate::core::{Human, host_name, utc_timestamp};
 use crate::db::transport::Transport;
 use crate::guard::sqlite::StatementScope;
 use crate::guard::{GuardSettings, Policy};
 
 use self::values::{bind, column_value, db_error, value_as_text};
 
-const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How many virtual-machine steps SQLite takes between looks at a guarded call's deadline.
 const PROGRESS_STEPS: i32 = 10_000;
 /// SQLite's own cap on a string or blob, restored when a guarded call ends.
@@ -484,48 +482,7 @@ impl Database for SqliteDatabase {
     }
 
     async fn lock(&self, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
-        let Some(path) = &self.connection.path else {
-            // An in-memory database belongs to this connection alone.
-            return Ok(Box::new(NoLock));
-        };
-        let lock_path = PathBuf::from(format!("{}.wasmig-lock", path.display()));
-        let failed = |reason: String| LockError::Failed {
-            name: name.to_owned(),
-            source: DbError::client("lock-file", format!("{}: {reason}", lock_path.display())),
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| failed(e.to_string()))?;
-        let started = Instant::now();
-        let mut holder_shown = None;
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    record_holder(&file);
-                    return Ok(Box::new(FileLock { file }));
-                }
-                Err(TryLockError::WouldBlock) if started.elapsed() < timeout => {
-                    // The holder wrote who it is into the lock file; said once per holder.
-                    let holder = std::fs::read_to_string(&lock_path).ok().filter(|text| !text.trim().is_empty());
-                    if holder.is_some() && holder != holder_shown {
-                        tracing::info!(
-                            "waiting for the migration lock {name} held by {} (gives up after {})",
-                            holder.as_deref().map(str::trim).unwrap_or_default(),
-                            Human(timeout)
-                        );
-                        holder_shown = holder;
-                    }
-                    tokio::time::sleep(LOCK_POLL_INTERVAL).await;
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(LockError::Timeout { name: name.to_owned(), waited: started.elapsed() });
-                }
-                Err(TryLockError::Error(e)) => return Err(failed(e.to_string())),
-            }
-        }
+        lock::take(self.connection.path.as_deref(), name, timeout).await
     }
 
     async fn current_user(&self) -> Result<String, DbError> {
@@ -536,48 +493,6 @@ impl Database for SqliteDatabase {
 
 fn guard_poisoned() -> DbError {
     DbError::client("internal", "the guard state was poisoned by an earlier panic; the call is refused")
-}
-
-struct FileLock {
-    file: File,
-}
-
-/// Writes who holds the lock into the lock file, for a waiting run to name: the program, its
-/// pid and host, and since when. Best effort: the lock holds whether or not this is written.
-fn record_holder(mut file: &File) {
-    use std::io::{Seek, Write};
-    let holder = format!(
-        "wasmig/{}/{} since {}\n",
-        std::process::id(),
-        host_name(),
-        utc_timestamp(std::time::SystemTime::now())
-    );
-    let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(holder.as_bytes()));
-}
-
-#[async_trait]
-impl HeldLock for FileLock {
-    async fn release(self: Box<Self>) -> Result<(), DbError> {
-        self.file.unlock().map_err(|e| DbError::client("lock-file", e.to_string()))
-    }
-
-    fn commit_check(&self) -> Option<BoundStatement> {
-        // The OS holds the file lock for as long as this process keeps the file open.
-        None
-    }
-}
-
-struct NoLock;
-
-#[async_trait]
-impl HeldLock for NoLock {
-    async fn release(self: Box<Self>) -> Result<(), DbError> {
-        Ok(())
-    }
-
-    fn commit_check(&self) -> Option<BoundStatement> {
-        None
-    }
 }
 
 #[cfg(test)]
