@@ -5,6 +5,7 @@ mod connect;
 mod database;
 mod dialect;
 mod error;
+mod lock_wait;
 mod postgres;
 mod schema;
 mod scratch;
@@ -17,6 +18,7 @@ pub use self::database::{
     Access, Database, HeldLock, BoundStatement, ResultCap, Rows, ScriptRow, Stale, Value, is_truthy,
 };
 pub use self::dialect::{Backend, Dialect, StatementScreen};
+pub(crate) use self::lock_wait::HolderNotice;
 pub use self::error::{ConnectError, DbError, DbErrorKind, LockError, NotCommitted};
 pub use self::postgres::{ConnInfoError, ConnectOptions, PgEnv, Pooler, PgTarget, RootCerts, SslMode, TlsSetupError};
 pub use self::schema::{ObjectKind, Schema, SchemaDifference, SchemaObject};

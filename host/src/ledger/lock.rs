@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::core::{Human, host_name};
-use crate::db::{self, ConnectOptions, Database, DatabaseUrl, DbError, HeldLock, BoundStatement, LockError, Value};
+use crate::db::{self, ConnectOptions, Database, DatabaseUrl, DbError, HeldLock, HolderNotice, BoundStatement, LockError, Value};
 
 use super::schema;
 use super::table::HistoryTable;
@@ -64,7 +64,7 @@ pub async fn take(
          WHERE l.expires_at < clock_timestamp() RETURNING token"
     );
     let started = Instant::now();
-    let mut holder_shown = None;
+    let mut notice = HolderNotice::default();
     loop {
         let params = [Value::Text(name.to_owned()), Value::Text(token.clone()), Value::Text(holder.clone()), lease_ms.clone()];
         let taken = db.query(&take, &params).await.map_err(failed)?;
@@ -75,15 +75,7 @@ pub async fn take(
         if started.elapsed() >= timeout {
             return Err(LockError::Timeout { name: name.to_owned(), waited: started.elapsed() });
         }
-        let current = current_holder(db.as_ref(), &table, name).await;
-        if current.is_some() && current != holder_shown {
-            tracing::info!(
-                "waiting for the migration lock {name} held by {} (gives up after {})",
-                current.as_deref().unwrap_or_default(),
-                Human(timeout)
-            );
-            holder_shown = current;
-        }
+        notice.holder(name, current_holder(db.as_ref(), &table, name).await, timeout);
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }

@@ -9,9 +9,9 @@ use tokio_postgres::Client;
 use super::connect::Dialer;
 use super::error::db_error;
 use super::values::as_params;
-use crate::core::Human;
 use crate::db::database::{BoundStatement, HeldLock, Value};
 use crate::db::error::{DbError, LockError};
+use crate::db::lock_wait::HolderNotice;
 
 /// How often a waiting run asks for the advisory lock again.
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -27,7 +27,7 @@ pub(super) async fn take(dialer: &Dialer, name: &str, timeout: Duration) -> Resu
         .client;
     let key = advisory_key(name);
     let started = Instant::now();
-    let mut holder_shown = None;
+    let mut notice = HolderNotice::default();
     loop {
         let row = session
             .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
@@ -44,15 +44,7 @@ pub(super) async fn take(dialer: &Dialer, name: &str, timeout: Duration) -> Resu
             return Err(LockError::Timeout { name: name.to_owned(), waited: started.elapsed() });
         }
         // Said once per holder: a run that waits behind another names who it waits for.
-        let holder = lock_holder(&session, key).await;
-        if holder.is_some() && holder != holder_shown {
-            tracing::info!(
-                "waiting for the migration lock {name} held by {} (gives up after {})",
-                holder.as_deref().unwrap_or_default(),
-                Human(timeout)
-            );
-            holder_shown = holder;
-        }
+        notice.holder(name, lock_holder(&session, key).await, timeout);
         tokio::time::sleep(LOCK_POLL_INTERVAL).await;
     }
 }

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::core::{Human, host_name, utc_timestamp};
+use crate::core::{host_name, utc_timestamp};
 use crate::db::database::{BoundStatement, HeldLock};
 use crate::db::error::{DbError, LockError};
+use crate::db::lock_wait::HolderNotice;
 
 /// How often a waiting run tries the lock file again.
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -33,7 +34,7 @@ pub(super) async fn take(path: Option<&Path>, name: &str, timeout: Duration) -> 
         .open(&lock_path)
         .map_err(|e| failed(e.to_string()))?;
     let started = Instant::now();
-    let mut holder_shown = None;
+    let mut notice = HolderNotice::default();
     loop {
         match file.try_lock() {
             Ok(()) => {
@@ -42,15 +43,8 @@ pub(super) async fn take(path: Option<&Path>, name: &str, timeout: Duration) -> 
             }
             Err(TryLockError::WouldBlock) if started.elapsed() < timeout => {
                 // The holder wrote who it is into the lock file; said once per holder.
-                let holder = std::fs::read_to_string(&lock_path).ok().filter(|text| !text.trim().is_empty());
-                if holder.is_some() && holder != holder_shown {
-                    tracing::info!(
-                        "waiting for the migration lock {name} held by {} (gives up after {})",
-                        holder.as_deref().map(str::trim).unwrap_or_default(),
-                        Human(timeout)
-                    );
-                    holder_shown = holder;
-                }
+                let holder = std::fs::read_to_string(&lock_path).ok();
+                notice.holder(name, holder.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty()), timeout);
                 tokio::time::sleep(LOCK_POLL_INTERVAL).await;
             }
             Err(TryLockError::WouldBlock) => {
