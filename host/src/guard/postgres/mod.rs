@@ -15,13 +15,17 @@
 //! reference qualified by its schema ([`qualify`]), so tables still resolve where the grants
 //! say. Any other schema a statement names for a non-table object is refused.
 
+mod classes;
+mod walk;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use pg_query::protobuf::{AlterTableType, DropBehavior, ObjectType, OnConflictAction};
 use serde_json::{Map, Value};
 
-use super::qualify::{self, QualifiedName};
+use self::classes::{DATA_STATEMENTS, SCHEMA_STATEMENTS, check_schema_change, forbidden};
+use self::walk::{Found, dropped_objects, walk, walk_object};
+use super::qualify;
 use crate::core::TableName;
 
 use super::{Access, Policy, Refusal, postgres_function_allowed};
@@ -52,46 +56,6 @@ pub enum Rejection {
     /// Not valid SQL for PostgreSQL's grammar.
     Invalid(String),
     Refused(Refusal),
-}
-
-const DATA_STATEMENTS: &[&str] = &["SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"];
-const SCHEMA_STATEMENTS: &[&str] = &["CreateStmt", "AlterTableStmt", "IndexStmt", "DropStmt", "RenameStmt"];
-
-/// A plain-words name and the reason for statement kinds a migration may never run.
-fn forbidden(kind: &str) -> (String, &'static str) {
-    let (what, why) = match kind {
-        "TransactionStmt" => {
-            ("transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT)", "the host owns the transaction")
-        }
-        "VariableSetStmt" | "VariableShowStmt" | "DiscardStmt" => {
-            ("SET, RESET, SET ROLE, SHOW or DISCARD", "migrations may not read or change session state")
-        }
-        "CopyStmt" => ("COPY", "it reaches files and programs outside the database"),
-        "DoStmt" | "CallStmt" => ("DO and CALL", "they run code the guard cannot see"),
-        "ListenStmt" | "UnlistenStmt" | "NotifyStmt" => ("LISTEN, UNLISTEN and NOTIFY", "they talk to other sessions"),
-        "PrepareStmt" | "ExecuteStmt" | "DeallocateStmt" => {
-            ("PREPARE and EXECUTE", "they run statements the guard cannot see")
-        }
-        "DeclareCursorStmt" | "FetchStmt" | "ClosePortalStmt" => {
-            ("cursors", "they outlive the statement that opened them")
-        }
-        "ExplainStmt" => ("EXPLAIN", "EXPLAIN ANALYZE runs its statement unchecked"),
-        "GrantStmt" | "GrantRoleStmt" | "AlterDefaultPrivilegesStmt" => {
-            ("GRANT and REVOKE", "privileges are not a migration's to change")
-        }
-        "AlterSystemStmt" => ("ALTER SYSTEM", "server settings are not a migration's to change"),
-        "CreateFunctionStmt" | "CreateExtensionStmt" | "CreateTrigStmt" | "CreateEventTrigStmt" | "RuleStmt" => {
-            ("creating functions, extensions, triggers and rules", "they run code outside the guard")
-        }
-        "LockStmt" => ("LOCK", "explicit locks can block the deploy"),
-        _ => {
-            return (
-                kind.to_owned(),
-                "only reads, granted data changes and granted table and index changes are allowed",
-            );
-        }
-    };
-    (what.to_owned(), why)
 }
 
 /// Parses `statement`, lists what it touches and makes the text that is sent in its place.
@@ -157,7 +121,7 @@ fn analyze_once(statement: &str) -> Result<Analysis, Rejection> {
     }
     let mut found = Found::default();
     if is_schema_change {
-        check_schema_change(kind, body)?;
+        check_schema_change(kind, body).map_err(Rejection::Refused)?;
         if kind == "DropStmt" {
             dropped_objects(body, &mut found);
             // The dropped names are tables and indexes, checked above as such; the rest of the
@@ -176,7 +140,7 @@ fn analyze_once(statement: &str) -> Result<Analysis, Rejection> {
     } else {
         walk(&tree, Access::Read, &[], &mut found);
     }
-    found.refusal()?;
+    found.refusal().map_err(Rejection::Refused)?;
     let sent = if kind == "DropStmt" {
         qualify::drop_statement(&mut parsed.protobuf, DEFAULT_SCHEMA)
     } else {
@@ -187,295 +151,6 @@ fn analyze_once(statement: &str) -> Result<Analysis, Rejection> {
     tables.sort();
     tables.dedup();
     Ok(Analysis { kind: kind.clone(), is_schema_change, tables, functions, statement: sent })
-}
-
-/// What a walk of the parse tree finds.
-#[derive(Default)]
-struct Found {
-    tables: Vec<(Access, TableName)>,
-    functions: Vec<(Option<String>, String)>,
-    /// Byte offsets of table references that name no schema.
-    unqualified: Vec<usize>,
-    /// Why the statement is refused whatever the grants, once the walk is done.
-    refusals: Vec<Refusal>,
-}
-
-impl Found {
-    fn refuse(&mut self, what: String, why: &'static str) {
-        self.refusals.push(Refusal::StatementClass { what, why });
-    }
-
-    fn refusal(&mut self) -> Result<(), Rejection> {
-        match self.refusals.drain(..).next() {
-            Some(refusal) => Err(Rejection::Refused(refusal)),
-            None => Ok(()),
-        }
-    }
-}
-
-fn int_field(body: &Value, field: &str) -> i32 {
-    body.get(field).and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()).unwrap_or(0)
-}
-
-/// Refuses schema changes beyond tables and indexes, the ALTER TABLE forms that change
-/// ownership or row-level security, and CASCADE, which reaches objects no grant names (a view
-/// over the table, another table's foreign key): without it, PostgreSQL refuses a change that
-/// other objects depend on, and the migration says what to drop first.
-fn check_schema_change(kind: &str, body: &Value) -> Result<(), Rejection> {
-    let refuse = |what: String| {
-        Err(Rejection::Refused(Refusal::StatementClass {
-            what,
-            why: "only tables, their columns and indexes may change",
-        }))
-    };
-    let object_type = |field| ObjectType::try_from(int_field(body, field)).unwrap_or(ObjectType::Undefined);
-    let cascade = DropBehavior::DropCascade as i32;
-    if kind == "DropStmt" && int_field(body, "behavior") == cascade {
-        return Err(Rejection::Refused(Refusal::StatementClass { what: "DROP … CASCADE".into(), why: CASCADE_WHY }));
-    }
-    match kind {
-        "DropStmt" if !matches!(object_type("remove_type"), ObjectType::ObjectTable | ObjectType::ObjectIndex) => {
-            refuse(format!("DROP {}", object_type("remove_type").as_str_name()))
-        }
-        "RenameStmt"
-            if !matches!(
-                object_type("rename_type"),
-                ObjectType::ObjectTable
-                    | ObjectType::ObjectColumn
-                    | ObjectType::ObjectIndex
-                    | ObjectType::ObjectTabconstraint
-            ) =>
-        {
-            refuse(format!("RENAME of {}", object_type("rename_type").as_str_name()))
-        }
-        "AlterTableStmt" => {
-            let commands = body.get("cmds").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-            for command in commands {
-                let Some(command) = command.pointer("/node/AlterTableCmd") else { continue };
-                if int_field(command, "behavior") == cascade {
-                    return Err(Rejection::Refused(Refusal::StatementClass {
-                        what: "ALTER TABLE … CASCADE".into(),
-                        why: CASCADE_WHY,
-                    }));
-                }
-                let subtype =
-                    AlterTableType::try_from(int_field(command, "subtype")).unwrap_or(AlterTableType::Undefined);
-                if matches!(
-                    subtype,
-                    AlterTableType::AtChangeOwner
-                        | AlterTableType::AtEnableRowSecurity
-                        | AlterTableType::AtDisableRowSecurity
-                        | AlterTableType::AtForceRowSecurity
-                        | AlterTableType::AtNoForceRowSecurity
-                        | AlterTableType::AtSetAccessMethod
-                ) {
-                    return refuse(format!("ALTER TABLE … {}", subtype.as_str_name()));
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-const CASCADE_WHY: &str = "CASCADE drops objects the grants do not name; drop or alter each dependent object itself";
-
-/// `DROP TABLE a, b` names its objects as lists of strings, not table references.
-fn dropped_objects(body: &Value, found: &mut Found) {
-    for object in body.get("objects").and_then(Value::as_array).into_iter().flatten() {
-        let names = string_list(object.pointer("/node/List/items"));
-        match table_from_names(&names) {
-            Some(table) if is_temp_schema(table.schema.as_deref()) => {
-                found.refuse(format!("DROP of {table}"), TEMP_WHY);
-            }
-            Some(table) => found.tables.push((Access::Ddl, table)),
-            None => found.refuse(format!("DROP of {}", names.join(".")), "name the table as table or schema.table"),
-        }
-    }
-}
-
-fn string_list(items: Option<&Value>) -> Vec<String> {
-    items
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item.pointer("/node/String/sval").and_then(Value::as_str).map(str::to_owned))
-        .collect()
-}
-
-/// A list of names made only of strings (`schema.object`), as functions, operators, types,
-/// collations and operator classes are named; `None` for any other list.
-fn name_list(value: &Value) -> Option<Vec<String>> {
-    let count = value.as_array()?.len();
-    let names = string_list(Some(value));
-    (count > 0 && names.len() == count).then_some(names)
-}
-
-fn table_from_names(names: &[String]) -> Option<TableName> {
-    match names {
-        [name] => Some(TableName { schema: None, name: name.clone() }),
-        [schema, name] => Some(TableName { schema: Some(schema.clone()), name: name.clone() }),
-        [_catalog, schema, name] => Some(TableName { schema: Some(schema.clone()), name: name.clone() }),
-        _ => None,
-    }
-}
-
-/// `pg_temp` and the per-session `pg_temp_N` (and their TOAST schemas).
-fn is_temp_schema(schema: Option<&str>) -> bool {
-    schema.is_some_and(|s| s.starts_with("pg_temp") || s.starts_with("pg_toast_temp"))
-}
-
-const TEMP_WHY: &str =
-    "a temporary object outlives the component's call and shadows real tables for the rest of the session";
-
-/// Fields of the parse tree that name an operator, type, collation, operator class or sampling
-/// method as a list of strings. `items` is a `List` node's content, the form an exclusion
-/// constraint's operator takes; a list of names there is checked the same way. Functions
-/// (`funcname`) are checked against the allowlist, which admits only `pg_catalog` too.
-const OBJECT_NAME_FIELDS: &[&str] =
-    &["name", "names", "collname", "opclass", "collation", "use_op", "oper_name", "method", "items"];
-
-/// Visits every node; tables found take `access` unless a data-changing statement says more.
-/// `ctes` are the CTE names visible here: an unqualified reference to one is not a table.
-fn walk(value: &Value, access: Access, ctes: &[String], found: &mut Found) {
-    match value {
-        Value::Object(map) => walk_object(map, access, ctes, found),
-        Value::Array(items) => items.iter().for_each(|item| walk(item, access, ctes, found)),
-        _ => {}
-    }
-}
-
-fn walk_object(map: &Map<String, Value>, access: Access, ctes: &[String], found: &mut Found) {
-    if let Some(Value::String(name)) = map.get("relname") {
-        return table_reference(map, name, access, ctes, found);
-    }
-    // A statement with a WITH clause: its CTE names are visible in its body, and in the CTE
-    // bodies only as SQL scopes them (a non-recursive CTE sees the ones before it, not itself).
-    if let Some(with) = map.get("with_clause").filter(|w| w.is_object()) {
-        let ctes = walk_with_clause(with, access, ctes, found);
-        let rest: Map<String, Value> =
-            map.iter().filter(|(k, _)| *k != "with_clause").map(|(k, v)| (k.clone(), v.clone())).collect();
-        return walk_object(&rest, access, &ctes, found);
-    }
-    // SELECT … FOR UPDATE/SHARE locks the rows it reads: that needs the grant and the phase
-    // that changing them would.
-    let locks_rows = map.get("locking_clause").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
-    for (key, child) in map {
-        if OBJECT_NAME_FIELDS.contains(&key.as_str()) {
-            object_name(child, found);
-        }
-        match key.as_str() {
-            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => walk_data_change(key, child, ctes, found),
-            "FuncCall" => {
-                let names = string_list(child.get("funcname"));
-                if let Some((name, schema)) = names.split_last() {
-                    found.functions.push((schema.last().cloned(), name.clone()));
-                }
-                walk(child, access, ctes, found);
-            }
-            // SELECT … INTO and CREATE TABLE … AS create a table.
-            "into_clause" | "into" => walk(child, Access::Ddl, ctes, found),
-            "from_clause" if locks_rows => walk(child, Access::Update, ctes, found),
-            "access_method" => {
-                if let Some(method) = child.as_str().filter(|m| !m.is_empty() && !BUILT_IN_ACCESS_METHODS.contains(m)) {
-                    found.refuse(
-                        format!("access method {method}"),
-                        "only PostgreSQL's built-in access methods may be used",
-                    );
-                }
-            }
-            _ => walk(child, access, ctes, found),
-        }
-    }
-}
-
-/// Access methods PostgreSQL itself defines; any other was created in the database and runs
-/// its handler's code.
-const BUILT_IN_ACCESS_METHODS: &[&str] = &["heap", "btree", "hash", "gist", "gin", "spgist", "brin"];
-
-/// A `RangeVar`: a table (or index) reference, or a CTE's name.
-fn table_reference(map: &Map<String, Value>, name: &str, access: Access, ctes: &[String], found: &mut Found) {
-    let schema = map.get("schemaname").and_then(Value::as_str).filter(|s| !s.is_empty());
-    if schema.is_none() && ctes.iter().any(|cte| cte == name) {
-        return;
-    }
-    let temporary = map.get("relpersistence").and_then(Value::as_str) == Some("t");
-    if temporary || is_temp_schema(schema) {
-        let what = format!("the temporary table {}", schema.map_or(name.to_owned(), |s| format!("{s}.{name}")));
-        return found.refuse(what, TEMP_WHY);
-    }
-    if schema.is_none() {
-        match map.get("location").and_then(Value::as_u64).and_then(|l| usize::try_from(l).ok()) {
-            Some(location) => found.unqualified.push(location),
-            None => found.refuse(format!("table {name}"), "name it with its schema (schema.table)"),
-        }
-    }
-    found.tables.push((access, TableName { schema: schema.map(str::to_owned), name: name.to_owned() }));
-}
-
-/// A function, operator, type, collation or operator class named as `schema.name`: only
-/// `pg_catalog`'s may be named; an unqualified name can only resolve there.
-fn object_name(names: &Value, found: &mut Found) {
-    let Some(names) = name_list(names) else { return };
-    if let Some(name) = QualifiedName::outside_pg_catalog(&names) {
-        found.refuse(
-            name.to_string(),
-            "a component may name only pg_catalog's functions, operators, types and collations",
-        );
-    }
-}
-
-/// Walks the CTE bodies of a WITH clause; returns the names visible in the statement body.
-fn walk_with_clause(with: &Value, access: Access, outer: &[String], found: &mut Found) -> Vec<String> {
-    let recursive = with.get("recursive").and_then(Value::as_bool).unwrap_or(false);
-    let definitions: Vec<&Value> = with
-        .get("ctes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|cte| cte.pointer("/node/CommonTableExpr"))
-        .collect();
-    let names: Vec<String> =
-        definitions.iter().filter_map(|d| d.get("ctename").and_then(Value::as_str).map(str::to_owned)).collect();
-    for (index, definition) in definitions.iter().enumerate() {
-        let mut visible = outer.to_vec();
-        visible.extend_from_slice(if recursive { &names } else { &names[..index] });
-        if let Some(query) = definition.get("ctequery") {
-            walk(query, access, &visible, found);
-        }
-    }
-    let mut visible = outer.to_vec();
-    visible.extend(names);
-    visible
-}
-
-fn walk_data_change(kind: &str, statement: &Value, ctes: &[String], found: &mut Found) {
-    let Some(fields) = statement.as_object() else { return };
-    let ctes = match fields.get("with_clause").filter(|w| w.is_object()) {
-        Some(with) => walk_with_clause(with, Access::Read, ctes, found),
-        None => ctes.to_vec(),
-    };
-    let mut accesses = match kind {
-        "InsertStmt" => vec![Access::Insert],
-        "UpdateStmt" => vec![Access::Update],
-        "DeleteStmt" => vec![Access::Delete],
-        _ => vec![Access::Insert, Access::Update, Access::Delete],
-    };
-    let upsert = OnConflictAction::OnconflictUpdate as i64;
-    if kind == "InsertStmt" && statement.pointer("/on_conflict_clause/action").and_then(Value::as_i64) == Some(upsert) {
-        accesses.push(Access::Update);
-    }
-    // The target is always a real table: a CTE cannot be inserted into, updated or deleted from.
-    if let Some(target) = fields.get("relation") {
-        for access in accesses {
-            walk(target, access, &[], found);
-        }
-    }
-    for (key, child) in fields {
-        if key != "relation" && key != "with_clause" {
-            walk(child, Access::Read, &ctes, found);
-        }
-    }
 }
 
 /// Checks an analysed statement against a policy.
