@@ -124,7 +124,21 @@ fn main() -> ExitCode {
     let output = Arc::new(output::Output::new(args.format, args.quiet));
     let command = args.command.name();
     let project = args.command.project().unwrap_or_else(wasmig::default_project_dir);
-    let result = runtime.block_on(commands::run(args.command.into(), project, output.clone()));
+    // The command runs as a task on a worker, not on this thread: the task that drives the
+    // database connection wakes it on the same worker, where a wake-up from a worker to this
+    // thread would cost a futex call and a context switch for every reply.
+    let run = runtime.spawn(commands::run(args.command.into(), project, output.clone()));
+    let result = match runtime.block_on(run) {
+        Ok(result) => result,
+        // A panic in the command goes on as a panic, as it would have on this thread.
+        Err(failed) => match failed.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(cancelled) => {
+                eprintln!("error: the command was cancelled: {cancelled}");
+                return ExitCode::from(exit::UNEXPECTED);
+            }
+        },
+    };
     let (code, error) = match &result {
         Ok(()) => (0, None),
         Err(error) => {

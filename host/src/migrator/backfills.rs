@@ -17,8 +17,12 @@ impl Migrator {
         let session = self.session();
         let mut statuses = session.backfills().statuses().await?;
         let audit = Audit::new(session.db.as_ref(), &session.ledger);
-        for status in statuses.iter_mut().filter(|status| status.state == BackfillState::Failed) {
-            status.error = audit.latest_detail(status.version, "backfill_failed").await?;
+        // A loop with an `if`, not a filter: a closure held across the await would keep the
+        // future from being `Send` (the CLI runs it as a task).
+        for status in &mut statuses {
+            if status.state == BackfillState::Failed {
+                status.error = audit.latest_detail(status.version, "backfill_failed").await?;
+            }
         }
         backfill::read_lease_holders(&session, &mut statuses).await?;
         Ok(statuses)

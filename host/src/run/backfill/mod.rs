@@ -339,12 +339,16 @@ async fn work(session: &Session<'_>, run: WorkerRun<'_>) -> Result<(WorkEnd, Wor
 /// this machine whose process is gone: a worker killed with `kill -9` shows as gone, not as a
 /// live worker holding its lease.
 pub(crate) async fn read_lease_holders(session: &Session<'_>, statuses: &mut [BackfillStatus]) -> Result<(), Error> {
-    let mut leased = statuses.iter_mut().filter(|status| status.chunks_leased > 0).peekable();
-    if leased.peek().is_none() {
+    if statuses.iter().all(|status| status.chunks_leased == 0) {
         return Ok(());
     }
     let here = ThisProcess::read();
-    for status in leased {
+    // A loop with an `if`, not a filter: a closure held across the await would keep the
+    // future from being `Send`.
+    for status in statuses {
+        if status.chunks_leased == 0 {
+            continue;
+        }
         let mut holders = session.backfills().lease_holders(status.version).await?;
         for holder in &mut holders {
             holder.gone = here.outlived(&holder.worker);
