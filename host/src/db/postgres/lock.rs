@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use super::connect::Dialer;
 use super::error::db_error;
-use super::values::as_params;
 use crate::db::database::{BoundStatement, HeldLock, Value};
 use crate::db::error::{DbError, LockError};
 use crate::db::lock_wait::HolderNotice;
@@ -17,7 +17,9 @@ use crate::db::lock_wait::HolderNotice;
 const LOCK_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Takes the advisory lock for `name` on a new session opened by `dialer`, asking again until
-/// `timeout` has passed.
+/// `timeout` has passed. The lock session's statements are typed by the caller, so each is
+/// parsed, bound and run in one round trip and one transaction on the server (preparing first
+/// costs two of each).
 pub(super) async fn take(dialer: &Dialer, name: &str, timeout: Duration) -> Result<Box<dyn HeldLock>, LockError> {
     let failed = |source| LockError::Failed { name: name.to_owned(), source };
     let session = dialer
@@ -30,7 +32,7 @@ pub(super) async fn take(dialer: &Dialer, name: &str, timeout: Duration) -> Resu
     let mut notice = HolderNotice::default();
     loop {
         let row = session
-            .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
+            .query_typed_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[(&key, Type::INT8)])
             .await
             .map_err(|e| failed(db_error(e)))?;
         let acquired: bool = row.try_get(0).map_err(|e| failed(db_error(e)))?;
@@ -63,9 +65,10 @@ impl AdvisoryLock {
     /// the setting that fixes it. (Whether the pooler moves this statement is chance, so a
     /// pooler is not always caught here; each migration's COMMIT check fails closed anyway.)
     async fn stays_with_its_session(&self) -> Result<(), DbError> {
-        let params = self.held_params();
+        let (pid, (high, low)) = (i64::from(self.pid), key_halves(self.key));
+        let params = [(&pid as _, Type::INT8), (&high as _, Type::INT8), (&low as _, Type::INT8)];
         let statement = format!("SELECT count(*) {HELD_BY_PID}");
-        let row = self.session.query_one(statement.as_str(), &as_params(&params)).await;
+        let row = self.session.query_typed_one(statement.as_str(), &params).await;
         let held: i64 = row.and_then(|row| row.try_get(0)).map_err(db_error)?;
         if held == 0 {
             return Err(DbError::client(
@@ -85,8 +88,7 @@ impl AdvisoryLock {
     /// [`HELD_BY_PID`]'s parameters: the holder's pid and the key, which pg_locks shows as its
     /// high and low 32 bits.
     fn held_params(&self) -> Vec<Value> {
-        let high = i64::from((self.key >> 32) as u32);
-        let low = i64::from(self.key as u32);
+        let (high, low) = key_halves(self.key);
         vec![Value::Int(i64::from(self.pid)), Value::Int(high), Value::Int(low)]
     }
 }
@@ -99,7 +101,8 @@ const HELD_BY_PID: &str = "FROM pg_catalog.pg_locks WHERE locktype = 'advisory' 
 #[async_trait]
 impl HeldLock for AdvisoryLock {
     async fn release(self: Box<Self>) -> Result<(), DbError> {
-        self.session.execute("SELECT pg_advisory_unlock($1)", &[&self.key]).await.map(|_| ()).map_err(db_error)
+        let unlock = "SELECT pg_advisory_unlock($1)";
+        self.session.query_typed(unlock, &[(&self.key, Type::INT8)]).await.map(|_| ()).map_err(db_error)
     }
 
     fn commit_check(&self) -> Option<BoundStatement> {
@@ -113,10 +116,9 @@ impl HeldLock for AdvisoryLock {
 /// when it took it). `None` when that cannot be read (the holder just let go, or the role may
 /// not see other sessions).
 async fn lock_holder(session: &Client, key: i64) -> Option<String> {
-    let high = i64::from((key >> 32) as u32);
-    let low = i64::from(key as u32);
+    let (high, low) = key_halves(key);
     let row = session
-        .query_opt(
+        .query_typed_opt(
             "SELECT coalesce(nullif(a.application_name, ''), 'a client'), a.pid, \
              coalesce(host(a.client_addr), 'local socket'), \
              to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
@@ -124,7 +126,7 @@ async fn lock_holder(session: &Client, key: i64) -> Option<String> {
              WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 \
              AND l.objid::bigint = $2 AND l.objsubid = 1 \
              AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())",
-            &[&high, &low],
+            &[(&high, Type::INT8), (&low, Type::INT8)],
         )
         .await
         .ok()??;
@@ -133,6 +135,11 @@ async fn lock_holder(session: &Client, key: i64) -> Option<String> {
     let host: String = row.try_get(2).ok()?;
     let since: Option<String> = row.try_get(3).ok()?;
     Some(format!("{application}/{pid}/{host} since {}", since.unwrap_or_else(|| "an unknown time".into())))
+}
+
+/// A key's high and low 32 bits, as pg_locks shows them (classid and objid).
+fn key_halves(key: i64) -> (i64, i64) {
+    (i64::from((key >> 32) as u32), i64::from(key as u32))
 }
 
 /// The advisory lock key for a lock name: stable across runs, versions and platforms.

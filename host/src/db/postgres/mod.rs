@@ -450,7 +450,9 @@ impl Database for PostgresDatabase {
     }
 
     async fn current_user(&self) -> Result<String, DbError> {
-        let row = self.pinned(self.after_pending(self.client.query_one("SELECT current_user::text", &[]))).await?;
+        // Typed (it has no parameters): parsed, bound and run in one round trip.
+        let asked = self.client.query_typed_one("SELECT current_user::text", &[]);
+        let row = self.pinned(self.after_pending(asked)).await?;
         row.try_get(0).map_err(db_error)
     }
 }
