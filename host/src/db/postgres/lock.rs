@@ -1,6 +1,13 @@
 //! The migration lock on PostgreSQL: a session-level advisory lock on a session of its own,
 //! checked by each migration's COMMIT, and the holder a waiting run names.
+//!
+//! The lock session also holds a second advisory lock, its mark: a key no other session
+//! takes (drawn anew for each run). The COMMIT check tries to take the mark for its own
+//! transaction: that fails while the lock session lives, and succeeds (so the check divides
+//! by zero and the COMMIT fails) once it has ended. A hash lookup in the server's lock table,
+//! where reading pg_locks copies out every lock of the server at each commit.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -27,18 +34,29 @@ pub(super) async fn take(dialer: &Dialer, name: &str, timeout: Duration) -> Resu
         .await
         .map_err(|e| failed(DbError::client("connection", e.to_string())))?
         .client;
-    let key = advisory_key(name);
+    let (key, mark) = (advisory_key(name), session_mark(name));
     let started = Instant::now();
     let mut notice = HolderNotice::default();
+    // The mark is taken only with the lock (CASE evaluates in order): a waiting run holds no
+    // advisory lock at all. NULL: the lock is taken by another run; false: the mark is.
+    let ask = "SELECT CASE WHEN pg_try_advisory_lock($1) THEN pg_try_advisory_lock($2) END, pg_backend_pid()";
     loop {
         let row = session
-            .query_typed_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[(&key, Type::INT8)])
+            .query_typed_one(ask, &[(&key, Type::INT8), (&mark, Type::INT8)])
             .await
             .map_err(|e| failed(db_error(e)))?;
-        let acquired: bool = row.try_get(0).map_err(|e| failed(db_error(e)))?;
-        if acquired {
+        let acquired: Option<bool> = row.try_get(0).map_err(|e| failed(db_error(e)))?;
+        if acquired == Some(false) {
+            // Another session holds a key drawn for this run alone: the check would pass for
+            // the wrong session, so the lock is let go with this session.
+            return Err(failed(DbError::client(
+                "lock",
+                format!("another session holds this run's lock mark {mark}; run the command again"),
+            )));
+        }
+        if acquired == Some(true) {
             let pid: i32 = row.try_get(1).map_err(|e| failed(db_error(e)))?;
-            let lock = AdvisoryLock { session, key, pid };
+            let lock = AdvisoryLock { session, key, mark, pid };
             lock.stays_with_its_session().await.map_err(failed)?;
             return Ok(Box::new(lock));
         }
@@ -55,6 +73,8 @@ pub(super) async fn take(dialer: &Dialer, name: &str, timeout: Duration) -> Resu
 struct AdvisoryLock {
     session: Client,
     key: i64,
+    /// The lock session's mark, which each COMMIT's check finds held (module docs).
+    mark: i64,
     /// The lock session's backend, which pg_locks names as the holder.
     pid: i32,
 }
@@ -81,15 +101,13 @@ impl AdvisoryLock {
         Ok(())
     }
 
+    /// Fails with SQLSTATE 22012 unless the lock session still holds its mark: taking the
+    /// mark for this transaction succeeds only when no session holds it.
     fn check(&self) -> BoundStatement {
-        BoundStatement { statement: format!("SELECT 1 / count(*)::int {HELD_BY_PID}"), params: self.held_params() }
-    }
-
-    /// [`HELD_BY_PID`]'s parameters: the holder's pid and the key, which pg_locks shows as its
-    /// high and low 32 bits.
-    fn held_params(&self) -> Vec<Value> {
-        let (high, low) = key_halves(self.key);
-        vec![Value::Int(i64::from(self.pid)), Value::Int(high), Value::Int(low)]
+        BoundStatement {
+            statement: "SELECT 1 / (NOT pg_catalog.pg_try_advisory_xact_lock($1))::int".to_owned(),
+            params: vec![Value::Int(self.mark)],
+        }
     }
 }
 
@@ -142,6 +160,19 @@ fn key_halves(key: i64) -> (i64, i64) {
     (i64::from((key >> 32) as u32), i64::from(key as u32))
 }
 
+/// A key for this lock session alone: the name, this process, a count of the marks it drew
+/// and the time, hashed, so that no other session (here or on another machine) draws it.
+fn session_mark(name: &str) -> i64 {
+    static DRAWN: AtomicU64 = AtomicU64::new(0);
+    let drawn = DRAWN.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seed = format!("wasmig lock session mark\0{name}\0{}\0{drawn}\0{}", std::process::id(), now.as_nanos());
+    let hash = blake3::hash(seed.as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&hash.as_bytes()[..8]);
+    i64::from_le_bytes(key)
+}
+
 /// The advisory lock key for a lock name: stable across runs, versions and platforms.
 fn advisory_key(name: &str) -> i64 {
     let hash = blake3::hash(format!("wasmig migration lock\0{name}").as_bytes());
@@ -153,6 +184,13 @@ fn advisory_key(name: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marks_differ_from_run_to_run_and_from_the_lock_key() {
+        let (first, second) = (session_mark("public.wasmig_history"), session_mark("public.wasmig_history"));
+        assert_ne!(first, second);
+        assert_ne!(first, advisory_key("public.wasmig_history"));
+    }
 
     #[test]
     fn advisory_key_is_stable() {
