@@ -114,7 +114,10 @@ fn main() -> ExitCode {
     exit_quietly_on_a_closed_pipe();
     let args = <args::Args as clap::Parser>::parse();
     args::init_logging(args.verbose, args.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // At least two workers, also on a one-core machine: while a component computes on one,
+    // the other drives the connection and a table lock's heartbeat.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
