@@ -11,12 +11,11 @@ use serde_json::json;
 use wasmig::scaffold::{self, Template};
 use wasmig::{Backfills, Catalog, Config, Date, DownTarget, Migrator, signing};
 
-use crate::args::{
-    ArtifactCommand, BackfillAction, DatabaseArgs, DatabaseCommand, RepairDecision, Route, StampTarget, ThrottleArgs,
-};
+use crate::args::{BackfillAction, DatabaseArgs, RepairDecision, StampTarget, ThrottleArgs};
 use crate::gate::GateFailed;
 use crate::output::Output;
 use crate::print;
+use crate::route::{ArtifactCommand, DatabaseCommand, Route};
 
 pub async fn run(route: Route, project: PathBuf, output: Arc<Output>) -> anyhow::Result<()> {
     match route {

@@ -8,6 +8,7 @@ mod output;
 mod print;
 mod progress;
 mod rehearse;
+mod route;
 mod stop;
 
 use std::process::ExitCode;

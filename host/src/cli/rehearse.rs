@@ -8,8 +8,8 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use wasmig::{Broken, Config, DatabaseUrl, PgEnv, SchemaDifference, ScratchPlace};
 
-use crate::args::RehearsalCommand;
 use crate::output::Output;
+use crate::route::RehearsalCommand;
 
 /// `wasmig test` found a migration that does not come back as it went.
 #[derive(Debug)]
