@@ -166,16 +166,17 @@ fn session_mark(name: &str) -> i64 {
     static DRAWN: AtomicU64 = AtomicU64::new(0);
     let drawn = DRAWN.fetch_add(1, Ordering::Relaxed);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let seed = format!("wasmig lock session mark\0{name}\0{}\0{drawn}\0{}", std::process::id(), now.as_nanos());
-    let hash = blake3::hash(seed.as_bytes());
-    let mut key = [0u8; 8];
-    key.copy_from_slice(&hash.as_bytes()[..8]);
-    i64::from_le_bytes(key)
+    hashed_key(&format!("wasmig lock session mark\0{name}\0{}\0{drawn}\0{}", std::process::id(), now.as_nanos()))
 }
 
 /// The advisory lock key for a lock name: stable across runs, versions and platforms.
 fn advisory_key(name: &str) -> i64 {
-    let hash = blake3::hash(format!("wasmig migration lock\0{name}").as_bytes());
+    hashed_key(&format!("wasmig migration lock\0{name}"))
+}
+
+/// An advisory lock key: the first eight bytes of `seed`'s blake3 hash.
+fn hashed_key(seed: &str) -> i64 {
+    let hash = blake3::hash(seed.as_bytes());
     let mut key = [0u8; 8];
     key.copy_from_slice(&hash.as_bytes()[..8]);
     i64::from_le_bytes(key)
